@@ -1,0 +1,168 @@
+"""One typed configuration, read once from CLI flags with MMCHAT_* environment defaults.
+
+Every field is written once here, with its help text. `parse_config()` is the only
+place that reads the environment; everything else receives a `Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+DEFAULT_GPU_MODEL = "Qwen/Qwen3-VL-4B-Instruct"
+DEFAULT_CPU_MODEL = "HuggingFaceTB/SmolVLM-500M-Instruct"
+
+
+def _opt(help: str, default: Any = None, *, choices: Sequence[str] | None = None, flag: str | None = None):
+    """A config field with its help text (and optional choices / custom flag name)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- model / engine ---
+    model: str = _opt(
+        "Hugging Face model id or local folder of an image-text-to-text model. "
+        f"Default: {DEFAULT_GPU_MODEL} on a CUDA GPU, {DEFAULT_CPU_MODEL} on the CPU.",
+        "auto",
+    )
+    device: str = _opt("Where the model runs.", "auto", choices=("auto", "cuda", "cpu"))
+    quantization: str = _opt(
+        "Weight quantization: nf4 (bitsandbytes 4-bit, default on CUDA), int8, or none "
+        "(16-bit on CUDA, 32-bit on the CPU). 'auto' picks nf4 on CUDA and none on the CPU.",
+        "auto",
+        choices=("auto", "none", "nf4", "int8"),
+    )
+    max_pixels: int = _opt(
+        "Pixel budget per image: larger photos are downscaled (keeping aspect) before the "
+        "vision encoder sees them.",
+        1024 * 28 * 28,
+    )
+    history_tokens: int = _opt(
+        "Token budget for the conversation sent to the model; the oldest whole turns are "
+        "dropped first (the user is told when a photo leaves the context).",
+        8192,
+    )
+    max_new_tokens: int = _opt("Default longest answer, in tokens (adjustable in the UI).", 512)
+    temperature: float = _opt("Default sampling temperature; 0 means greedy (adjustable in the UI).", 0.7)
+    system_prompt: str = _opt(
+        "System prompt given to the model at the start of every conversation.",
+        "You are mmchat, a helpful assistant that answers questions about the user's "
+        "photos. Be accurate and concise; say so when something is not visible.",
+    )
+
+    # --- limits on what a user may send ---
+    max_text_chars: int = _opt("Longest message a user may send, in characters.", 8000)
+    max_images_per_turn: int = _opt("Most photos in one message.", 4)
+    max_upload_mb: float = _opt("Largest file a user may upload, in megabytes.", 25.0)
+    max_image_pixels: int = _opt(
+        "Largest photo accepted at all, in pixels (bigger is refused rather than decoded).",
+        100_000_000,
+    )
+    max_audio_seconds: float = _opt("Longest recording accepted, in seconds.", 600.0)
+
+    # --- speech in ---
+    stt_backend: str = _opt(
+        "Speech-to-text backend.", "faster-whisper", choices=("faster-whisper", "openai-whisper", "none")
+    )
+    whisper_model: str = _opt(
+        "Whisper model: a size name (tiny.en, base, small, ...) or a local folder. "
+        "'auto' uses the tiny.en weights bundled as a Python package (no download).",
+        "auto",
+    )
+    speech_language: str = _opt(
+        "Language of the speech (e.g. en, zh) or 'auto' to detect it.", "auto"
+    )
+    edit_transcript: bool = _opt(
+        "Put the transcript in the message box for editing instead of sending it at once.", False
+    )
+
+    # --- speech out ---
+    tts_backend: str = _opt(
+        "Text-to-speech backend ('coqui' needs the optional coqui-tts package).",
+        "piper",
+        choices=("piper", "coqui", "none"),
+    )
+    voice: str = _opt(
+        "Voice: a Piper .onnx path or voice name; 'auto' picks the bundled English voice, or "
+        "one matching the answer's language when installed.",
+        "auto",
+    )
+    speech_rate: float = _opt("Speaking rate: 1.0 normal, 1.5 faster, 0.75 slower.", 1.0)
+    speak_answers: bool = _opt("Speak answers aloud by default.", False)
+
+    # --- server ---
+    host: str = _opt("Address to serve on (0.0.0.0 to reach it from other machines).", "127.0.0.1")
+    port: int = _opt("Port to serve on.", 7860)
+    share: bool = _opt("Create a public Gradio share link.", False)
+    data_dir: Path = _opt("Where conversations are saved.", Path.home() / ".mmchat")
+    concurrency: int = _opt(
+        "How many answers are generated at once (others wait in a queue).", 1
+    )
+
+
+def _env_name(name: str) -> str:
+    return "MMCHAT_" + name.upper()
+
+
+def _flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r}")
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    # `from __future__ import annotations` turns annotations into strings.
+    return {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}[str(f.type)]
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; each default comes from MMCHAT_<NAME> when set, else from Config."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="mmchat: chat about photos with a local vision-language model, by text or voice.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in dataclasses.fields(Config):
+        kind = _field_type(f)
+        env = _env_name(f.name)
+        default = f.default
+        if env in environ:
+            try:
+                default = _parse_bool(environ[env]) if kind is bool else kind(environ[env])
+            except ValueError as exc:
+                parser.error(f"{env}={environ[env]!r}: {exc}")
+        help_text = f"{f.metadata['help']} [env: {env}]"
+        if kind is bool:
+            parser.add_argument(
+                _flag_name(f), dest=f.name, default=default, help=help_text,
+                action=argparse.BooleanOptionalAction,
+            )
+        else:
+            parser.add_argument(
+                _flag_name(f), dest=f.name, default=default, type=kind, help=help_text,
+                choices=f.metadata.get("choices"),
+            )
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    args = build_parser(environ).parse_args(argv)
+    config = Config(**vars(args))
+    for f in dataclasses.fields(Config):
+        choices = f.metadata.get("choices")
+        if choices and getattr(config, f.name) not in choices:  # env values bypass argparse choices
+            raise SystemExit(f"{_env_name(f.name)} must be one of {', '.join(choices)}")
+    return config

@@ -1,0 +1,241 @@
+"""The conversation of one session: turns made of typed parts.
+
+It serializes to the OpenAI chat message format, which every engine consumes and the
+HTTP API speaks, and to its own JSON for saving (which keeps what OpenAI's format
+has no room for: the recording behind a transcript, the status of a reply).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+Role = Literal["user", "assistant"]
+Status = Literal["complete", "interrupted", "error"]
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    path: str  # a file the session owns (copied from the upload)
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    path: str
+    transcript: str
+    language: str | None = None
+    duration: float = 0.0
+
+
+Part = Union[TextPart, ImagePart, AudioPart]
+
+
+@dataclass
+class Turn:
+    role: Role
+    parts: list[Part]
+    status: Status = "complete"
+
+    @property
+    def text(self) -> str:
+        """What was said in words: typed text, and transcripts of speech."""
+        pieces = []
+        for part in self.parts:
+            if isinstance(part, TextPart):
+                pieces.append(part.text)
+            elif isinstance(part, AudioPart) and part.transcript:
+                pieces.append(part.transcript)
+        return "\n".join(p for p in pieces if p)
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for p in self.parts if isinstance(p, ImagePart)]
+
+
+@dataclass
+class Conversation:
+    turns: list[Turn] = field(default_factory=list)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    # --- editing ---
+    def add_user(self, parts: list[Part]) -> Turn:
+        if self.turns and self.turns[-1].role == "user":
+            raise ValueError("a user turn must be answered before the next one")
+        turn = Turn("user", list(parts))
+        self.turns.append(turn)
+        return turn
+
+    def add_assistant(self, text: str = "", status: Status = "complete") -> Turn:
+        turn = Turn("assistant", [TextPart(text)], status)
+        self.turns.append(turn)
+        return turn
+
+    def last_user_index(self) -> int | None:
+        for index in range(len(self.turns) - 1, -1, -1):
+            if self.turns[index].role == "user":
+                return index
+        return None
+
+    def drop_last_answer(self) -> bool:
+        """Remove the reply to the last question (for Regenerate). True if one was removed."""
+        if self.turns and self.turns[-1].role == "assistant":
+            self.turns.pop()
+            return True
+        return False
+
+    def edit_last_user_text(self, text: str) -> None:
+        """Replace the words of the last question, keep its photos, drop its answer."""
+        index = self.last_user_index()
+        if index is None:
+            raise ValueError("there is no question to edit")
+        turn = self.turns[index]
+        kept = [p for p in turn.parts if isinstance(p, ImagePart)]
+        self.turns[index] = Turn("user", [*kept, TextPart(text)])
+        del self.turns[index + 1 :]
+
+    def clear(self) -> None:
+        self.turns.clear()
+        self.id = uuid.uuid4().hex
+
+    def copy(self) -> "Conversation":
+        return Conversation([Turn(t.role, list(t.parts), t.status) for t in self.turns], self.id)
+
+    # --- OpenAI chat format ---
+    def to_openai(self, system_prompt: str | None = None, *, inline_images: bool = False) -> list[dict]:
+        """Messages in the OpenAI chat format.
+
+        Images are `file://` URLs for engines on this machine, or data URLs when
+        `inline_images` (for a remote server). Speech appears as its transcript; replies
+        that failed are left out, interrupted ones are kept as far as they got.
+        """
+        messages: list[dict] = []
+        if system_prompt:
+            messages.append({"role": "system", "content": system_prompt})
+        for turn in self.turns:
+            if turn.role == "assistant":
+                if turn.status != "error":
+                    messages.append({"role": "assistant", "content": turn.text})
+                continue
+            content: list[dict] = []
+            for part in turn.parts:
+                if isinstance(part, ImagePart):
+                    url = _data_url(part.path) if inline_images else Path(part.path).resolve().as_uri()
+                    content.append({"type": "image_url", "image_url": {"url": url}})
+                elif isinstance(part, TextPart) and part.text:
+                    content.append({"type": "text", "text": part.text})
+                elif isinstance(part, AudioPart) and part.transcript:
+                    content.append({"type": "text", "text": part.transcript})
+            messages.append({"role": "user", "content": content})
+        return messages
+
+    @classmethod
+    def from_openai(cls, messages: list[dict], media_dir: Path | None = None) -> "Conversation":
+        """Build a conversation from OpenAI chat messages (system messages are skipped).
+
+        Data-URL images are written to `media_dir`; file URLs and plain paths are kept.
+        """
+        conversation = cls()
+        for message in messages:
+            role = message.get("role")
+            content = message.get("content")
+            if role == "system":
+                continue
+            if role not in ("user", "assistant"):
+                raise ValueError(f"unsupported role: {role!r}")
+            items = [{"type": "text", "text": content}] if isinstance(content, str) else (content or [])
+            parts: list[Part] = []
+            for item in items:
+                kind = item.get("type")
+                if kind == "text":
+                    parts.append(TextPart(item["text"]))
+                elif kind == "image_url":
+                    url = item["image_url"]["url"] if isinstance(item["image_url"], dict) else item["image_url"]
+                    parts.append(ImagePart(_url_to_path(url, media_dir)))
+                else:
+                    raise ValueError(f"unsupported content type: {kind!r}")
+            if role == "assistant":
+                conversation.turns.append(Turn("assistant", [TextPart("".join(
+                    p.text for p in parts if isinstance(p, TextPart)))]))
+            else:
+                conversation.turns.append(Turn("user", parts))
+        return conversation
+
+    # --- saving ---
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "turns": [_turn_to_dict(t) for t in self.turns]}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Conversation":
+        data = json.loads(text)
+        return cls([_turn_from_dict(t) for t in data["turns"]], data["id"])
+
+    def to_markdown(self) -> str:
+        lines = []
+        for turn in self.turns:
+            lines.append("**You:**" if turn.role == "user" else "**Assistant:**")
+            for image in turn.images:
+                lines.append(f"![photo]({Path(image.path).name})")
+            lines.append(turn.text)
+            if turn.status == "interrupted":
+                lines.append("*(stopped)*")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _data_url(path: str) -> str:
+    mime = mimetypes.guess_type(path)[0] or "image/png"
+    return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _url_to_path(url: str, media_dir: Path | None) -> str:
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(url).path)
+    if url.startswith("data:"):
+        if media_dir is None:
+            raise ValueError("an inline image needs a media folder to be saved in")
+        header, _, payload = url.partition(",")
+        extension = mimetypes.guess_extension(header[5:].split(";")[0]) or ".img"
+        media_dir.mkdir(parents=True, exist_ok=True)
+        path = media_dir / f"{uuid.uuid4().hex}{extension}"
+        path.write_bytes(base64.b64decode(payload))
+        return str(path)
+    if "://" in url:
+        raise ValueError("only inline (data:) or local images are accepted, not web addresses")
+    return url
+
+
+def _turn_to_dict(turn: Turn) -> dict:
+    parts = []
+    for part in turn.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            parts.append({"type": "image", "path": part.path})
+        else:
+            parts.append({"type": "audio", "path": part.path, "transcript": part.transcript,
+                          "language": part.language, "duration": part.duration})
+    return {"role": turn.role, "status": turn.status, "parts": parts}
+
+
+def _turn_from_dict(data: dict) -> Turn:
+    parts: list[Part] = []
+    for part in data["parts"]:
+        if part["type"] == "text":
+            parts.append(TextPart(part["text"]))
+        elif part["type"] == "image":
+            parts.append(ImagePart(part["path"]))
+        else:
+            parts.append(AudioPart(part["path"], part["transcript"], part.get("language"), part.get("duration", 0.0)))
+    return Turn(data["role"], parts, data.get("status", "complete"))

@@ -1,0 +1,71 @@
+"""Typed events that a turn yields to its consumers (chat UI, voice loop, HTTP API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What speech-to-text heard."""
+
+    text: str
+    language: str | None
+    duration: float  # seconds of audio
+    no_speech_prob: float = 0.0
+    segments: tuple[tuple[float, float, str], ...] = ()  # (start s, end s, text)
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of synthesized speech, normally one sentence."""
+
+    samples: np.ndarray  # [N] float32 in -1..1, mono
+    sample_rate: int
+    text: str = ""  # the text this audio speaks
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / float(self.sample_rate)
+
+
+@dataclass(frozen=True)
+class InputRejected:
+    """The user's input was refused; the conversation is unchanged."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """Speech became the user's text (shown before the answer starts)."""
+
+    transcript: Transcript
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that is not part of the answer."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    """The assistant turn has ended; `status` says how."""
+
+    status: Literal["complete", "interrupted", "error"]
+    text: str
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+TurnEvent = Union[InputRejected, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]
