@@ -103,10 +103,6 @@ class Conversation:
         self.turns[index] = Turn("user", [*kept, TextPart(text)])
         del self.turns[index + 1 :]
 
-    def clear(self) -> None:
-        self.turns.clear()
-        self.id = uuid.uuid4().hex
-
     def copy(self) -> "Conversation":
         return Conversation([Turn(t.role, list(t.parts), t.status) for t in self.turns], self.id)
 

@@ -40,6 +40,11 @@ class InputRejected:
 
 
 @dataclass(frozen=True)
+class QuestionAdded:
+    """The user's question passed every check and is now part of the conversation."""
+
+
+@dataclass(frozen=True)
 class Transcribed:
     """Speech became the user's text (shown before the answer starts)."""
 
@@ -68,4 +73,4 @@ class TurnDone:
     extra: dict = field(default_factory=dict)
 
 
-TurnEvent = Union[InputRejected, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]
+TurnEvent = Union[InputRejected, QuestionAdded, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]

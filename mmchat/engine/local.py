@@ -1,0 +1,156 @@
+"""The local engine: a transformers vision-language model on this machine.
+
+Generation runs in a worker thread and streams through a TextIteratorStreamer; a
+StoppingCriteria that reads the cancel token ends `generate()` within one token, so
+Stop, barge-in and a closed tab all free the GPU at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote, urlparse
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from ..cancel import CancelToken
+from ..config import Config
+from ..images import open_for_model
+from . import GenerationParams
+from .loading import LoadedModel, Progress, load_model, plan_load
+
+# Inserted after the first character of a control token typed by a user, so that the
+# tokenizer sees plain text instead of a role marker or an image placeholder.
+WORD_JOINER = "\u2060"
+# How long to wait for the worker after a cancel: one decode step plus slack.
+WORKER_JOIN_SECONDS = 30.0
+
+
+class _StopOnCancel(StoppingCriteria):
+    def __init__(self, cancel: CancelToken, closed: threading.Event) -> None:
+        self.cancel = cancel
+        self.closed = closed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        stop = self.cancel.cancelled or self.closed.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class LocalEngine:
+    def __init__(self, loaded: LoadedModel, *, max_pixels: int) -> None:
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+        self.max_pixels = max_pixels
+        self.name = loaded.plan.model
+        self._control_tokens = _control_token_pattern(self.tokenizer)
+
+    # --- prompt ---
+    def _to_hf_messages(self, messages: list[dict]) -> list[dict]:
+        """OpenAI chat messages -> the processor's chat format, with decoded photos."""
+        converted = []
+        for message in messages:
+            content = message["content"]
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            items = []
+            for item in content:
+                if item["type"] == "text":
+                    items.append({"type": "text", "text": self._neutralize(item["text"])})
+                elif item["type"] == "image_url":
+                    url = item["image_url"]["url"]
+                    items.append({"type": "image", "image": open_for_model(_local_path(url), self.max_pixels)})
+                else:
+                    raise ValueError(f"the local engine cannot read {item['type']!r} content")
+            converted.append({"role": message["role"], "content": items})
+        return converted
+
+    def _neutralize(self, text: str) -> str:
+        if self._control_tokens is None:
+            return text
+        return self._control_tokens.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
+
+    def prepare_inputs(self, messages: list[dict]) -> dict:
+        """The tensors `generate()` gets for `messages` (public so tests can inspect them)."""
+        inputs = self.processor.apply_chat_template(
+            self._to_hf_messages(messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+        return inputs.to(self.model.device)
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return int(self.prepare_inputs(messages)["input_ids"].shape[-1])
+
+    # --- generation ---
+    def stream(self, messages: list[dict], params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
+        inputs = self.prepare_inputs(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        closed = threading.Event()  # set when our caller stops listening
+        sampling = {"do_sample": False}
+        if params.temperature > 0:
+            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(
+                        **inputs,
+                        **sampling,
+                        max_new_tokens=params.max_new_tokens,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopOnCancel(cancel, closed)]),
+                    )
+            except BaseException as exc:  # reported to the caller below, never lost in the thread
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=work, name="mmchat-generate", daemon=True)
+        worker.start()
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+        finally:
+            closed.set()
+            worker.join(WORKER_JOIN_SECONDS)
+        if failure:
+            raise failure[0]
+
+
+def _local_path(url: str) -> Path:
+    if url.startswith("file://"):
+        return Path(unquote(urlparse(url).path))
+    if "://" in url or url.startswith("data:"):
+        raise ValueError("the local engine reads photos from files on this machine")
+    return Path(url)
+
+
+def _control_token_pattern(tokenizer) -> re.Pattern | None:
+    """Matches the tokenizer's added markup tokens (<|im_start|>, <image>, <row_1_col_1>...)."""
+    tokens = [
+        token.content if hasattr(token, "content") else str(token)
+        for token in getattr(tokenizer, "added_tokens_decoder", {}).values()
+    ]
+    tokens += list(getattr(tokenizer, "all_special_tokens", []))
+    markup = sorted({t for t in tokens if len(t) > 1 and t[0] in "<[" and t[-1] in ">]"}, key=len, reverse=True)
+    if not markup:
+        return None
+    return re.compile("|".join(re.escape(t) for t in markup))
+
+
+def create_local_engine(config: Config, progress: Progress = lambda message, fraction: None) -> LocalEngine:
+    """Load the configured model and warm it up, so the first question pays no start-up cost."""
+    loaded = load_model(plan_load(config), progress)
+    engine = LocalEngine(loaded, max_pixels=config.max_pixels)
+    progress("Warming up the model", None)
+    warm_up = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    for _ in engine.stream(warm_up, GenerationParams(max_new_tokens=2, temperature=0), CancelToken.standalone()):
+        pass
+    return engine

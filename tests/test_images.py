@@ -1,0 +1,61 @@
+import pytest
+from PIL import Image
+
+from mmchat.errors import InputError
+from mmchat.images import check_image, fit_pixel_budget, open_for_model
+
+MB = 1_000_000
+
+
+def test_a_real_photo_passes(tmp_path):
+    path = tmp_path / "p.jpg"
+    Image.new("RGB", (64, 48), "red").save(path)
+    assert check_image(path, max_pixels=10_000, max_bytes=MB) == (64, 48)
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", "empty"),
+    (b"this is not an image at all", "not a photo"),
+])
+def test_broken_files_get_a_clear_message(tmp_path, content, expected):
+    path = tmp_path / "broken.png"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=expected):
+        check_image(path, max_pixels=10_000, max_bytes=MB)
+
+
+def test_a_truncated_jpeg_is_refused(tmp_path):
+    path = tmp_path / "cut.jpg"
+    Image.effect_noise((256, 256), 50).convert("RGB").save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(InputError, match="not a photo"):
+        check_image(path, max_pixels=1_000_000, max_bytes=MB)
+
+
+def test_too_many_pixels_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("1", (4000, 3000)).save(path)  # 12 MP, a few KB on disk
+    with pytest.raises(InputError, match="4000x3000"):
+        check_image(path, max_pixels=1_000_000, max_bytes=MB)
+
+
+def test_too_large_a_file_is_refused(tmp_path):
+    path = tmp_path / "p.png"
+    Image.effect_noise((300, 300), 80).save(path)
+    with pytest.raises(InputError, match="limit is"):
+        check_image(path, max_pixels=10**8, max_bytes=1000)
+
+
+def test_the_pixel_budget_keeps_the_aspect_ratio():
+    image = fit_pixel_budget(Image.new("RGB", (4000, 3000)), 448 * 448)
+    width, height = image.size
+    assert width * height <= 448 * 448
+    assert abs(width / height - 4 / 3) < 0.01
+
+
+def test_sideways_phone_photos_are_turned_upright(tmp_path):
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20)).save(path, exif=exif)
+    assert open_for_model(path, 10_000).size == (20, 40)
