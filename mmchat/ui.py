@@ -47,6 +47,9 @@ HEAD = """
       document.body.appendChild(live);
     }
     document.querySelectorAll('[role="log"][aria-live]').forEach((log) => log.setAttribute("aria-live", "off"));
+    // Gradio's chat drops the alt text of photos; a photo button without a name is a blank to a screen reader.
+    document.querySelectorAll('[data-testid="user"] img[alt=""], [data-testid="user"] img:not([alt])')
+      .forEach((img) => { img.alt = "Photo you sent"; });
   };
   new MutationObserver(setup).observe(document.documentElement, {childList: true, subtree: true});
   window.addEventListener("DOMContentLoaded", setup);
@@ -216,6 +219,7 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         textbox = gr.MultimodalTextbox(
             label="Message",
+            elem_id="message",
             placeholder="Ask about your photos… (Enter sends, Shift+Enter adds a line)",
             file_types=["image", "audio"],
             file_count="multiple",
@@ -225,7 +229,7 @@ def build_ui(services: Services) -> gr.Blocks:
             stop_btn=True,
         )
         with gr.Row(elem_id="mmchat-actions"):
-            stop_button = gr.Button("Stop", variant="stop", min_width=0)
+            stop_button = gr.Button("Stop", variant="stop", min_width=0, elem_id="stop-button")
             regenerate_button = gr.Button("Regenerate", min_width=0)
             edit_button = gr.Button("Edit last message", min_width=0)
             new_chat_button = gr.Button("New chat", min_width=0)
@@ -281,16 +285,20 @@ def _text_of(value) -> str:
     return str(value or "")
 
 
-def launch(demo: gr.Blocks, services: Services) -> None:
-    config = services.config
-    demo.queue(default_concurrency_limit=config.concurrency)
-    demo.launch(
+def launch_options(config) -> dict:
+    """Keyword arguments for `Blocks.launch` (shared by the app and its tests)."""
+    return dict(
         server_name=config.host,
         server_port=config.port,
         share=config.share,
         allowed_paths=[str(config.data_dir), str(ASSETS)],
-        max_file_size=f"{config.max_upload_mb}mb",
+        max_file_size=int(config.max_upload_mb * 1_000_000),
         head=HEAD,
         css=CSS,
         theme=gr.themes.Soft(),
     )
+
+
+def launch(demo: gr.Blocks, services: Services) -> None:
+    demo.queue(default_concurrency_limit=services.config.concurrency)
+    demo.launch(**launch_options(services.config))

@@ -109,15 +109,17 @@ def find_model_files(model: str, progress: Progress) -> Path:
     return Path(folder)
 
 
-def skip_modules_for(model_class, config) -> list[str]:
+def skip_modules_for(config) -> list[str]:
     """Full names of the modules to keep in 16-bit: the vision side and lm_head.
 
     transformers 5 matches these names from the start of a module's full name (or as a
     suffix), so a bare "visual" would not match "model.visual.blocks.0"; the names are
     read off the model's structure, built on the meta device (no memory, no weights).
     """
+    from transformers import AutoModelForImageTextToText
+
     with torch.device("meta"):
-        skeleton = model_class.from_config(config)
+        skeleton = AutoModelForImageTextToText.from_config(config)
     names = [
         name for name, _ in skeleton.named_modules()
         if name.rsplit(".", 1)[-1] in VISION_MODULE_NAMES
@@ -168,8 +170,7 @@ def load_model(plan: LoadPlan, progress: Progress = lambda message, fraction: No
         if plan.quantization != "none":
             import bitsandbytes  # noqa: F401  (fail here, with a clear message, if missing)
 
-            model_class = AutoModelForImageTextToText._model_mapping[type(model_config)]
-            quantization = quantization_config_for(plan, skip_modules_for(model_class, model_config))
+            quantization = quantization_config_for(plan, skip_modules_for(model_config))
         model = AutoModelForImageTextToText.from_pretrained(
             folder,
             dtype=plan.dtype,

@@ -1,0 +1,77 @@
+"""Speech to text: one small Protocol, two Whisper backends, one cached factory.
+
+    stt = create_speech_to_text(config)           # loads once per model setting
+    transcript = stt.transcribe(load_audio(...), language=speech_language(config))
+    if not transcript.text: ...                    # nothing was heard
+
+Backends are imported only when chosen, so the app starts without torch when
+faster-whisper is used, and without CTranslate2 when openai-whisper is.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Protocol
+
+import numpy as np
+
+from mmchat.config import Config
+from mmchat.errors import ModelUnavailableError
+from mmchat.events import Transcript
+
+
+class SpeechToText(Protocol):
+    name: str  # the model, for messages and logs ("tiny.en (bundled)")
+    multilingual: bool  # False: English only
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio (see mmchat.audio.load_audio).
+
+        `language` None detects it. `progress` receives 0..1 as the audio is worked
+        through. Silence, noise and fragments give a Transcript with empty text.
+        Raises ModelUnavailableError for a language an English-only model can't do.
+        """
+        ...
+
+
+def speech_language(config: Config) -> str | None:
+    """The configured speech language as `transcribe` takes it (None: detect it)."""
+    return None if config.speech_language == "auto" else config.speech_language
+
+
+_loaded: dict[tuple[str, str, str | None, str], SpeechToText] = {}
+_loading = threading.Lock()  # two sessions asking at once must not load twice
+
+
+def create_speech_to_text(config: Config) -> SpeechToText:
+    """The backend for `config`, loaded on first use and cached for the process.
+
+    Raises ModelUnavailableError, naming the fix, when the weights can't be loaded.
+    """
+    if config.stt_backend == "none":
+        raise ModelUnavailableError(
+            "Speech input is turned off. Fix: start the app with --stt-backend faster-whisper."
+        )
+    key = (config.stt_backend, config.whisper_model, speech_language(config), config.device)
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = _load(*key)
+        return _loaded[key]
+
+
+def _load(backend: str, model: str, language: str | None, device: str) -> SpeechToText:
+    if backend == "faster-whisper":
+        from mmchat.stt import faster_backend
+
+        return faster_backend.load(model, language=language, device=device)
+    if backend == "openai-whisper":
+        from mmchat.stt import openai_backend
+
+        return openai_backend.load(model, language=language, device=device)
+    raise ValueError(f"unknown speech-to-text backend {backend!r}")

@@ -1,0 +1,101 @@
+"""SpeechToText on openai-whisper, the reference PyTorch package: fp16 on CUDA, fp32 on the CPU."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import whisper
+
+from mmchat.audio import SAMPLE_RATE
+from mmchat.errors import ModelUnavailableError
+from mmchat.events import Transcript
+from mmchat.stt import vad, weights
+from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
+
+
+class OpenAIWhisperSpeechToText:
+    """Transcribes with a loaded openai-whisper model (built by `load`)."""
+
+    def __init__(self, model: whisper.model.Whisper, vad_model: torch.nn.Module, *, name: str) -> None:
+        self._model = model
+        self._vad = vad_model
+        self.name = name
+        self.multilingual = model.is_multilingual
+        self._fp16 = model.device.type == "cuda"
+        # decode() installs key/value-cache hooks on the shared model for the length
+        # of a call, and the Silero model keeps state: one transcription at a time.
+        self._lock = threading.Lock()
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        weights.check_language(self.name, self.multilingual, language)
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        duration = len(audio) / SAMPLE_RATE
+        if not self.multilingual:
+            language = "en"
+        decoded: list[DecodedSegment] = []
+        with self._lock:
+            windows = vad.speech_windows(audio, self._vad)
+            if not windows:
+                return nothing_heard(language, duration)
+            for start, end in windows:
+                result = whisper.transcribe(
+                    self._model,
+                    audio[start:end],
+                    language=language,
+                    fp16=self._fp16,
+                    condition_on_previous_text=False,  # one hallucination must not seed the next
+                    verbose=None,  # no console output
+                )
+                language = language or result["language"]  # detected once, on the first speech
+                offset = start / SAMPLE_RATE
+                decoded.extend(
+                    DecodedSegment(
+                        offset + s["start"], offset + s["end"], s["text"],
+                        s["no_speech_prob"], s["avg_logprob"], s["compression_ratio"],
+                    )
+                    for s in result["segments"]
+                )
+                if progress is not None:
+                    progress(end / len(audio))
+        if progress is not None:
+            progress(1.0)
+        return to_transcript(decoded, language=language, duration=duration)
+
+
+def load(model: str, *, language: str | None, device: str) -> OpenAIWhisperSpeechToText:
+    """Load `model`: a size name (tiny.en, base, ...; downloaded once to ~/.cache/whisper),
+    a checkpoint file (.pt), or "auto" (tiny.en for English, else multilingual base).
+
+    `language` is the configured speech language (None: detect it); `device` is
+    "auto", "cuda" or "cpu".
+    """
+    on_cuda = device != "cpu" and torch.cuda.is_available()
+    if device == "cuda" and not on_cuda:
+        raise ModelUnavailableError(
+            "--device cuda was asked for, but PyTorch sees no CUDA GPU. Fix: use --device auto or cpu."
+        )
+    if model == "auto":
+        model = "tiny.en" if language == "en" else "base"
+    name = Path(model).name if Path(model).is_file() else model
+    try:
+        loaded = whisper.load_model(model, device="cuda" if on_cuda else "cpu")
+    except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise ModelUnavailableError(
+            f"Could not load the openai-whisper model {model!r} ({exc}). Offline, it needs the "
+            "checkpoint in ~/.cache/whisper (downloaded once while online) or a local .pt file. "
+            "Fix: pass --whisper-model /path/to/model.pt, or use the default backend "
+            "(--stt-backend faster-whisper), which works offline with the bundled weights."
+        ) from exc
+    weights.check_language(name, loaded.is_multilingual, language)
+    return OpenAIWhisperSpeechToText(loaded, vad.load_vad(), name=name)

@@ -1,0 +1,44 @@
+"""Where the speech is, by Silero VAD (the silero-vad package, TorchScript model).
+
+The openai-whisper backend uses it to keep silence away from Whisper and to cut a
+long recording into windows it can report progress on; faster-whisper runs the
+same detector inside its own `vad_filter`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import silero_vad
+import torch
+
+from mmchat.audio import SAMPLE_RATE
+
+WINDOW_SECONDS = 30.0  # Whisper's context: one window is one forward pass of the encoder
+
+
+def load_vad() -> torch.nn.Module:
+    return silero_vad.load_silero_vad()
+
+
+def speech_windows(audio: np.ndarray, vad: torch.nn.Module) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) that hold speech, merged into windows of at most 30 s.
+
+    Neighbouring speech regions share a window (with the pause between them) so a
+    question is decoded with its context; a single region longer than a window stays
+    whole, and Whisper walks through it window by window.
+    """
+    regions = silero_vad.get_speech_timestamps(
+        torch.from_numpy(audio),
+        vad,
+        sampling_rate=SAMPLE_RATE,
+        min_speech_duration_ms=250,  # shorter "speech" is a click or a breath
+        speech_pad_ms=400,  # keep the soft edges of words
+    )
+    windows: list[tuple[int, int]] = []
+    for region in regions:
+        start, end = region["start"], region["end"]
+        if windows and end - windows[-1][0] <= WINDOW_SECONDS * SAMPLE_RATE:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows

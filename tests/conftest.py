@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny fixture models loaded through the app's real loader."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fixture_models import fixture_model_path
+from mmchat.config import Config
+from mmchat.engine.local import create_local_engine
+from mmchat.model_handle import ModelHandle
+from mmchat.session import ChatSession, ConversationStore
+from mmchat.turn import Services
+
+FAMILIES = ("tiny-qwen3-vl", "tiny-idefics3")
+
+
+def engine_for(name: str, quantization: str = "none", **config):
+    """Load a fixture exactly as `python app.py --model FOLDER` would (on the CPU)."""
+    settings = Config(model=str(fixture_model_path(name)), device="cpu", quantization=quantization, **config)
+    return create_local_engine(settings)
+
+
+@pytest.fixture(scope="session")
+def qwen_engine():
+    return engine_for("tiny-qwen3-vl")
+
+
+@pytest.fixture(scope="session")
+def idefics_engine():
+    return engine_for("tiny-idefics3")
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def any_engine(request):
+    return request.getfixturevalue({"tiny-qwen3-vl": "qwen_engine", "tiny-idefics3": "idefics_engine"}[request.param])
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(device="cpu", data_dir=tmp_path / "data", temperature=0.0, stt_backend="none", tts_backend="none")
+
+
+def make_services(config: Config, engine) -> Services:
+    return Services(config=config, engine=ModelHandle.ready(engine))
+
+
+@pytest.fixture
+def services(config, qwen_engine) -> Services:
+    return make_services(config, qwen_engine)
+
+
+@pytest.fixture
+def session(config) -> ChatSession:
+    return ChatSession(ConversationStore(config.data_dir))
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[Path]:
+    """Two small distinct photos."""
+    paths = []
+    for name, colour, size in (("red.png", "red", (64, 48)), ("blue.jpg", "blue", (40, 80))):
+        path = tmp_path / name
+        Image.new("RGB", size, colour).save(path)
+        paths.append(path)
+    return paths
+
+
+def with_config(config: Config, **changes) -> Config:
+    return dataclasses.replace(config, **changes)
