@@ -1,0 +1,81 @@
+"""The page's handlers, called as plain functions on a real fixture model."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmchat.ui import ChatHandlers, render
+
+
+def _last(generator):
+    result = None
+    for result in generator:
+        pass
+    return result
+
+
+@pytest.fixture
+def handlers(services):
+    return ChatHandlers(services)
+
+
+def _ask(handlers, session, text, files=(), editing=False, max_tokens=12):
+    return _last(handlers.on_submit(session, {"text": text, "files": list(files)}, editing, max_tokens, 0.0))
+
+
+def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, photos):
+    session, *_ = handlers.on_load("")
+    updates = list(handlers.on_submit(session, {"text": "What is it?", "files": [str(photos[0])]}, False, 12, 0.0))
+    first_chat, first_box = updates[0][0], updates[0][1]
+    assert [m["role"] for m in first_chat] == ["user"]  # the question shows before any answer
+    assert first_box["value"] is None
+    chat, _, announcement, export, editing, saved_id = updates[-1]
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    assert chat[0]["content"][0]["path"].endswith(".png")
+    assert announcement == session.conversation.turns[-1].text  # announced once, whole
+    assert export.endswith(".md") and "What is it?" in open(export).read()
+    assert saved_id == session.conversation.id and editing is False
+
+
+def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
+    session, *_ = handlers.on_load("")
+    message = {"text": "x" * 50_000, "files": []}
+    chat, box, announcement, *_ = _last(handlers.on_submit(session, message, False, 12, 0.0))
+    assert chat == []
+    assert box["value"] == message
+    assert "50,000 characters" in announcement
+
+
+def test_a_restart_brings_the_conversation_back(handlers, services, photos):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Remember this", [str(photos[0])])
+    restarted = ChatHandlers(services)  # a new server process reads the same data folder
+    restored, chat, saved_id, export = restarted.on_load(session.conversation.id)
+    assert restored.conversation.turns == session.conversation.turns
+    assert chat == render(session.conversation)
+    assert restarted.on_load("../../etc/passwd")[0].conversation.turns == []  # ids from the browser are checked
+
+
+def test_edit_button_then_submit_edits_the_last_question(handlers, photos):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Old", [str(photos[0])])
+    box, editing = handlers.on_edit_button(session)
+    assert box["value"]["text"] == "Old" and editing is True
+    _ask(handlers, session, "New", editing=True)
+    assert [t.text for t in session.conversation.turns[:1]] == ["New"]
+    assert len(session.conversation.turns[0].images) == 1 and len(session.conversation.turns) == 2
+
+
+def test_regenerate_and_new_chat(handlers):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Hi")
+    chat, announcement, _ = _last(handlers.on_regenerate(session, 12, 0.0))
+    assert len(chat) == 2 and announcement == session.conversation.turns[-1].text
+    old_id = session.conversation.id
+    chat, *_rest, saved_id = handlers.on_new_chat(session)
+    assert chat == [] and session.conversation.turns == [] and saved_id != old_id
+
+
+def test_model_status_reports_ready_with_the_model_name(handlers, services):
+    text, timer = handlers.model_status()
+    assert "Model:" in text and services.engine.wait().name in text
