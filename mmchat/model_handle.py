@@ -62,6 +62,7 @@ class ModelHandle(Generic[T]):
         try:
             self._value = self._load(self._progress)
             self._status = LoadStatus(f"The {self._name} is ready", 1.0, ready=True)
+            log.info("%s", self._status.message)
         except UserFacingError as exc:
             self._status = LoadStatus(str(exc), error=str(exc))
             log.error("%s", exc)
