@@ -60,7 +60,6 @@ HEAD = """
 CSS = """
 .mmchat-sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
-#mmchat-actions button { min-width: 0; }
 footer { display: none !important; }
 """
 
@@ -204,9 +203,8 @@ def build_ui(services: Services) -> gr.Blocks:
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
 
-        with gr.Row(equal_height=True):
-            gr.Markdown("## mmchat\nAsk about your photos, by typing or by voice.")
-            status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
+        gr.Markdown("## mmchat\nAsk about your photos, by typing or by voice.")
+        status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
         chatbot = gr.Chatbot(
             label="Conversation",
             editable="user",
@@ -229,11 +227,11 @@ def build_ui(services: Services) -> gr.Blocks:
             stop_btn=True,
         )
         with gr.Row(elem_id="mmchat-actions"):
-            stop_button = gr.Button("Stop", variant="stop", min_width=0, elem_id="stop-button")
-            regenerate_button = gr.Button("Regenerate", min_width=0)
-            edit_button = gr.Button("Edit last message", min_width=0)
-            new_chat_button = gr.Button("New chat", min_width=0)
-            export_button = gr.DownloadButton("Export (Markdown)", value=None, min_width=0)
+            stop_button = gr.Button("Stop", variant="stop", size="sm", min_width=100, elem_id="stop-button")
+            regenerate_button = gr.Button("Regenerate", size="sm", min_width=100)
+            edit_button = gr.Button("Edit last message", size="sm", min_width=100)
+            new_chat_button = gr.Button("New chat", size="sm", min_width=100)
+            export_button = gr.DownloadButton("Export (Markdown)", value=None, size="sm", min_width=100)
         gr.Examples(
             examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
             inputs=[textbox],

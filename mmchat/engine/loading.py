@@ -100,9 +100,9 @@ def find_model_files(model: str, progress: Progress) -> Path:
             f"No model called {model} exists on the Hugging Face Hub. Check the --model value."
         ) from None
     except (LocalEntryNotFoundError, OSError) as exc:
+        log.info("snapshot_download(%s) failed: %r", model, exc)
         raise ModelUnavailableError(
-            f"The model {model} is not on this machine and could not be downloaded "
-            f"({type(exc).__name__}). Fix: connect to the internet once so it can be cached, or "
+            f"The model {model} is not on this machine and could not be downloaded. Fix: connect to the internet once so it can be cached, or "
             f"download it elsewhere (`hf download {model}`) and pass its folder with "
             "--model /path/to/folder."
         ) from None

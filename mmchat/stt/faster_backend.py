@@ -53,9 +53,7 @@ class FasterWhisperSpeechToText:
             return nothing_heard(language, duration)
         decoded = []
         for s in segments:  # decoded lazily, one 30 s window at a time
-            decoded.append(
-                DecodedSegment(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio)
-            )
+            decoded.append(DecodedSegment(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob))
             if progress is not None:
                 progress(min(s.end / duration, 1.0))
         if progress is not None:

@@ -21,7 +21,7 @@ from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
 class OpenAIWhisperSpeechToText:
     """Transcribes with a loaded openai-whisper model (built by `load`)."""
 
-    def __init__(self, model: whisper.model.Whisper, vad_model: torch.nn.Module, *, name: str) -> None:
+    def __init__(self, model: whisper.model.Whisper, vad_model: vad.Vad, *, name: str) -> None:
         self._model = model
         self._vad = vad_model
         self.name = name
@@ -61,8 +61,7 @@ class OpenAIWhisperSpeechToText:
                 offset = start / SAMPLE_RATE
                 decoded.extend(
                     DecodedSegment(
-                        offset + s["start"], offset + s["end"], s["text"],
-                        s["no_speech_prob"], s["avg_logprob"], s["compression_ratio"],
+                        offset + s["start"], offset + s["end"], s["text"], s["no_speech_prob"], s["avg_logprob"]
                     )
                     for s in result["segments"]
                 )

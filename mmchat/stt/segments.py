@@ -8,6 +8,7 @@ drop what still gets through, judged by Whisper's own confidence numbers.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,7 +21,10 @@ from mmchat.events import Transcript
 # answering a question nobody asked, so the rule here is a little stricter.
 NO_SPEECH_THRESHOLD = 0.5
 LOGPROB_THRESHOLD = -0.8
-# gzip compression ratio above this means the text repeats itself (a decoding loop).
+# A segment whose own text compresses this well repeats itself: a decoding loop
+# ("Defensive Defensive Defensive ..."). Whisper reports this ratio per 30 s window,
+# which also flags a person who really says the same sentence twice, so it is
+# measured here on each segment's text instead.
 COMPRESSION_RATIO_THRESHOLD = 2.4
 
 
@@ -33,16 +37,20 @@ class DecodedSegment:
     text: str
     no_speech_prob: float
     avg_logprob: float
-    compression_ratio: float
 
 
 def is_invented(segment: DecodedSegment) -> bool:
     """True when the segment is more likely Whisper's invention than what was said."""
     if not segment.text.strip():
         return True
-    if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+    if _compression_ratio(segment.text) > COMPRESSION_RATIO_THRESHOLD:
         return True
     return segment.no_speech_prob > NO_SPEECH_THRESHOLD and segment.avg_logprob < LOGPROB_THRESHOLD
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
 
 
 def nothing_heard(language: str | None, duration: float) -> Transcript:

@@ -1,4 +1,4 @@
-"""Where the speech is, by Silero VAD (the silero-vad package, TorchScript model).
+"""Where the speech is, by Silero VAD (the silero-vad package, its ONNX model).
 
 The openai-whisper backend uses it to keep silence away from Whisper and to cut a
 long recording into windows it can report progress on; faster-whisper runs the
@@ -16,11 +16,16 @@ from mmchat.audio import SAMPLE_RATE
 WINDOW_SECONDS = 30.0  # Whisper's context: one window is one forward pass of the encoder
 
 
-def load_vad() -> torch.nn.Module:
-    return silero_vad.load_silero_vad()
+Vad = silero_vad.utils_vad.OnnxWrapper
 
 
-def speech_windows(audio: np.ndarray, vad: torch.nn.Module) -> list[tuple[int, int]]:
+def load_vad() -> Vad:
+    # The ONNX model, not the TorchScript one: torch.jit.load is deprecated, and
+    # onnxruntime is already here for faster-whisper.
+    return silero_vad.load_silero_vad(onnx=True)
+
+
+def speech_windows(audio: np.ndarray, vad: Vad) -> list[tuple[int, int]]:
     """Sample ranges [start, end) that hold speech, merged into windows of at most 30 s.
 
     Neighbouring speech regions share a window (with the pause between them) so a
