@@ -52,6 +52,10 @@ HEAD = """
       .forEach((img) => { img.alt = "Photo you sent"; });
   };
   new MutationObserver(setup).observe(document.documentElement, {childList: true, subtree: true});
+  // Escape stops the answer from anywhere on the page, for keyboard and screen-reader users.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") document.querySelector("#stop-button")?.click();
+  });
   window.addEventListener("DOMContentLoaded", setup);
 })();
 </script>
@@ -218,7 +222,7 @@ def build_ui(services: Services) -> gr.Blocks:
         textbox = gr.MultimodalTextbox(
             label="Message",
             elem_id="message",
-            placeholder="Ask about your photos… (Enter sends, Shift+Enter adds a line)",
+            placeholder="Ask about your photos… (Enter sends, Shift+Enter adds a line, Esc stops)",
             file_types=["image", "audio"],
             file_count="multiple",
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
