@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
@@ -17,7 +18,22 @@ def build_services(config: Config):
     from mmchat.turn import Services
 
     engine = ModelHandle(lambda progress: create_local_engine(config, progress), "model").start()
-    return Services(config=config, engine=engine)
+    stt = None
+    if config.stt_backend != "none":
+        from mmchat.stt import create_speech_to_text
+
+        stt = ModelHandle(lambda progress: create_speech_to_text(config), "speech recognizer").start()
+    tts = None
+    if config.tts_backend != "none":
+        from mmchat.tts import create_text_to_speech
+        from mmchat.turn import Speech
+
+        def tts(speech: Speech):
+            return create_text_to_speech(dataclasses.replace(config, voice=speech.voice, speech_rate=speech.rate))
+
+        # Load the default voice now, in the background, so the first spoken answer is quick.
+        ModelHandle(lambda progress: tts(Speech(config.voice, config.speech_rate)), "voice").start()
+    return Services(config=config, engine=engine, stt=stt, tts=tts)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,7 +67,7 @@ def load_audio(source: str | Path | bytes, *, max_seconds: float) -> np.ndarray:
     return samples
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
     """The duration the file claims, without decoding; None when it claims none."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -76,7 +76,7 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.audio.A
     return None
 
 
-def _decode(container: av.container.InputContainer, stream: av.audio.AudioStream, max_seconds: float) -> np.ndarray:
+def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> np.ndarray:
     # Channels are averaged here rather than by the resampler: FFmpeg's stereo-to-mono
     # matrix adds both sides at -3 dB each, which lifts centred speech above 1.0.
     resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)

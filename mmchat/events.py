@@ -52,6 +52,14 @@ class Transcribed:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Long work under way (transcribing a long recording...)."""
+
+    message: str
+    fraction: float  # 0..1
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should know that is not part of the answer."""
 
@@ -73,4 +81,4 @@ class TurnDone:
     extra: dict = field(default_factory=dict)
 
 
-TurnEvent = Union[InputRejected, QuestionAdded, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]
+TurnEvent = Union[InputRejected, QuestionAdded, Progress, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]

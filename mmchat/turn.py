@@ -12,20 +12,25 @@ conversation is touched; once an answer starts, it always ends with `TurnDone`
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 from .config import Config
 from .conversation import AudioPart, ImagePart, Part, TextPart
 from .engine import Engine, GenerationParams
 from .errors import InputError, UserFacingError
-from .events import InputRejected, Notice, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent
+from .events import InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent
 from .history import HistoryTooLong, fit_history
 from .images import check_image
 from .model_handle import ModelHandle
 from .session import ChatSession
+from .tts import SpeakableSentences, TextToSpeech
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,16 @@ class UserInput:
     text: str = ""
     images: tuple[str, ...] = ()  # paths of uploaded photos
     audio: str | None = None  # path of a recording
+    # The recording's words as the user reviewed them; None: transcribe the recording.
+    audio_transcript: str | None = None
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Speak the answer, with this voice ("auto": the answer's language picks it) and rate."""
+
+    voice: str = "auto"
+    rate: float = 1.0
 
 
 @dataclass
@@ -41,7 +56,8 @@ class Services:
 
     config: Config
     engine: ModelHandle[Engine]
-    stt: ModelHandle | None = None
+    stt: ModelHandle | None = None  # of a SpeechToText
+    tts: Callable[[Speech], "TextToSpeech"] | None = None  # a cached voice for a Speech setting
 
 
 def check_text(text: str, config: Config) -> str:
@@ -65,10 +81,14 @@ def _user_parts(session: ChatSession, user_input: UserInput, services: Services)
     for path in user_input.images:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
     parts: list[Part] = [ImagePart(session.keep_upload(p)) for p in user_input.images]
-    if user_input.audio:
-        transcript = yield from _transcribe(user_input.audio, services)
+    if user_input.audio and user_input.audio_transcript is not None:
+        reviewed = check_text(user_input.audio_transcript, config)
+        parts.append(AudioPart(session.keep_upload(user_input.audio), reviewed))
+    elif user_input.audio:
+        transcript = yield from transcribe_recording(user_input.audio, services)
+        yield Transcribed(transcript)
         parts.append(AudioPart(
-            session.keep_upload(user_input.audio), transcript.text,
+            session.keep_upload(user_input.audio), transcript.text.strip(),
             transcript.language, transcript.duration,
         ))
     if text:
@@ -78,33 +98,85 @@ def _user_parts(session: ChatSession, user_input: UserInput, services: Services)
     return parts
 
 
-def _transcribe(path: str, services: Services):
-    from .audio import load_audio
+def transcribe_recording(path: str, services: Services):
+    """Recording -> Transcript (returned), yielding Progress while Whisper works.
+
+    Raises InputError when nothing was heard, so no invented text reaches the model.
+    """
+    from .audio import SAMPLE_RATE, load_audio
+    from .stt import speech_language
 
     if services.stt is None:
         raise InputError("Speech input is turned off on this server (--stt-backend none).")
+    size, limit = Path(path).stat().st_size, services.config.max_upload_mb * 1e6
+    if size > limit:
+        raise InputError(f"The recording is {size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB.")
     samples = load_audio(path, max_seconds=services.config.max_audio_seconds)
-    language = None if services.config.speech_language == "auto" else services.config.speech_language
-    transcript = services.stt.wait().transcribe(samples, language=language)
+    stt = services.stt.wait()
+    seconds = len(samples) / SAMPLE_RATE
+    transcript = yield from _with_progress(
+        lambda progress: stt.transcribe(samples, language=speech_language(services.config), progress=progress),
+        f"Transcribing your recording ({seconds:.0f} s)",
+    )
     if not transcript.text.strip():
         raise InputError("Nothing was heard in the recording. Please try again, closer to the microphone.")
-    yield Transcribed(transcript)
     return transcript
 
 
-def submit(session: ChatSession, user_input: UserInput, services: Services, params: GenerationParams) -> Iterator[TurnEvent]:
+def _voice_for(speech: Speech | None, services: Services):
+    """The voice to speak with (returned), or None with a Notice saying why not."""
+    if speech is None:
+        return None
+    if services.tts is None:
+        yield Notice("Speech output is turned off on this server (--tts-backend none); answering in text.")
+        return None
+    try:
+        return services.tts(speech)
+    except UserFacingError as exc:
+        yield Notice(f"Answering in text only: {exc.message}")
+        return None
+
+
+def _with_progress(work: Callable[[Callable[[float], None]], T], message: str):
+    """Run `work(progress)` in a thread, yielding Progress events; return its result."""
+    updates: queue.Queue[float] = queue.Queue()
+    result: list = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work(updates.put))
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="mmchat-progress-work", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        try:
+            yield Progress(message, updates.get(timeout=0.25))
+        except queue.Empty:
+            pass
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def submit(session: ChatSession, user_input: UserInput, services: Services, params: GenerationParams,
+           speech: Speech | None = None) -> Iterator[TurnEvent]:
     """A new question: check it, add it to the conversation, stream the answer."""
     try:
         parts = yield from _user_parts(session, user_input, services)
-    except InputError as exc:
+    except UserFacingError as exc:  # bad input, or speech recognition unavailable
         yield InputRejected(exc.message)
         return
     session.conversation.add_user(parts)
     yield QuestionAdded()
-    yield from _answer(session, services, params, new_question=True)
+    yield from _answer(session, services, params, speech, new_question=True)
 
 
-def regenerate(session: ChatSession, services: Services, params: GenerationParams) -> Iterator[TurnEvent]:
+def regenerate(session: ChatSession, services: Services, params: GenerationParams,
+               speech: Speech | None = None) -> Iterator[TurnEvent]:
     """Answer the last question again."""
     if session.conversation.last_user_index() is None:
         yield InputRejected("There is no question to answer again yet.")
@@ -113,14 +185,15 @@ def regenerate(session: ChatSession, services: Services, params: GenerationParam
     previous = session.conversation.turns[-1] if session.conversation.turns[-1].role == "assistant" else None
     session.conversation.drop_last_answer()
     restored = False
-    for event in _answer(session, services, params, new_question=False):
+    for event in _answer(session, services, params, speech, new_question=False):
         if isinstance(event, InputRejected) and previous is not None and not restored:
             session.conversation.turns.append(previous)  # keep the old answer rather than none
             restored = True
         yield event
 
 
-def edit_last(session: ChatSession, text: str, services: Services, params: GenerationParams) -> Iterator[TurnEvent]:
+def edit_last(session: ChatSession, text: str, services: Services, params: GenerationParams,
+              speech: Speech | None = None) -> Iterator[TurnEvent]:
     """Replace the words of the last question (its photos stay) and answer it again."""
     try:
         text = check_text(text, services.config)
@@ -136,14 +209,20 @@ def edit_last(session: ChatSession, text: str, services: Services, params: Gener
     session.cancel_scope.cancel()
     backup = session.conversation.copy()
     session.conversation.edit_last_user_text(text)
-    for event in _answer(session, services, params, new_question=False):
+    for event in _answer(session, services, params, speech, new_question=False):
         if isinstance(event, InputRejected):
             session.conversation.turns[:] = backup.turns
         yield event
 
 
-def _answer(session: ChatSession, services: Services, params: GenerationParams, *, new_question: bool) -> Iterator[TurnEvent]:
-    """Stream an answer to the conversation's last user turn into a new assistant turn."""
+def _answer(session: ChatSession, services: Services, params: GenerationParams, speech: Speech | None,
+            *, new_question: bool) -> Iterator[TurnEvent]:
+    """Stream an answer to the conversation's last user turn into a new assistant turn.
+
+    With `speech`, each sentence is spoken as soon as it is complete, between the text
+    deltas: the model keeps generating in its own thread meanwhile, so the first words
+    are heard while the rest is still being written.
+    """
     conversation = session.conversation
     token = session.cancel_scope.new_token()
     try:
@@ -174,10 +253,16 @@ def _answer(session: ChatSession, services: Services, params: GenerationParams, 
     try:
         if fitted.notice:
             yield Notice(fitted.notice)
+        voice = yield from _voice_for(speech, services)
+        sentences = SpeakableSentences() if voice else None
         for delta in engine.stream(fitted.messages, params, token):
             pieces.append(delta)
             reply.parts = [TextPart("".join(pieces))]
             yield TextDelta(delta)
+            if voice:
+                yield from voice.stream(sentences.feed(delta), token)
+        if voice:
+            yield from voice.stream(sentences.flush(), token)
         status = "interrupted" if token.cancelled else "complete"
     except GeneratorExit:  # the consumer went away (Stop, closed tab): keep what we have
         raise

@@ -8,18 +8,22 @@ region is muted, because it would read the answer token by token).
 
 from __future__ import annotations
 
-import html
 import logging
 from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
 
-from .conversation import AudioPart, Conversation, ImagePart, Turn
+import numpy as np
+
+from .conversation import AudioPart, Conversation, Turn
 from .engine import GenerationParams
-from .events import InputRejected, Notice, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent
+from .errors import UserFacingError
+from .events import (
+    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent,
+)
 from .session import ChatSession, ConversationStore
-from .turn import Services, UserInput, edit_last, regenerate, submit
+from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,10 @@ CSS = """
 footer { display: none !important; }
 """
 
+# Stop and New chat silence the spoken answer at once, before the server even hears of it.
+SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) => a.pause()); }"""
+SKIP = gr.skip()
+
 ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live"); if (live) { live.textContent = ""; setTimeout(() => { live.textContent = text; }, 50); } return []; }"""
 
 
@@ -95,7 +103,12 @@ def _params(max_new_tokens: float, temperature: float) -> GenerationParams:
 
 
 class ChatHandlers:
-    """The page's event handlers, as plain methods so tests can call them directly."""
+    """The page's event handlers, as plain methods so tests can call them directly.
+
+    Every handler that runs a turn yields the same tuple of updates, in the order of
+    `build_ui`'s `turn_outputs`: chat, message box, announcement, export file, editing
+    flag, saved conversation id, reviewed recording, spoken audio.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -104,21 +117,30 @@ class ChatHandlers:
     def new_session(self) -> ChatSession:
         return ChatSession(self.store)
 
-    def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None):
-        """Drive a turn and yield (chat, message box, announcement, export file) updates."""
-        keep = gr.skip()
+    def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP):
+        return (render(session.conversation), box, announcement, export, False,
+                session.conversation.id, reviewed, speech)
+
+    def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
+             progress: gr.Progress | None = None):
+        """Drive a turn, yielding view updates for each of its events."""
         for event in events:
             if isinstance(event, InputRejected):
                 gr.Warning(event.message)
-                restore = gr.update(value=message) if message is not None else keep
-                yield render(session.conversation), restore, event.message, keep
+                restore = gr.update(value=message) if message is not None else SKIP
+                yield self._view(session, box=restore, announcement=event.message)
             elif isinstance(event, (QuestionAdded, Transcribed)):
-                yield render(session.conversation), gr.update(value=None, label="Message"), keep, keep
+                yield self._view(session, box=gr.update(value=None, label="Message"), reviewed=None)
+            elif isinstance(event, Progress):
+                if progress is not None:
+                    progress(event.fraction, desc=event.message)
             elif isinstance(event, Notice):
                 gr.Info(event.message)
-                yield render(session.conversation), keep, event.message, keep
+                yield self._view(session, announcement=event.message)
             elif isinstance(event, TextDelta):
-                yield render(session.conversation), keep, keep, keep
+                yield self._view(session)
+            elif isinstance(event, AudioChunk):
+                yield self._view(session, speech=_pcm16(event))
             elif isinstance(event, TurnDone):
                 if event.status == "error":
                     gr.Warning(event.error)
@@ -127,7 +149,7 @@ class ChatHandlers:
                     "interrupted": "Stopped. " + event.text,
                     "error": event.error,
                 }[event.status]
-                yield render(session.conversation), keep, announcement, self.export_markdown(session)
+                yield self._view(session, announcement=announcement, export=self.export_markdown(session))
 
     def export_markdown(self, session: ChatSession) -> str | None:
         if not session.conversation.turns:
@@ -137,40 +159,56 @@ class ChatHandlers:
         path.write_text(session.conversation.to_markdown(), encoding="utf-8")
         return str(path)
 
-    def on_submit(self, session: ChatSession, message: dict, editing: bool, max_new_tokens, temperature):
+    def on_submit(self, session: ChatSession, message: dict, editing: bool, reviewed_audio: str | None,
+                  max_new_tokens, temperature, speak: bool, voice: str, rate, progress=gr.Progress()):
         message = message or {"text": "", "files": []}
-        params = _params(max_new_tokens, temperature)
+        text = message.get("text", "") or ""
+        params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
+        files = [f if isinstance(f, str) else f["path"] for f in message.get("files", [])]
+        images = tuple(f for f in files if not _is_audio(f))
+        audio = next((f for f in files if _is_audio(f)), None)
         if editing:
-            if message.get("files"):
-                gr.Info("Photos can't be added while editing; the message keeps its photos.")
-            events = edit_last(session, message.get("text", ""), self.services, params)
+            if files:
+                gr.Info("Photos and recordings can't be added while editing; the message keeps its photos.")
+            events = edit_last(session, text, self.services, params, speech)
+        elif audio and audio == reviewed_audio:  # the user has read and maybe corrected the transcript
+            events = submit(session, UserInput("", images, audio, audio_transcript=text), self.services, params, speech)
+        elif audio and self.services.config.edit_transcript and not text.strip():
+            yield from self._transcript_for_review(session, message, audio, progress)
+            return
         else:
-            files = [f if isinstance(f, str) else f["path"] for f in message.get("files", [])]
-            images = tuple(f for f in files if not _is_audio(f))
-            audio = next((f for f in files if _is_audio(f)), None)
-            events = submit(session, UserInput(message.get("text", ""), images, audio), self.services, params)
-        for chat, box, announcement, export in self.play(session, events, message):
-            yield chat, box, announcement, export, False, session.conversation.id
+            events = submit(session, UserInput(text, images, audio), self.services, params, speech)
+        yield from self.play(session, events, message, progress)
 
-    def on_regenerate(self, session: ChatSession, max_new_tokens, temperature):
-        for chat, _, announcement, export in self.play(session, regenerate(session, self.services, _params(max_new_tokens, temperature))):
-            yield chat, announcement, export
+    def _transcript_for_review(self, session: ChatSession, message: dict, audio: str, progress):
+        """Put the recording's words in the message box to be checked before sending."""
+        try:
+            transcript = _run_showing_progress(transcribe_recording(audio, self.services), progress)
+        except UserFacingError as exc:
+            gr.Warning(exc.message)
+            yield self._view(session, announcement=exc.message)
+            return
+        box = gr.update(value={"text": transcript.text.strip(), "files": message.get("files", [])})
+        yield self._view(session, box=box, announcement="Check the words, then press Enter to send.", reviewed=audio)
 
-    def on_chat_edit(self, session: ChatSession, max_new_tokens, temperature, edit: gr.EditData):
+    def on_regenerate(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate):
+        params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
+        yield from self.play(session, regenerate(session, self.services, params, speech))
+
+    def on_chat_edit(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate, edit: gr.EditData):
         if edit.index != session.conversation.last_user_index():
             gr.Warning("Only your last message can be edited.")
-            yield render(session.conversation), gr.skip(), gr.skip()
+            yield self._view(session)
             return
         text = edit.value if isinstance(edit.value, str) else _text_of(edit.value)
-        events = edit_last(session, text, self.services, _params(max_new_tokens, temperature))
-        for chat, _, announcement, export in self.play(session, events):
-            yield chat, announcement, export
+        params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
+        yield from self.play(session, edit_last(session, text, self.services, params, speech))
 
     def on_edit_button(self, session: ChatSession):
         index = session.conversation.last_user_index()
         if index is None:
             gr.Warning("There is no message to edit yet.")
-            return gr.skip(), False
+            return SKIP, False
         text = session.conversation.turns[index].text
         return gr.update(value={"text": text, "files": []}, label="Edit your last message (its photos are kept)"), True
 
@@ -179,7 +217,8 @@ class ChatHandlers:
 
     def on_new_chat(self, session: ChatSession):
         session.new_chat()
-        return [], gr.update(value=None, label="Message"), "New chat started.", None, False, session.conversation.id
+        return self._view(session, box=gr.update(value=None, label="Message"), announcement="New chat started.",
+                          export=None, reviewed=None)
 
     def on_load(self, conversation_id: str):
         session = self.new_session()
@@ -206,6 +245,7 @@ def build_ui(services: Services) -> gr.Blocks:
         session_state = gr.State(None, delete_callback=lambda s: s and s.cancel_scope.cancel())
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
+        reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
 
         gr.Markdown("## mmchat\nAsk about your photos, by typing or by voice.")
         status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
@@ -219,11 +259,15 @@ def build_ui(services: Services) -> gr.Blocks:
             buttons=["copy"],
             autoscroll=True,
         )
+        speech_output = gr.Audio(
+            label="Spoken answer", elem_id="speech", streaming=True, autoplay=True,
+            interactive=False, visible=services.tts is not None and config.speak_answers,
+        )
         textbox = gr.MultimodalTextbox(
             label="Message",
             elem_id="message",
             placeholder="Ask about your photos… (Enter sends, Shift+Enter adds a line, Esc stops)",
-            file_types=["image", "audio"],
+            file_types=["image", "audio"] if services.stt is not None else ["image"],
             file_count="multiple",
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
             max_plain_text_length=max(config.max_text_chars * 10, 100_000),
@@ -243,7 +287,14 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         with gr.Accordion("Settings", open=False):
             max_tokens = gr.Slider(16, 4096, value=config.max_new_tokens, step=16, label="Longest answer (tokens)")
-            temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05, label="Temperature (0 = always the same answer)")
+            temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
+                                    label="Temperature (0 = always the same answer)")
+            speak = gr.Checkbox(value=config.speak_answers, label="Speak answers aloud",
+                                interactive=services.tts is not None)
+            voice = gr.Dropdown(voice_choices(config), value=config.voice, label="Voice",
+                                interactive=services.tts is not None)
+            rate = gr.Slider(0.5, 2.0, value=config.speech_rate, step=0.05, label="Speaking rate (1 = normal)",
+                             interactive=services.tts is not None)
         announcer = gr.Textbox(visible="hidden", elem_id="mmchat-announcement", label="Last announcement")
         timer = gr.Timer(1.0)
 
@@ -251,28 +302,57 @@ def build_ui(services: Services) -> gr.Blocks:
         demo.load(handlers.on_load, inputs=[saved_id], outputs=[session_state, chatbot, saved_id, export_button])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
-        turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id]
-        textbox.submit(
-            handlers.on_submit,
-            inputs=[session_state, textbox, editing, max_tokens, temperature],
-            outputs=turn_outputs,
-            concurrency_id="answer",
-            concurrency_limit=config.concurrency,
-            show_progress="minimal",
-        )
-        answer_outputs = [chatbot, announcer, export_button]
-        regen_args = dict(inputs=[session_state, max_tokens, temperature], outputs=answer_outputs,
-                          concurrency_id="answer", concurrency_limit=config.concurrency)
-        regenerate_button.click(handlers.on_regenerate, **regen_args)
-        chatbot.retry(handlers.on_regenerate, **regen_args)
-        chatbot.edit(handlers.on_chat_edit, **regen_args)
+        turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output]
+        answer = dict(outputs=turn_outputs, concurrency_id="answer", concurrency_limit=config.concurrency)
+        settings = [max_tokens, temperature, speak, voice, rate]
+        textbox.submit(handlers.on_submit, inputs=[session_state, textbox, editing, reviewed_audio, *settings],
+                       show_progress="minimal", **answer)
+        regenerate_button.click(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
+        chatbot.retry(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
+        chatbot.edit(handlers.on_chat_edit, inputs=[session_state, *settings], **answer)
         for trigger in (stop_button.click, textbox.stop):
-            trigger(handlers.on_stop, inputs=[session_state], queue=False)
+            trigger(handlers.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
         edit_button.click(handlers.on_edit_button, inputs=[session_state], outputs=[textbox, editing])
-        new_chat_button.click(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
+        new_chat_button.click(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs, js=SILENCE_JS)
         chatbot.clear(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
+        speak.change(lambda on: gr.update(visible=on), inputs=[speak], outputs=[speech_output])
         announcer.change(None, inputs=[announcer], js=ANNOUNCE_JS)
     return demo
+
+
+def voice_choices(config) -> list[str]:
+    """'auto' and the voices installed: the bundled one and those in the voices folder."""
+    from .tts.voices import bundled_voice, installed_voices, voices_dir
+
+    names = ["auto"]
+    try:
+        names.append(bundled_voice().name)
+    except UserFacingError:
+        pass
+    names += [v.name for v in installed_voices(voices_dir(config)) if v.name not in names]
+    if config.voice not in names:
+        names.append(config.voice)
+    return names
+
+
+def _speech(speak: bool, voice: str, rate) -> Speech | None:
+    return Speech(voice or "auto", float(rate)) if speak else None
+
+
+def _pcm16(chunk: AudioChunk) -> tuple[int, np.ndarray]:
+    """What a streaming gr.Audio plays: (sample rate, 16-bit samples)."""
+    return chunk.sample_rate, (np.clip(chunk.samples, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _run_showing_progress(events, progress):
+    """Run a generator of Progress events to its return value, showing them on `progress`."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            return done.value
+        if isinstance(event, Progress) and progress is not None:
+            progress(event.fraction, desc=event.message)
 
 
 def _is_audio(path: str) -> bool:

@@ -19,17 +19,24 @@ def handlers(services):
     return ChatHandlers(services)
 
 
-def _ask(handlers, session, text, files=(), editing=False, max_tokens=12):
-    return _last(handlers.on_submit(session, {"text": text, "files": list(files)}, editing, max_tokens, 0.0))
+QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, rate
+
+
+def _submit(handlers, session, message, editing=False, reviewed=None, settings=QUIET):
+    return handlers.on_submit(session, message, editing, reviewed, *settings, progress=None)
+
+
+def _ask(handlers, session, text, files=(), editing=False):
+    return _last(_submit(handlers, session, {"text": text, "files": list(files)}, editing))
 
 
 def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, photos):
     session, *_ = handlers.on_load("")
-    updates = list(handlers.on_submit(session, {"text": "What is it?", "files": [str(photos[0])]}, False, 12, 0.0))
+    updates = list(_submit(handlers, session, {"text": "What is it?", "files": [str(photos[0])]}))
     first_chat, first_box = updates[0][0], updates[0][1]
     assert [m["role"] for m in first_chat] == ["user"]  # the question shows before any answer
     assert first_box["value"] is None
-    chat, _, announcement, export, editing, saved_id = updates[-1]
+    chat, _, announcement, export, editing, saved_id, _, _ = updates[-1]
     assert [m["role"] for m in chat] == ["user", "assistant"]
     assert chat[0]["content"][0]["path"].endswith(".png")
     assert announcement == session.conversation.turns[-1].text  # announced once, whole
@@ -40,7 +47,7 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
 def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
     session, *_ = handlers.on_load("")
     message = {"text": "x" * 50_000, "files": []}
-    chat, box, announcement, *_ = _last(handlers.on_submit(session, message, False, 12, 0.0))
+    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
     assert chat == []
     assert box["value"] == message
     assert "50,000 characters" in announcement
@@ -69,10 +76,10 @@ def test_edit_button_then_submit_edits_the_last_question(handlers, photos):
 def test_regenerate_and_new_chat(handlers):
     session, *_ = handlers.on_load("")
     _ask(handlers, session, "Hi")
-    chat, announcement, _ = _last(handlers.on_regenerate(session, 12, 0.0))
+    chat, _, announcement, *_ = _last(handlers.on_regenerate(session, *QUIET))
     assert len(chat) == 2 and announcement == session.conversation.turns[-1].text
     old_id = session.conversation.id
-    chat, *_rest, saved_id = handlers.on_new_chat(session)
+    chat, _, _, _, _, saved_id, _, _ = handlers.on_new_chat(session)
     assert chat == [] and session.conversation.turns == [] and saved_id != old_id
 
 

@@ -15,8 +15,9 @@ from mmchat.events import Transcript
 from mmchat.stt import weights
 from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
 
-# Silero's own default: shorter "speech" is a click or a breath, and Whisper invents
-# whole sentences for it. Padding keeps the edges of real words.
+# 250 ms is Silero's own default (faster-whisper lowers it to 0): shorter "speech" is a
+# click or a breath, and Whisper invents whole sentences for it. Padding keeps the
+# soft edges of real words.
 _VAD = VadOptions(min_speech_duration_ms=250, speech_pad_ms=400)
 
 

@@ -15,7 +15,6 @@ from mmchat.audio import SAMPLE_RATE
 
 WINDOW_SECONDS = 30.0  # Whisper's context: one window is one forward pass of the encoder
 
-
 Vad = silero_vad.utils_vad.OnnxWrapper
 
 
@@ -26,17 +25,18 @@ def load_vad() -> Vad:
 
 
 def speech_windows(audio: np.ndarray, vad: Vad) -> list[tuple[int, int]]:
-    """Sample ranges [start, end) that hold speech, merged into windows of at most 30 s.
+    """Sample ranges [start, end) that hold speech, merged into windows of about 30 s.
 
     Neighbouring speech regions share a window (with the pause between them) so a
-    question is decoded with its context; a single region longer than a window stays
-    whole, and Whisper walks through it window by window.
+    question is decoded with its context. Speech that goes on for longer is split,
+    at a pause where there is one, so each window is one step of progress.
     """
     regions = silero_vad.get_speech_timestamps(
         torch.from_numpy(audio),
         vad,
         sampling_rate=SAMPLE_RATE,
         min_speech_duration_ms=250,  # shorter "speech" is a click or a breath
+        max_speech_duration_s=WINDOW_SECONDS - 1,  # room for the padding
         speech_pad_ms=400,  # keep the soft edges of words
     )
     windows: list[tuple[int, int]] = []

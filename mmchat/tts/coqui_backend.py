@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 # Single speaker, English, small: the usual first Coqui voice. Downloaded by coqui-tts
 # into its own cache on first use.
 DEFAULT_COQUI_MODEL = "tts_models/en/ljspeech/vits"
+# With torch >= 2.9, coqui-tts also needs torchaudio and torchcodec (its `cpu`/`cuda` and
+# `codec` extras), and 0.28 imports `six` without declaring it.
+INSTALL = "pip install coqui-tts torchaudio torchcodec six"
 # Our script languages as multilingual Coqui models (XTTS) name them.
 _COQUI_LANGUAGES = {None: "en", "zh": "zh-cn", "ja": "ja", "ko": "ko"}
 
@@ -84,15 +87,17 @@ def load_coqui(voice: str, speech_rate: float, device: str) -> CoquiTextToSpeech
     """
     try:
         from TTS.api import TTS
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] == "TTS":
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "TTS":
             raise ModelUnavailableError(
-                "The Coqui TTS backend needs the optional coqui-tts package: pip install coqui-tts "
+                f"The Coqui TTS backend needs the optional coqui-tts package: {INSTALL} "
                 "(or use --tts-backend piper)."
             ) from exc
+        # Installed, but something it needs is missing (coqui-tts says which, e.g. torchaudio).
+        reason = " ".join(str(exc).split())
         raise ModelUnavailableError(
-            f"coqui-tts is installed but cannot be imported ({exc}); repair it with "
-            "pip install -U coqui-tts, or use --tts-backend piper."
+            f"coqui-tts is installed but cannot be imported ({reason}). Install what it lacks "
+            f"({INSTALL}), or use --tts-backend piper."
         ) from exc
     name = DEFAULT_COQUI_MODEL if voice == "auto" else voice
     try:

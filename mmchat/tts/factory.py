@@ -33,5 +33,7 @@ def _create(backend: str, voice: str, speech_rate: float, folder: Path, device: 
         from mmchat.tts.coqui_backend import load_coqui
 
         return load_coqui(voice, speech_rate, device)
-    raise ModelUnavailableError(f"Speech output is off (--tts-backend {backend}); use --tts-backend piper to hear answers.")
+    raise ModelUnavailableError(
+        f"Speech output is off (--tts-backend {backend}); use --tts-backend piper to hear answers."
+    )
 

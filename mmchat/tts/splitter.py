@@ -31,9 +31,9 @@ _CLAUSE_END = ",;:"  # followed by a space
 _CJK_CLAUSE_END = "，；：、"
 _WORD_OPENERS = "([{\"'“‘*_`"
 
-# A period after these never ends a sentence: each introduces what follows it.
+# A period after these never ends a sentence: each introduces what follows (a name, a number, an example).
 _NEVER_FINAL = frozenset(
-    {"dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "approx", "fig"}
+    {"dr", "mr", "mrs", "ms", "prof", "st", "mt", "vs", "e.g", "i.e", "cf", "approx", "fig"}
 )
 # Initials and dotted acronyms: "J." "U.S." "a.m."
 _INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
@@ -100,7 +100,7 @@ class SentenceSplitter:
             if not final and len(head) < 3 and any(fence.startswith(head) for fence in _FENCE_OPENERS):
                 return None  # "`" or "``" may still become a fence
         # Past `clause_limit` a sentence is cut at its last clause; past `max_chars`, at a
-        # space if it has no clause at all. Both are known while scanning, so no rescans.
+        # space if it has no clause at all; both are tracked while scanning.
         clause_limit = self._max_chars if self._released_any else self._first_max_chars
         last_clause = last_space = None
         weight = 0
@@ -110,6 +110,8 @@ class SentenceSplitter:
                 return last_clause
             if weight >= self._max_chars and last_space is not None:
                 return last_space
+            if weight >= 4 * self._max_chars:
+                return i  # a run-on blob (base64, Chinese with no punctuation): cut anywhere
             ch = text[i]
             if ch == "\n":
                 return i
@@ -153,7 +155,7 @@ class SentenceSplitter:
             return False  # "etc. and", "wait... what": the sentence goes on
         if text[stop] == "." and text[stop + 1] not in _SENTENCE_END:
             word_start = stop
-            while word_start > start and not text[word_start - 1].isspace() and text[word_start - 1] not in _WORD_OPENERS:
+            while word_start > start and not (text[word_start - 1].isspace() or text[word_start - 1] in _WORD_OPENERS):
                 word_start -= 1
             word = text[word_start:stop]
             if word.lower() in _NEVER_FINAL or _INITIALS.fullmatch(word):

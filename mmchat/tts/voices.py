@@ -25,9 +25,9 @@ class VoiceFile:
     model: Path  # the .onnx file; its config is beside it as .onnx.json
     language: str  # language family, e.g. "en", "zh"
 
-    @property
-    def config(self) -> Path:
-        return self.model.with_name(self.model.name + ".json")
+
+def _config_path(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
 
 
 def voices_dir(config: Config) -> Path:
@@ -54,7 +54,7 @@ def bundled_voice() -> VoiceFile:
 def voice_file(model: Path) -> VoiceFile:
     """Describe the voice whose .onnx file is `model`; its .onnx.json must be beside it."""
     model = model.expanduser()
-    config_path = model.with_name(model.name + ".json")
+    config_path = _config_path(model)
     if not model.is_file() or not config_path.is_file():
         raise ModelUnavailableError(
             f"Piper voice not found: {model} (a voice needs both {model.name} and "
@@ -78,7 +78,7 @@ def installed_voices(folder: Path) -> list[VoiceFile]:
     voices = [bundled_voice()]
     if folder.is_dir():
         for model in sorted(folder.glob("*.onnx")):
-            if model.with_name(model.name + ".json").is_file() and model.name != voices[0].model.name:
+            if _config_path(model).is_file() and model.name != voices[0].model.name:
                 voices.append(voice_file(model))
     return voices
 
