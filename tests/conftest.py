@@ -71,3 +71,26 @@ def photos(tmp_path) -> list[Path]:
 
 def with_config(config: Config, **changes) -> Config:
     return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="session")
+def speech_to_text():
+    """The app's Whisper adapter with the bundled tiny.en weights."""
+    from mmchat.stt import create_speech_to_text
+
+    return create_speech_to_text(Config(device="cpu", stt_backend="faster-whisper", speech_language="en"))
+
+
+@pytest.fixture(scope="session")
+def text_to_speech(tmp_path_factory):
+    """The app's Piper adapter with the bundled English voice."""
+    from mmchat.tts import create_text_to_speech
+
+    return create_text_to_speech(Config(device="cpu", data_dir=tmp_path_factory.mktemp("voices")))
+
+
+def voice_services_for(config: Config, engine, speech_to_text, text_to_speech) -> Services:
+    services = make_services(with_config(config, speech_language="en"), engine)
+    services.stt = ModelHandle.ready(speech_to_text, "speech recognizer")
+    services.tts = lambda speech: text_to_speech
+    return services

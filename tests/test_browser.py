@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import make_services
-from mmchat.ui import build_ui
+from conftest import make_services, voice_services_for, with_config
+from mmchat.ui import build_ui, launch_options
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/dev-setup.sh)")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -24,37 +27,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served_app(config, qwen_engine):
-    """The real Gradio app on loopback, with a model that never ends an answer by itself."""
-    saved_eos = qwen_engine.model.generation_config.eos_token_id
-    qwen_engine.model.generation_config.eos_token_id = None  # so Stop has something to stop
-    services = make_services(config, qwen_engine)
+def _serve(services):
+    """The real Gradio app on loopback; returns (url, demo)."""
     demo = build_ui(services)
     port = _free_port()
-    from mmchat.ui import launch_options
+    demo.queue(default_concurrency_limit=services.config.concurrency)
+    options = {k: v for k, v in launch_options(services.config).items() if k not in ("server_port", "share")}
+    demo.launch(prevent_thread_lock=True, server_port=port, **options)
+    return f"http://127.0.0.1:{port}/", demo
 
-    demo.queue(default_concurrency_limit=config.concurrency)
-    demo.launch(prevent_thread_lock=True, server_port=port, **{k: v for k, v in launch_options(config).items()
-                                                                if k not in ("server_port", "share")})
+
+@pytest.fixture
+def served_app(config, qwen_engine):
+    """The app with a model that never ends an answer by itself, so Stop has something to stop."""
+    saved_eos = qwen_engine.model.generation_config.eos_token_id
+    qwen_engine.model.generation_config.eos_token_id = None
+    url, demo = _serve(make_services(config, qwen_engine))
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         demo.close()
         qwen_engine.model.generation_config.eos_token_id = saved_eos
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/dev-setup.sh)")
-def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@contextmanager
+def chromium(*extra_flags):
+    """A headless Chromium page that records console errors in `page.errors`."""
+    from playwright.sync_api import sync_playwright
 
-    errors: list[str] = []
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         browser = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1100, "height": 900})
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS + list(extra_flags),
+            viewport={"width": 1100, "height": 900})
         page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.errors = []
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@needs_chromium
+def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
         page.goto(served_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
 
@@ -87,5 +106,40 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
                     "e => e.getAttribute('aria-label') || e.innerText || e.title || [...e.querySelectorAll('img')].map(i => i.alt).join(' ')")
                 assert name and name.strip(), f"unlabelled button: {button.evaluate('e => e.outerHTML')[:200]}"
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        browser.close()
-    assert not errors, f"console errors: {errors}"
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+@pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"), reason="espeak-ng and sox make the speech")
+def test_a_question_said_into_the_microphone_is_answered_aloud(config, qwen_engine, speech_to_text, text_to_speech,
+                                                               tmp_path):
+    from playwright.sync_api import expect
+
+    # Chromium's fake microphone plays this file (48 kHz mono WAV), with quiet around the words.
+    said = tmp_path / "said.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(tmp_path / "raw.wav"),
+                    "What colour is the shape?"], check=True)
+    subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "48000", "-c", "1", str(said), "pad", "0.5", "1.5"], check=True)
+    services = voice_services_for(with_config(config, speak_answers=True, max_new_tokens=24),
+                                  qwen_engine, speech_to_text, text_to_speech)
+    url, demo = _serve(services)
+    try:
+        with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={said}", "--autoplay-policy=no-user-gesture-required") as page:
+            page.goto(url, wait_until="load", timeout=60_000)
+            expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+            for step in ("Record audio", "Start recording"):
+                page.locator(f'#message button[aria-label="{step}"]').click()
+            page.wait_for_timeout(3000)  # about one pass of the question
+            for step in ("Stop recording", "Attach audio", "Submit"):
+                page.locator(f'#message button[aria-label="{step}"]').click()
+            # the transcript becomes the user's message, next to the recording
+            expect(page.locator('[data-testid="user"]').last).to_contain_text("shape", timeout=60_000)
+            expect(page.locator('[data-testid="bot"]').last).not_to_have_text("", timeout=30_000)
+            # and the answer is spoken: the speech player gets audio and plays it
+            page.wait_for_function(
+                "() => { const a = document.querySelector('#speech audio'); return a && a.duration > 0; }",
+                timeout=60_000)
+            assert not page.errors, f"console errors: {page.errors}"
+    finally:
+        demo.close()

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import make_services, with_config
+from conftest import make_services, voice_services_for, with_config
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, TextDelta, Transcribed, TurnDone
 from mmchat.conversation import AudioPart
-from mmchat.model_handle import ModelHandle
 from mmchat.turn import Speech, UserInput, submit
 from mmchat.ui import ChatHandlers
 
@@ -25,28 +24,9 @@ needs_tools = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
 
 
-@pytest.fixture(scope="module")
-def speech_to_text():
-    from mmchat.config import Config
-    from mmchat.stt import create_speech_to_text
-
-    return create_speech_to_text(Config(device="cpu", stt_backend="faster-whisper", speech_language="en"))
-
-
-@pytest.fixture(scope="module")
-def text_to_speech(tmp_path_factory):
-    from mmchat.config import Config
-    from mmchat.tts import create_text_to_speech
-
-    return create_text_to_speech(Config(device="cpu", data_dir=tmp_path_factory.mktemp("voices")))
-
-
 @pytest.fixture
 def voice_services(config, qwen_engine, speech_to_text, text_to_speech):
-    services = make_services(with_config(config, speech_language="en"), qwen_engine)
-    services.stt = ModelHandle.ready(speech_to_text, "speech recognizer")
-    services.tts = lambda speech: text_to_speech
-    return services
+    return voice_services_for(config, qwen_engine, speech_to_text, text_to_speech)
 
 
 def mic_recording(tmp_path, words: str) -> str:
