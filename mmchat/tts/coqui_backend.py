@@ -17,6 +17,7 @@ from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import AudioChunk
 from mmchat.tts.language import script_language
+from mmchat.tts.protocol import speak_each
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +54,18 @@ class CoquiTextToSpeech:
             logger.warning("This Coqui model cannot change its speaking rate; it speaks at normal speed.")
 
     def stream(self, sentences: Iterable[str], cancel: CancelToken) -> Iterator[AudioChunk]:
-        pending = iter(sentences)
-        while not cancel.cancelled:
-            sentence = next(pending, None)
-            if sentence is None or cancel.cancelled:
-                return
-            if not sentence.strip():
-                continue
-            with self._lock:
-                samples = self._model.tts(
-                    text=sentence,
-                    speaker=self._speaker,
-                    language=self._language_for(sentence),
-                    split_sentences=False,  # the SentenceSplitter has already done it
-                    **self._options,
-                )
-            if cancel.cancelled:
-                return
-            yield AudioChunk(np.asarray(samples, dtype=np.float32), self.sample_rate, sentence)
+        return speak_each(sentences, cancel, self._synthesize, self.sample_rate)
+
+    def _synthesize(self, sentence: str) -> np.ndarray:
+        with self._lock:
+            samples = self._model.tts(
+                text=sentence,
+                speaker=self._speaker,
+                language=self._language_for(sentence),
+                split_sentences=False,  # the SentenceSplitter has already done it
+                **self._options,
+            )
+        return np.asarray(samples, dtype=np.float32)
 
     def _language_for(self, sentence: str) -> str | None:
         if not self._languages:

@@ -14,6 +14,7 @@ from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import AudioChunk
 from mmchat.tts.language import script_language
+from mmchat.tts.protocol import speak_each
 from mmchat.tts.voices import VoiceFile, installed_voices, resolve_voice
 
 logger = logging.getLogger(__name__)
@@ -51,16 +52,7 @@ class PiperTextToSpeech:
         self.sample_rate = voice.config.sample_rate
 
     def stream(self, sentences: Iterable[str], cancel: CancelToken) -> Iterator[AudioChunk]:
-        pending = iter(sentences)
-        while not cancel.cancelled:
-            sentence = next(pending, None)
-            if sentence is None or cancel.cancelled:
-                return
-            samples = self._synthesize(sentence, cancel)
-            if cancel.cancelled:
-                return
-            if samples.size:
-                yield AudioChunk(samples, self.sample_rate, sentence)
+        return speak_each(sentences, cancel, lambda sentence: self._synthesize(sentence, cancel), self.sample_rate)
 
     def _synthesize(self, sentence: str, cancel: CancelToken) -> np.ndarray:
         voice = self.voice_for(sentence)

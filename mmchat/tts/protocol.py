@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
 
 from mmchat.cancel import CancelToken
 from mmchat.events import AudioChunk
@@ -19,3 +21,28 @@ class TextToSpeech(Protocol):
         or yielded.
         """
         ...
+
+
+def speak_each(
+    sentences: Iterable[str],
+    cancel: CancelToken,
+    synthesize: Callable[[str], np.ndarray],
+    sample_rate: int,
+) -> Iterator[AudioChunk]:
+    """The loop every backend shares: pull a sentence, synthesize it, yield it.
+
+    Cancel is checked before each pull (pulling may wait on the model), and again after
+    synthesis, so nothing is yielded once the turn is cancelled.
+    """
+    pending = iter(sentences)
+    while not cancel.cancelled:
+        sentence = next(pending, None)
+        if sentence is None or cancel.cancelled:
+            return
+        if not sentence.strip():
+            continue
+        samples = synthesize(sentence)
+        if cancel.cancelled:
+            return
+        if samples.size:
+            yield AudioChunk(samples, sample_rate, sentence)
