@@ -52,6 +52,12 @@ def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[i
 def open_for_model(path: str | Path, max_pixels: int) -> Image.Image:
     """Decode a stored photo as RGB, upright, and within `max_pixels` (aspect kept)."""
     with Image.open(path) as image:
+        width, height = image.size
+        if image.format == "JPEG" and width * height > max_pixels:
+            # Let the JPEG decoder skip detail we would throw away: decoding a 12 MP photo
+            # at 1/2 or 1/4 scale is several times faster (bench/photo_prep.py).
+            scale = math.sqrt(max_pixels / (width * height))
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image = ImageOps.exif_transpose(image)  # phone photos are often stored sideways
         image = image.convert("RGB")
     return fit_pixel_budget(image, max_pixels)

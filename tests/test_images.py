@@ -59,3 +59,17 @@ def test_sideways_phone_photos_are_turned_upright(tmp_path):
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     Image.new("RGB", (40, 20)).save(path, exif=exif)
     assert open_for_model(path, 10_000).size == (20, 40)
+
+
+def test_a_big_jpeg_decoded_at_reduced_scale_matches_a_full_decode(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "big.jpg"
+    gradient = np.linspace(0, 255, 4000, dtype=np.uint8)
+    Image.fromarray(np.stack([np.tile(gradient, (3000, 1))] * 3, axis=-1)).save(path, quality=90)
+    fast = open_for_model(path, 800_000)
+    with Image.open(path) as full:
+        reference = fit_pixel_budget(full.convert("RGB"), 800_000)
+    assert fast.size == reference.size and fast.size[0] * fast.size[1] <= 800_000
+    difference = np.abs(np.asarray(fast, dtype=int) - np.asarray(reference, dtype=int)).mean()
+    assert difference < 3  # same picture, not a different crop or colour
