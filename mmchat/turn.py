@@ -268,9 +268,16 @@ def _answer(session: ChatSession, services: Services, params: GenerationParams, 
         raise
     except Exception as exc:
         log.exception("generation failed")
-        status, error = "error", f"The model failed while answering: {type(exc).__name__}: {exc}"
+        status, error = "error", _failure_message(exc)
     finally:
         reply.parts = [TextPart("".join(pieces))]
         reply.status = status
         session.save()
     yield TurnDone(status, "".join(pieces), error)
+
+
+def _failure_message(exc: Exception) -> str:
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+        return ("The GPU ran out of memory for this answer. Try fewer or smaller photos, a shorter "
+                "answer, or a New chat (a long conversation needs memory too).")
+    return f"The model failed while answering: {type(exc).__name__}: {exc}"

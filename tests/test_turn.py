@@ -167,3 +167,28 @@ def test_images_in_earlier_turns_stay_in_the_conversation(session, services, pho
     messages = session.conversation.to_openai()
     assert isinstance(session.conversation.turns[0].parts[0], ImagePart)
     assert messages[0]["content"][0]["type"] == "image_url"
+
+
+def test_a_failure_mid_answer_keeps_the_text_so_far_and_says_what_happened(session, config):
+    from mmchat.model_handle import ModelHandle
+    from mmchat.turn import Services
+
+    class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
+        pass
+
+    class FailingEngine:
+        name = "failing"
+
+        def count_tokens(self, messages):
+            return 1
+
+        def stream(self, messages, params, cancel):
+            yield "Partial "
+            raise OutOfMemoryError("CUDA out of memory")
+
+    services = Services(config=config, engine=ModelHandle.ready(FailingEngine()))
+    events = list(submit(session, UserInput("Hi"), services, GREEDY))
+    done = events[-1]
+    assert done.status == "error" and "ran out of memory" in done.error
+    assert session.conversation.turns[-1].text == "Partial " and session.conversation.turns[-1].status == "error"
+    assert session.conversation.to_openai() == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]

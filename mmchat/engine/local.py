@@ -110,6 +110,8 @@ class LocalEngine:
             except BaseException as exc:  # reported to the caller below, never lost in the thread
                 failure.append(exc)
                 streamer.end()
+                if isinstance(exc, torch.cuda.OutOfMemoryError):
+                    torch.cuda.empty_cache()  # give the memory back before the next question
 
         worker = threading.Thread(target=work, name="mmchat-generate", daemon=True)
         worker.start()
