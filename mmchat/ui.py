@@ -8,6 +8,7 @@ region is muted, because it would read the answer token by token).
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -220,8 +221,8 @@ class ChatHandlers:
         return self._view(session, box=gr.update(value=None, label="Message"), announcement="New chat started.",
                           export=None, reviewed=None)
 
-    def on_load(self, conversation_id: str):
-        session = self.new_session()
+    def on_load(self, session: ChatSession, conversation_id: str):
+        """Bring back the conversation this browser had open (it survives reloads and restarts)."""
         restored = self.store.load(conversation_id) if conversation_id else None
         if restored is not None:
             session.conversation = restored
@@ -242,7 +243,9 @@ def build_ui(services: Services) -> gr.Blocks:
     handlers = ChatHandlers(services)
 
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
-        session_state = gr.State(None, delete_callback=lambda s: s and s.cancel_scope.cancel())
+        # A callable initial value gives each browser session its own ChatSession.
+        session_state = gr.State(functools.partial(ChatSession, handlers.store),
+                                 delete_callback=lambda s: s.cancel_scope.cancel())
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
@@ -299,7 +302,8 @@ def build_ui(services: Services) -> gr.Blocks:
         timer = gr.Timer(1.0)
 
         timer.tick(handlers.model_status, outputs=[status, timer], show_progress="hidden")
-        demo.load(handlers.on_load, inputs=[saved_id], outputs=[session_state, chatbot, saved_id, export_button])
+        demo.load(handlers.on_load, inputs=[session_state, saved_id],
+                  outputs=[session_state, chatbot, saved_id, export_button])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
         turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output]

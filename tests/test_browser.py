@@ -106,6 +106,10 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
                     "e => e.getAttribute('aria-label') || e.innerText || e.title || [...e.querySelectorAll('img')].map(i => i.alt).join(' ')")
                 assert name and name.strip(), f"unlabelled button: {button.evaluate('e => e.outerHTML')[:200]}"
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+        page.reload(wait_until="load")  # the conversation survives a reload
+        expect(page.locator('[data-testid="user"]').last).to_contain_text("What is in this photo?", timeout=30_000)
+        expect(page.locator('[data-testid="bot"]').last).to_contain_text("(stopped)")
         assert not page.errors, f"console errors: {page.errors}"
 
 
