@@ -8,7 +8,6 @@ region is muted, because it would read the answer token by token).
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -75,6 +74,7 @@ footer { display: none !important; }
 # Stop and New chat silence the spoken answer at once, before the server even hears of it.
 SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) => a.pause()); }"""
 SKIP = gr.skip()
+STILL_LOADING = "The page is still starting; please try again in a moment."
 
 ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live"); if (live) { live.textContent = ""; setTimeout(() => { live.textContent = text; }, 50); } return []; }"""
 
@@ -162,6 +162,9 @@ class ChatHandlers:
 
     def on_submit(self, session: ChatSession, message: dict, editing: bool, reviewed_audio: str | None,
                   max_new_tokens, temperature, speak: bool, voice: str, rate, progress=gr.Progress()):
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return
         message = message or {"text": "", "files": []}
         text = message.get("text", "") or ""
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
@@ -193,10 +196,16 @@ class ChatHandlers:
         yield self._view(session, box=box, announcement="Check the words, then press Enter to send.", reviewed=audio)
 
     def on_regenerate(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate):
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
         yield from self.play(session, regenerate(session, self.services, params, speech))
 
     def on_chat_edit(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate, edit: gr.EditData):
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return
         if edit.index != session.conversation.last_user_index():
             gr.Warning("Only your last message can be edited.")
             yield self._view(session)
@@ -221,8 +230,9 @@ class ChatHandlers:
         return self._view(session, box=gr.update(value=None, label="Message"), announcement="New chat started.",
                           export=None, reviewed=None)
 
-    def on_load(self, session: ChatSession, conversation_id: str):
-        """Bring back the conversation this browser had open (it survives reloads and restarts)."""
+    def on_load(self, conversation_id: str):
+        """A session for this browser, with the conversation it had open (reloads, restarts)."""
+        session = self.new_session()
         restored = self.store.load(conversation_id) if conversation_id else None
         if restored is not None:
             session.conversation = restored
@@ -243,9 +253,8 @@ def build_ui(services: Services) -> gr.Blocks:
     handlers = ChatHandlers(services)
 
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
-        # A callable initial value gives each browser session its own ChatSession.
-        session_state = gr.State(functools.partial(ChatSession, handlers.store),
-                                 delete_callback=lambda s: s.cancel_scope.cancel())
+        # Filled by on_load: Gradio deep-copies initial state values, and a session holds locks.
+        session_state = gr.State(None, delete_callback=lambda s: s and s.cancel_scope.cancel())
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
@@ -302,8 +311,7 @@ def build_ui(services: Services) -> gr.Blocks:
         timer = gr.Timer(1.0)
 
         timer.tick(handlers.model_status, outputs=[status, timer], show_progress="hidden")
-        demo.load(handlers.on_load, inputs=[session_state, saved_id],
-                  outputs=[session_state, chatbot, saved_id, export_button])
+        demo.load(handlers.on_load, inputs=[saved_id], outputs=[session_state, chatbot, saved_id, export_button])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
         turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output]

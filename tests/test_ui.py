@@ -31,7 +31,7 @@ def _ask(handlers, session, text, files=(), editing=False):
 
 
 def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, photos):
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     updates = list(_submit(handlers, session, {"text": "What is it?", "files": [str(photos[0])]}))
     first_chat, first_box = updates[0][0], updates[0][1]
     assert [m["role"] for m in first_chat] == ["user"]  # the question shows before any answer
@@ -45,7 +45,7 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
 
 
 def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     message = {"text": "x" * 50_000, "files": []}
     chat, box, announcement, *_ = _last(_submit(handlers, session, message))
     assert chat == []
@@ -54,17 +54,17 @@ def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
 
 
 def test_a_restart_brings_the_conversation_back(handlers, services, photos):
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     _ask(handlers, session, "Remember this", [str(photos[0])])
     restarted = ChatHandlers(services)  # a new server process reads the same data folder
-    restored, chat, saved_id, export = restarted.on_load(restarted.new_session(), session.conversation.id)
+    restored, chat, saved_id, export = restarted.on_load(session.conversation.id)
     assert restored.conversation.turns == session.conversation.turns
     assert chat == render(session.conversation)
-    assert restarted.on_load(restarted.new_session(), "../../etc/passwd")[0].conversation.turns == []  # ids from the browser are checked
+    assert restarted.on_load("../../etc/passwd")[0].conversation.turns == []  # ids from the browser are checked
 
 
 def test_edit_button_then_submit_edits_the_last_question(handlers, photos):
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     _ask(handlers, session, "Old", [str(photos[0])])
     box, editing = handlers.on_edit_button(session)
     assert box["value"]["text"] == "Old" and editing is True
@@ -74,7 +74,7 @@ def test_edit_button_then_submit_edits_the_last_question(handlers, photos):
 
 
 def test_regenerate_and_new_chat(handlers):
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     _ask(handlers, session, "Hi")
     chat, _, announcement, *_ = _last(handlers.on_regenerate(session, *QUIET))
     assert len(chat) == 2 and announcement == session.conversation.turns[-1].text

@@ -74,7 +74,7 @@ def test_a_recording_with_nothing_said_is_refused_without_invented_text(session,
 def test_the_transcript_can_be_checked_and_corrected_before_it_is_sent(voice_services, tmp_path):
     voice_services.config = with_config(voice_services.config, edit_transcript=True)
     handlers = ChatHandlers(voice_services)
-    session, *_ = handlers.on_load(handlers.new_session(), "")
+    session, *_ = handlers.on_load("")
     recording = mic_recording(tmp_path, "What is written on the sign?")
     settings = (12, 0.0, False, "auto", 1.0)
     *_, review = handlers.on_submit(session, {"text": "", "files": [recording]}, False, None, *settings, progress=None)
