@@ -210,6 +210,7 @@ def qwen3_vl_model(processor: Qwen3VLProcessor, spec: Qwen3VLSpec) -> Qwen3VLFor
             spatial_merge_size=2,
             temporal_patch_size=2,
             out_hidden_size=spec.text_hidden,
+            initializer_range=spec.init_std,
             num_position_embeddings=256,
             deepstack_visual_indexes=list(range(spec.vision_depth)),
         ),
