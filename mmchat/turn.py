@@ -256,6 +256,8 @@ def _answer(session: ChatSession, services: Services, params: GenerationParams, 
         voice = yield from _voice_for(speech, services)
         sentences = SpeakableSentences() if voice else None
         for delta in engine.stream(fitted.messages, params, token):
+            if token.cancelled:  # Stop: the answer is what the user saw when pressing it
+                break
             pieces.append(delta)
             reply.parts = [TextPart("".join(pieces))]
             yield TextDelta(delta)

@@ -79,18 +79,24 @@ STILL_LOADING = "The page is still starting; please try again in a moment."
 ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live"); if (live) { live.textContent = ""; setTimeout(() => { live.textContent = text; }, 50); } return []; }"""
 
 
-def render(conversation: Conversation) -> list[dict]:
-    """The conversation as Gradio chat messages (one message per turn)."""
-    return [_render_turn(turn) for turn in conversation.turns]
+# Shown after an answer that did not finish.
+ANSWER_MARKERS = {"interrupted": "*(stopped)*", "error": "*(the answer failed)*"}
 
 
-def _render_turn(turn: Turn) -> dict:
+def render(conversation: Conversation, answering: bool = False) -> list[dict]:
+    """The conversation as Gradio chat messages (one message per turn). `answering`:
+    the last answer is still being written, so it gets no end-of-answer marker (the
+    turn loop keeps it marked interrupted until it finishes, in case it never does)."""
+    turns = conversation.turns
+    return [_render_turn(turn, answering and i == len(turns) - 1) for i, turn in enumerate(turns)]
+
+
+def _render_turn(turn: Turn, answering: bool = False) -> dict:
     if turn.role == "assistant":
         text = turn.text
-        if turn.status == "interrupted":
-            text = (text + "\n\n" if text else "") + "*(stopped)*"
-        elif turn.status == "error":
-            text = (text + "\n\n" if text else "") + "*(the answer failed)*"
+        marker = None if answering else ANSWER_MARKERS.get(turn.status)
+        if marker:
+            text = (text + "\n\n" if text else "") + marker
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
     content += [{"path": p.path} for p in turn.parts if isinstance(p, AudioPart)]
@@ -118,8 +124,9 @@ class ChatHandlers:
     def new_session(self) -> ChatSession:
         return ChatSession(self.store)
 
-    def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP):
-        return (render(session.conversation), box, announcement, export, False,
+    def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP,
+              answering=False):
+        return (render(session.conversation, answering), box, announcement, export, False,
                 session.conversation.id, reviewed, speech)
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
@@ -137,11 +144,11 @@ class ChatHandlers:
                     progress(event.fraction, desc=event.message)
             elif isinstance(event, Notice):
                 gr.Info(event.message)
-                yield self._view(session, announcement=event.message)
+                yield self._view(session, announcement=event.message, answering=True)
             elif isinstance(event, TextDelta):
-                yield self._view(session)
+                yield self._view(session, answering=True)
             elif isinstance(event, AudioChunk):
-                yield self._view(session, speech=_pcm16(event))
+                yield self._view(session, speech=_pcm16(event), answering=True)
             elif isinstance(event, TurnDone):
                 if event.status == "error":
                     gr.Warning(event.error)

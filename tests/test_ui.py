@@ -86,3 +86,16 @@ def test_regenerate_and_new_chat(handlers):
 def test_model_status_reports_ready_with_the_model_name(handlers, services):
     text, timer = handlers.model_status()
     assert "Model:" in text and services.engine.wait().name in text
+
+
+def test_an_answer_being_written_is_not_marked_stopped_until_stop(handlers):
+    session, *_ = handlers.on_load("")
+    updates = _submit(handlers, session, {"text": "Tell me a story", "files": []}, settings=(400, 0.0, False, "auto", 1.0))
+    streaming = [next(updates)[0] for _ in range(4)]  # the question, then the answer growing
+    assert all("(stopped)" not in str(chat[-1]["content"]) for chat in streaming)
+    shown = streaming[-1][-1]["content"]
+    handlers.on_stop(session)
+    chat, *_, announcement = _last(updates)[:3]
+    # Nothing the model wrote after Stop is added; the answer says it was stopped.
+    assert chat[-1]["content"] == shown + "\n\n*(stopped)*"
+    assert announcement == "Stopped. " + shown
