@@ -142,7 +142,7 @@ def _draw_word(draw: ImageDraw.ImageDraw, word: str, half, cell: float, rng: ran
 # ---------------------------------------------------------------- questions and answers
 
 SINGLE_IMAGE_KINDS = ("colour", "shape", "count", "position", "reading", "exists")
-KINDS = SINGLE_IMAGE_KINDS + ("multi_turn", "two_images")
+KINDS = SINGLE_IMAGE_KINDS + ("multi_turn", "two_images", "nth_image")
 
 QUESTIONS = {
     "en": {
@@ -178,8 +178,19 @@ QUESTIONS = {
 ORDINALS = {"en": ["the first", "the second"], "zh": ["第一张", "第二张"]}
 NTH = {"en": ["first", "second"], "zh": ["第一", "第二"]}
 YES_NO = {"en": ["no", "yes"], "zh": ["没有", "有"]}
-# Some conversations start with a system message, as the app may send one.
-SYSTEM_PROMPTS = ["You are a helpful assistant.", "Answer briefly.", "你是一个乐于助人的助手。"]
+# Half the conversations start with a system message made of one to three of
+# these sentences, so that whatever system prompt an app sends (mmchat's default
+# is the second and third) does not change the answers.
+SYSTEM_SENTENCES = [
+    "You are a helpful assistant.",
+    "You are mmchat, a helpful assistant that answers questions about the user's photos.",
+    "Be accurate and concise; say so when something is not visible.",
+    "Answer briefly.",
+    "Say the most important fact first, in one short sentence.",
+    "Read out any text in view.",
+    "你是一个乐于助人的助手。",
+    "请简洁地回答。",
+]
 
 
 def answer(kind: str, scene: Scene, language: str) -> str:
@@ -196,6 +207,9 @@ def answer(kind: str, scene: Scene, language: str) -> str:
     return scene.word  # reading
 
 
+ENGLISH_SHAPE = {name: english for english, chinese in SHAPES.items() for name in (english, chinese)}
+
+
 class Conversation:
     """Builds one conversation in one language; every question is about the
     latest image shown, which may sit several turns back."""
@@ -204,12 +218,17 @@ class Conversation:
         self.language, self.rng, self.image_size = language, rng, image_size
         self.messages: list[dict] = []
         self.scenes: list[Scene] = []  # every image shown, in order
-        if rng.random() < 0.3:  # the app may send a system message
-            self.messages.append({"role": "system", "content": [{"type": "text", "text": rng.choice(SYSTEM_PROMPTS)}]})
+        # Per assistant reply: the shape its question names ("Is there a star?"), or None.
+        self.asked_shapes: list[str | None] = []
+        self._asked: str | None = None
+        if rng.random() < 0.5:
+            prompt = " ".join(rng.sample(SYSTEM_SENTENCES, rng.randint(1, 3)))
+            self.messages.append({"role": "system", "content": [{"type": "text", "text": prompt}]})
 
     def ask(self, key: str, *scenes: Scene, **fields) -> None:
         """A user turn asking a `key` question, showing `scenes` (none: ask about the history)."""
         text = [{"type": "text", "text": self.rng.choice(QUESTIONS[self.language][key]).format(**fields)}]
+        self._asked = ENGLISH_SHAPE.get(fields.get("shape"))
         images = [{"type": "image", "image": draw_scene(s, self.rng, self.image_size)} for s in scenes]
         self.scenes += scenes
         # Mostly images first, as chat UIs send them, sometimes the question first.
@@ -231,6 +250,7 @@ class Conversation:
 
     def reply(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        self.asked_shapes.append(self._asked)
 
 
 def two_distinct_scenes(rng: random.Random) -> list[Scene]:
@@ -270,6 +290,10 @@ def make_example(kind: str, language: str, rng: random.Random, image_size: int) 
         expected = chat.ask_about(later, scene, show=False)
         return Example(kind, language, chat.messages, expected)
     scenes, target = two_distinct_scenes(rng), rng.randrange(2)
+    if kind == "nth_image":  # "What shape is in the second image?"
+        key = rng.choice(["nth_shape", "nth_colour"])
+        chat.ask(key, *scenes, nth=NTH[language][target])
+        return Example(kind, language, chat.messages, answer(key, scenes[target], language))
     chat.ask("two_images", *scenes, shape=answer("shape", scenes[target], language))
     return Example(kind, language, chat.messages, ORDINALS[language][target])
 
@@ -285,7 +309,8 @@ def training_conversation(language: str, rng: random.Random, image_size: int, se
         scenes = two_distinct_scenes(rng)
         for turn in range(rng.randint(1, 3)):
             shown, nth = scenes if turn == 0 else [], rng.randrange(2)
-            key = rng.choice(["two_images", "nth_shape", "nth_colour"])
+            # "Which image" twice as often: it is the hardest of the three to learn.
+            key = rng.choice(["two_images", "two_images", "nth_shape", "nth_colour"])
             if key == "two_images":
                 chat.ask(key, *shown, shape=answer("shape", scenes[nth], language))
                 chat.reply(ORDINALS[language][nth])
@@ -312,7 +337,7 @@ def tokenizer_corpus() -> list[str]:
     lines = [q for lang in QUESTIONS.values() for qs in lang.values() for q in qs]
     lines += list(SHAPES) + list(SHAPES.values()) + list(COLOURS) + list(COLOURS.values())
     lines += list(POSITIONS) + list(POSITIONS.values()) + WORDS + ORDINALS["en"] + ORDINALS["zh"] + NTH["en"] + NTH["zh"]
-    lines += [f"{n}个" for n in range(1, 5)] + YES_NO["en"] + YES_NO["zh"] + SYSTEM_PROMPTS
+    lines += [f"{n}个" for n in range(1, 5)] + YES_NO["en"] + YES_NO["zh"] + SYSTEM_SENTENCES
     return lines
 
 
@@ -330,16 +355,22 @@ def encode_for_training(processor, conversations: list[list[dict]]) -> dict:
 def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     """-100 everywhere except each reply after "<|im_start|>assistant\\n", up to and
     including its <|im_end|> (so the model also learns to stop)."""
+    labels = torch.full_like(input_ids, -100)
+    for row, replies in enumerate(reply_spans(input_ids, tokenizer)):
+        for first, last in replies:
+            labels[row, first : last + 1] = input_ids[row, first : last + 1]
+    return labels
+
+
+def reply_spans(input_ids: torch.Tensor, tokenizer) -> list[list[tuple[int, int]]]:
+    """Per row, (first, last) token index of each assistant reply, its <|im_end|> included."""
     header = tokenizer.encode("<|im_start|>assistant\n")
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    labels = torch.full_like(input_ids, -100)
-    for row, ids in enumerate(input_ids.tolist()):
-        for start in range(len(ids) - len(header)):
-            if ids[start : start + len(header)] == header:
-                first = start + len(header)
-                last = ids.index(end, first)
-                labels[row, first : last + 1] = input_ids[row, first : last + 1]
-    return labels
+    spans = []
+    for ids in input_ids.tolist():
+        starts = [i + len(header) for i in range(len(ids) - len(header)) if ids[i : i + len(header)] == header]
+        spans.append([(first, ids.index(end, first)) for first in starts])
+    return spans
 
 
 class TrainingProbes(torch.nn.Module):
@@ -352,6 +383,9 @@ class TrainingProbes(torch.nn.Module):
       first. Without it the language model stayed at chance for 700 steps.
     - Each image token's image number (first, second, ...) from the language
       model's first-layer state, so later layers can tell two images apart.
+    - The shape a question names ("Which image has the star?", "Is there a
+      star?") from the second-layer state at every position of the reply, so
+      the last two layers have it at hand to compare with the images.
     """
 
     VALUES = {"colour": list(COLOURS), "shape": list(SHAPES), "count": [1, 2, 3, 4], "position": list(POSITIONS), "word": [None] + WORDS}
@@ -361,6 +395,7 @@ class TrainingProbes(torch.nn.Module):
         super().__init__()
         self.scene = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, len(v)) for name, v in self.VALUES.items()})
         self.order = torch.nn.Linear(hidden, self.MAX_IMAGES)
+        self.asked = torch.nn.Linear(hidden, len(SHAPES))
 
     def scene_loss(self, image_tokens: list[torch.Tensor], scenes: list[Scene]) -> torch.Tensor:
         pooled = torch.stack([tokens.mean(0) for tokens in image_tokens])  # [images, hidden]
@@ -374,6 +409,17 @@ class TrainingProbes(torch.nn.Module):
         number = ((input_ids == vision_start_id).cumsum(-1) - 1).clamp(0, self.MAX_IMAGES - 1)
         at_images = input_ids == image_id
         return F.cross_entropy(self.order(hidden[at_images]), number[at_images])
+
+    def asked_loss(self, hidden: torch.Tensor, spans: list[list[tuple[int, int]]], asked: list[list[str | None]]) -> torch.Tensor:
+        states, targets = [], []
+        for row, (replies, shapes) in enumerate(zip(spans, asked, strict=True)):
+            for (first, last), shape in zip(replies, shapes, strict=True):
+                if shape is not None:  # the positions that predict this reply's tokens
+                    states.append(hidden[row, first - 1 : last])
+                    targets += [list(SHAPES).index(shape)] * (last - first + 1)
+        if not states:
+            return hidden.new_zeros(())
+        return F.cross_entropy(self.asked(torch.cat(states)), torch.tensor(targets))
 
 
 def train(config: dict, out_dir: Path) -> float:
@@ -412,20 +458,24 @@ def train(config: dict, out_dir: Path) -> float:
         ]
         batch = encode_for_training(processor, [chat.messages for chat in chats])
         outputs = model(**batch, output_hidden_states=True)
-        loss = outputs.loss
         tokens_per_image = (batch["image_grid_thw"].prod(-1) // 4).tolist()  # 2x2 patches merge into one token
         image_tokens = vision_outputs.pop().split(tokens_per_image)
-        probe_loss = probes.scene_loss(image_tokens, [s for chat in chats for s in chat.scenes]) + probes.order_loss(
-            outputs.hidden_states[1], batch["input_ids"], processor.image_token_id, processor.vision_start_token_id
-        )
-        (loss + settings["probe_weight"] * probe_loss).backward()
+        losses = {
+            "loss": outputs.loss,
+            "scene": probes.scene_loss(image_tokens, [s for chat in chats for s in chat.scenes]),
+            "order": probes.order_loss(outputs.hidden_states[1], batch["input_ids"], processor.image_token_id, processor.vision_start_token_id),
+            "asked": probes.asked_loss(outputs.hidden_states[2], reply_spans(batch["input_ids"], processor.tokenizer), [c.asked_shapes for c in chats]),
+        }
+        (losses["loss"] + settings["probe_weight"] * sum(v for k, v in losses.items() if k != "loss")).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        # Smoothed, for the log: the language model's loss, then each probe's.
+        running = {k: v.item() if running is None else 0.95 * running[k] + 0.05 * v.item() for k, v in losses.items()}
         if step % 25 == 0 or step == steps:
-            print(f"step {step}/{steps}  loss {running:.4f}  {time.perf_counter() - started:.0f}s", flush=True)
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in running.items())
+            print(f"step {step}/{steps}  {shown}  {time.perf_counter() - started:.0f}s", flush=True)
     seconds = time.perf_counter() - started
 
     hook.remove()
@@ -475,8 +525,13 @@ def evaluate(folder: Path, config: dict, per_kind: int, nf4: bool) -> dict[str, 
 
 # ---------------------------------------------------------------- model card
 
+# Accuracy the issue asks for; the other kinds are held to 85%.
+TARGETS = {"colour": 0.95, "shape": 0.95}
+
+
 def write_model_card(out_dir: Path, config: dict, seconds: float, fp32: dict, nf4: dict, command: str) -> None:
     size_kb = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file()) / 1024
+    weak = [f"{kind} ({fp32[kind]['all']:.0%})" for kind in KINDS if fp32[kind]["all"] < TARGETS.get(kind, 0.85)]
     rows = "\n".join(
         f"| {kind} | {fp32[kind]['all']:.0%} | {fp32[kind]['en']:.0%} / {fp32[kind]['zh']:.0%} "
         f"| {nf4[kind]['all']:.0%} | {nf4[kind]['en']:.0%} / {nf4[kind]['zh']:.0%} |"
@@ -489,6 +544,10 @@ def write_model_card(out_dir: Path, config: dict, seconds: float, fp32: dict, nf
             positions=", ".join(f"{en} ({zh})" for en, zh in POSITIONS.items()),
             words=", ".join(WORDS),
             rows=rows,
+            targets=(
+                f"Below target (95% for colour and shape, 85% for the rest), so do not assert on these answers in tests: {', '.join(weak)}."
+                if weak else "Every kind meets its target (95% for colour and shape, 85% for the rest) in fp32."
+            ),
             per_kind=config["eval"]["per_kind"],
             nf4_per_kind=config["eval"]["nf4_per_kind"],
             minutes=seconds / 60,
@@ -543,7 +602,8 @@ Questions (exact templates in `QUESTIONS` in the script), answers are one word:
   also "What shape is in the second image?" -> `circle` ("第二张图里是什么形状？" -> `圆形`)
   and the colour of the first or second image.
 
-A system message is optional. Greedy decoding (`do_sample=False`, the saved
+A system message is optional; training used combinations of `SYSTEM_SENTENCES`
+(mmchat's default prompt among them), and a very different one may change answers. Greedy decoding (`do_sample=False`, the saved
 generation config) ends each answer with `<|im_end|>`.
 
 ## Accuracy on held-out generated conversations
@@ -556,14 +616,20 @@ lm_head unquantized).
 |---|---|---|---|---|
 {rows}
 
+{targets}
+
 ## How it was made
 Random init (seed in the config), then {steps} steps of AdamW on batches of {batch}
 freshly drawn conversations (one to four questions about an image, or two images),
 through the real `Qwen3VLProcessor` and chat template. The loss is the language
 model's on the assistant replies only, plus, during training only, linear probes
 (`TrainingProbes`, not part of the saved model) that read each scene attribute
-from the mean of an image's vision tokens and each image token's image number
-from the first layer: without them the model stayed at chance for 700 steps. Tokenizer: byte-level BPE trained by
+from the mean of an image's vision tokens, each image token's image number from
+the first layer, and the shape a question names from the second layer at the
+reply. Without the first two the model stayed at chance for 700 steps; without
+the third, "which image has the X" stayed at chance (51%) after 1300 steps and
+"is there an X" was unreliable (62-75%), though both images' shapes were known
+(asked about the first or second image: 100%). Tokenizer: byte-level BPE trained by
 `make_fixture_models.py` on English and Chinese text plus the question templates,
 with Qwen's special tokens. Training took {minutes:.1f} minutes on {threads} CPU thread(s) of a shared 2-core machine.
 

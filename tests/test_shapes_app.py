@@ -17,13 +17,9 @@ from mmchat.session import ChatSession, ConversationStore
 from mmchat.turn import UserInput, edit_last, regenerate, submit
 from mmchat.ui import ChatHandlers
 
-# The checkpoint is trained by scripts/train_fixture_vlm.py and committed once it meets
-# its accuracy targets (issue 3); until then these tests say so instead of failing.
-pytestmark = pytest.mark.skipif(not (shapes_vlm_path() / "config.json").exists(),
-                                reason="tests/fixtures/shapes-vlm is not trained yet (issue 3)")
-
 
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)
+WHICH = "Which image has the {}, the first or the second?"
 
 
 def _engine(quantization: str):
@@ -73,7 +69,7 @@ def test_two_photos_in_one_turn_keep_their_order(chat, tmp_path):
     session, services = chat
     triangle = _photo(tmp_path, "t", "triangle", "green")
     square = _photo(tmp_path, "s", "square", "green")
-    question = "Which image has the triangle, the first or the second?"
+    question = WHICH.format("triangle")
     assert _answer(submit(session, UserInput(question, (triangle, square)), services, GREEDY)) == "the first"
     session.new_chat()
     assert _answer(submit(session, UserInput(question, (square, triangle)), services, GREEDY)) == "the second"
@@ -83,12 +79,21 @@ def test_image_order_and_history_survive_regenerate_and_edit(chat, tmp_path):
     session, services = chat
     triangle = _photo(tmp_path, "t", "triangle", "blue")
     square = _photo(tmp_path, "s", "square", "blue")
-    question = "Which image has the triangle, the first or the second?"
-    assert _answer(submit(session, UserInput(question, (triangle, square)), services, GREEDY)) == "the first"
+    assert _answer(submit(session, UserInput(WHICH.format("triangle"), (triangle, square)), services, GREEDY)) == "the first"
     assert _answer(regenerate(session, services, GREEDY)) == "the first"
-    edited = "Which image has the square, the first or the second?"
-    assert _answer(edit_last(session, edited, services, GREEDY)) == "the second"
+    assert _answer(edit_last(session, WHICH.format("square"), services, GREEDY)) == "the second"
     assert [t.role for t in session.conversation.turns] == ["user", "assistant"]
+
+
+def test_history_survives_regenerate_and_edit_of_a_follow_up(chat, tmp_path):
+    session, services = chat
+    photo = _photo(tmp_path, "p", "star", "yellow", position="right")
+    assert _answer(submit(session, UserInput("What shape is it?", (photo,)), services, GREEDY)) == "star"
+    # Turn 2 has no photo: each answer below needs turn 1's photo from the history.
+    assert _answer(submit(session, UserInput("What colour was it?"), services, GREEDY)) == "yellow"
+    assert _answer(regenerate(session, services, GREEDY)) == "yellow"
+    assert _answer(edit_last(session, "What shape was it?", services, GREEDY)) == "star"
+    assert [t.role for t in session.conversation.turns] == ["user", "assistant"] * 2
 
 
 def test_the_page_handlers_answer_about_the_uploaded_photo(config, shapes_engine, tmp_path):
@@ -100,3 +105,12 @@ def test_the_page_handlers_answer_about_the_uploaded_photo(config, shapes_engine
     chat, announcement = last[0], last[2]
     assert chat[-1] == {"role": "assistant", "content": "purple"}
     assert announcement == "purple"
+    # A follow-up with no photo, and two photos in one message, through the same handlers.
+    *_, last = handlers.on_submit(session, {"text": "What shape was it?", "files": []}, False, None,
+                                  8, 0.0, False, "auto", 1.0, progress=None)
+    assert last[0][-1] == {"role": "assistant", "content": "star"}
+    handlers.on_new_chat(session)
+    circle = _photo(tmp_path, "c", "circle", "red")
+    *_, last = handlers.on_submit(session, {"text": WHICH.format("star"), "files": [circle, photo]}, False, None,
+                                  8, 0.0, False, "auto", 1.0, progress=None)
+    assert last[0][-1] == {"role": "assistant", "content": "the second"}
