@@ -32,11 +32,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
 import make_fixture_models
 
 REPO = Path(__file__).resolve().parent.parent
+# The evaluation loads the model through the app's own loader.
+sys.path.insert(0, str(REPO))
+from mmchat.config import Config  # noqa: E402
+from mmchat.engine.loading import load_model, plan_load  # noqa: E402
+
 DEFAULT_CONFIG = REPO / "scripts" / "shapes_vlm_config.toml"
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "shapes-vlm"
 
@@ -343,20 +347,22 @@ def tokenizer_corpus() -> list[str]:
 
 # ---------------------------------------------------------------- training
 
-def encode_for_training(processor, conversations: list[list[dict]]) -> dict:
-    """Processor outputs for whole conversations, with labels on the assistant replies only."""
+def encode_for_training(processor, conversations: list[list[dict]]) -> tuple[dict, list[list[tuple[int, int]]]]:
+    """Processor outputs for whole conversations, with labels on the assistant replies
+    only, and where those replies are (see reply_spans)."""
     texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
     images = [part["image"] for c in conversations for m in c for part in m["content"] if part["type"] == "image"]
     batch = processor(text=texts, images=images, padding=True, return_tensors="pt")
-    batch["labels"] = assistant_labels(batch["input_ids"], processor.tokenizer)
-    return batch
+    spans = reply_spans(batch["input_ids"], processor.tokenizer)
+    batch["labels"] = assistant_labels(batch["input_ids"], spans)
+    return batch, spans
 
 
-def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+def assistant_labels(input_ids: torch.Tensor, spans: list[list[tuple[int, int]]]) -> torch.Tensor:
     """-100 everywhere except each reply after "<|im_start|>assistant\\n", up to and
     including its <|im_end|> (so the model also learns to stop)."""
     labels = torch.full_like(input_ids, -100)
-    for row, replies in enumerate(reply_spans(input_ids, tokenizer)):
+    for row, replies in enumerate(spans):
         for first, last in replies:
             labels[row, first : last + 1] = input_ids[row, first : last + 1]
     return labels
@@ -456,7 +462,7 @@ def train(config: dict, out_dir: Path) -> float:
             training_conversation("zh" if rng.random() < settings["chinese_fraction"] else "en", rng, size, settings)
             for _ in range(settings["batch_size"])
         ]
-        batch = encode_for_training(processor, [chat.messages for chat in chats])
+        batch, spans = encode_for_training(processor, [chat.messages for chat in chats])
         outputs = model(**batch, output_hidden_states=True)
         tokens_per_image = (batch["image_grid_thw"].prod(-1) // 4).tolist()  # 2x2 patches merge into one token
         image_tokens = vision_outputs.pop().split(tokens_per_image)
@@ -464,7 +470,7 @@ def train(config: dict, out_dir: Path) -> float:
             "loss": outputs.loss,
             "scene": probes.scene_loss(image_tokens, [s for chat in chats for s in chat.scenes]),
             "order": probes.order_loss(outputs.hidden_states[1], batch["input_ids"], processor.image_token_id, processor.vision_start_token_id),
-            "asked": probes.asked_loss(outputs.hidden_states[2], reply_spans(batch["input_ids"], processor.tokenizer), [c.asked_shapes for c in chats]),
+            "asked": probes.asked_loss(outputs.hidden_states[2], spans, [c.asked_shapes for c in chats]),
         }
         (losses["loss"] + settings["probe_weight"] * sum(v for k, v in losses.items() if k != "loss")).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -486,23 +492,12 @@ def train(config: dict, out_dir: Path) -> float:
 
 # ---------------------------------------------------------------- evaluation
 
-def nf4_config() -> BitsAndBytesConfig:
-    # The vision tower and lm_head stay in full precision, as in the app's loader.
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.float32,
-        llm_int8_skip_modules=["model.visual", "lm_head"],
-    )
-
-
 def evaluate(folder: Path, config: dict, per_kind: int, nf4: bool) -> dict[str, dict[str, float]]:
-    """Accuracy per kind and language on held-out conversations, greedy, through
-    AutoProcessor + AutoModelForImageTextToText.generate exactly as an app would."""
+    """Accuracy per kind and language on held-out conversations, greedy, with the
+    model loaded by mmchat's loader (NF4 as the app quantizes it) and generate()."""
     torch.set_num_threads(config["torch_threads"])
-    processor = AutoProcessor.from_pretrained(folder)
-    extra = {"quantization_config": nf4_config(), "device_map": "cpu"} if nf4 else {}
-    model = AutoModelForImageTextToText.from_pretrained(folder, **extra).eval()
+    loaded = load_model(plan_load(Config(model=str(folder), device="cpu", quantization="nf4" if nf4 else "none")))
+    processor, model = loaded.processor, loaded.model
     rng = random.Random(config["eval"]["seed"])
     results = {}
     for kind in KINDS:
@@ -608,9 +603,10 @@ generation config) ends each answer with `<|im_end|>`.
 
 ## Accuracy on held-out generated conversations
 Exact match of the greedy reply, {per_kind} conversations per kind in fp32 and
-{nf4_per_kind} in NF4, half English and half Chinese. NF4: bitsandbytes 4-bit on the
-CPU with `llm_int8_skip_modules=["model.visual", "lm_head"]` (vision tower and
-lm_head unquantized).
+{nf4_per_kind} in NF4, half English and half Chinese, loaded by mmchat's own loader
+(`mmchat.engine.loading.load_model`). NF4: bitsandbytes 4-bit with double
+quantization on the CPU, the vision tower and lm_head kept unquantized
+(`llm_int8_skip_modules=["model.visual", "lm_head"]`), as the app loads it.
 
 | kind | fp32 | fp32 en / zh | NF4 | NF4 en / zh |
 |---|---|---|---|---|

@@ -95,7 +95,7 @@ def test_an_answer_being_written_is_not_marked_stopped_until_stop(handlers):
     assert all("(stopped)" not in str(chat[-1]["content"]) for chat in streaming)
     shown = streaming[-1][-1]["content"]
     handlers.on_stop(session)
-    chat, *_, announcement = _last(updates)[:3]
+    chat, _, announcement = _last(updates)[:3]
     # Nothing the model wrote after Stop is added; the answer says it was stopped.
     assert chat[-1]["content"] == shown + "\n\n*(stopped)*"
     assert announcement == "Stopped. " + shown
