@@ -53,8 +53,13 @@ Paths.
   CPU; the harness lifts the refusal so the path measures what it names, and the
   "compiled" column shows how many graphs dynamo made (more than one means graph
   breaks).
-- ``fast``: the slot for the path issue 6 asks for. Not implemented yet: it is to be
-  chosen by measurement on an H100, so it is skipped with that reason.
+- ``int4``: issue 6's fast path as the app runs it with --quantization int4: weights
+  in PyTorch's int4 format (mmchat.engine.int4, groups of 128, the same layers as
+  NF4), decoded by the app's own loop with a static cache and a compiled one-token
+  step (mmchat.engine.compiled_decode; compiled on CUDA only, as in the app).
+- ``int4-static-compile``: the same int4 weights through generate() with the static
+  cache and transformers' compile: the difference to ``int4`` is what the app's loop
+  saves over generate()'s per-token work.
 
 Method. Per path and photo: one warm-up call (its time is the warm-up column and holds
 any compile), then --runs timed calls; best (min time, max rate) and median are shown.
@@ -72,7 +77,7 @@ note under the table and the run goes on: one GPU lease should give the whole ta
 
     python bench/generation.py [--device cuda|cpu] [--models 4b,8b] [--paths bf16,nf4,...]
                                [--runs 5] [--new-tokens 128] [--tiny] [--out table.md]
-                               [--checkpoints DIR]
+                               [--checkpoints DIR] [--profile DIR]
 
 bench/README.md says how to run it on a GPU machine and what each column means.
 """
@@ -161,21 +166,25 @@ QUESTION = "Describe the image in one short sentence, most important fact first.
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a path loads and generates. A new path is a LoadPlan.quantization that the
-    app's loader knows, plus whether generate() uses the static cache and compile."""
+    """How a path loads and generates: a LoadPlan.quantization that the app's loader
+    knows, then either generate() (dynamic cache, or static cache and compile) or the
+    app's own compiled decoder (mmchat.engine.compiled_decode)."""
 
     quantization: str
-    static_compile: bool
+    static_compile: bool = False
+    app_decoder: bool = False
 
 
 RECIPES = {
-    "bf16": Recipe("none", False),
-    "bf16-static-compile": Recipe("none", True),
-    "nf4": Recipe("nf4", False),
-    "nf4-static-compile": Recipe("nf4", True),
-    "fast": None,  # the slot for issue 6's path; see FAST_NOT_IMPLEMENTED
+    "bf16": Recipe("none"),
+    "bf16-static-compile": Recipe("none", static_compile=True),
+    "nf4": Recipe("nf4"),
+    "nf4-static-compile": Recipe("nf4", static_compile=True),
+    # The same int4 weights through generate(): what the app's loop saves over it.
+    "int4-static-compile": Recipe("int4", static_compile=True),
+    # Issue 6's fast path, as the app runs it with --quantization int4 (compiled on CUDA).
+    "int4": Recipe("int4", app_decoder=True),
 }
-FAST_NOT_IMPLEMENTED = "not implemented yet: to be chosen by measurement on an H100 (issue 6)"
 
 
 # ---------------------------------------------------------------- model and photos
@@ -366,6 +375,26 @@ def run_once(engine: LocalEngine, photo: Path, new_tokens: int, generate_kwargs:
     return Call(prepared - start, first - prepared, (new_tokens - 1) / (last - first), end - start)
 
 
+def run_once_with_app_decoder(engine: LocalEngine, photo: Path, new_tokens: int, device: str) -> Call:
+    synchronize(device)
+    start = time.perf_counter()
+    inputs = engine.prepare_inputs(messages_for(photo))
+    synchronize(device)
+    prepared = time.perf_counter()
+    times: list[float] = []
+    cancel = CancelToken.standalone()  # the app's stop check, as in LocalEngine.stream
+    engine.decoder.submit(lambda: engine.decoder.generate(
+        inputs, max_new_tokens=new_tokens, temperature=0.0, top_p=1.0,
+        on_token=lambda token: times.append(time.perf_counter()),
+        should_stop=lambda: cancel.cancelled, stop_at_end_of_turn=False,
+    )).result()
+    synchronize(device)
+    end = time.perf_counter()
+    if len(times) != new_tokens:
+        raise RuntimeError(f"the decoder made {len(times)} tokens, not {new_tokens}")
+    return Call(prepared - start, times[0] - prepared, (new_tokens - 1) / (times[-1] - times[0]), end - start)
+
+
 def generate_kwargs_for(recipe: Recipe, model) -> dict:
     if not recipe.static_compile:
         return {}
@@ -482,8 +511,6 @@ class Table:
 
 def skip_reason(path: str, args) -> str | None:
     recipe = RECIPES[path]
-    if recipe is None:
-        return FAST_NOT_IMPLEMENTED
     if recipe.quantization == "nf4":
         try:
             import bitsandbytes  # noqa: F401
@@ -543,23 +570,34 @@ def measure_model(name: str, shape: Shape, paths: list[str], processor, photos: 
 
 def measure_path(name: str, path: str, engine: LocalEngine, photos: dict[str, Path], loaded: Load, args) -> list[Row]:
     device = args.device
-    kwargs = generate_kwargs_for(RECIPES[path], engine.model)
+    recipe = RECIPES[path]
+    if recipe.app_decoder:
+        def call(photo: Path) -> Call:
+            return run_once_with_app_decoder(engine, photo, args.new_tokens, device)
+    else:
+        kwargs = generate_kwargs_for(recipe, engine.model)
+
+        def call(photo: Path) -> Call:
+            return run_once(engine, photo, args.new_tokens, kwargs, device)
     torch._dynamo.utils.counters.clear()
     # Largest photo first: the static cache is then sized for both photos at once, and
     # the compiled decode step never sees a new cache shape during the timed calls.
     warmup_s = {}
     for photo in sorted(photos, key=lambda p: -PHOTOS[p][0] * PHOTOS[p][1]):
-        warmup_s[photo] = run_once(engine, photos[photo], args.new_tokens, kwargs, device).seconds
+        warmup_s[photo] = call(photos[photo]).seconds
         log(f"{name} {path} {photo}: warm-up {warmup_s[photo]:.1f} s")
     measured = {}
     for photo, file in photos.items():
         ids = engine.prepare_inputs(messages_for(file))["input_ids"]
         reset_peak(device)
-        calls = [run_once(engine, file, args.new_tokens, kwargs, device) for _ in range(args.runs)]
+        calls = [call(file) for _ in range(args.runs)]
         vision_tokens = int((ids == engine.processor.image_token_id).sum())
         measured[photo] = (vision_tokens, int(ids.shape[-1]), calls, (memory_peak(device) - loaded.baseline) / 1e9)
+    if args.profile:
+        profile_call(call, photos[min(photos, key=lambda p: PHOTOS[p][0] * PHOTOS[p][1])],
+                     args.profile / f"{name}-{path}.txt", device)
     compiled = "-"
-    if RECIPES[path].static_compile:  # counted after the timed calls: a recompile there shows too
+    if recipe.static_compile or recipe.app_decoder:  # counted after the timed calls: a recompile there shows too
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         compiled = f"yes, {graphs} graph{'s' if graphs > 1 else ''}" if graphs else "no"
     return [
@@ -567,6 +605,20 @@ def measure_path(name: str, path: str, engine: LocalEngine, photos: dict[str, Pa
             calls, loaded.weights_gb, peak_gb)
         for photo, (vision_tokens, prompt_tokens, calls, peak_gb) in measured.items()
     ]
+
+
+def profile_call(call, photo: Path, out: Path, device: str) -> None:
+    """One more call under torch.profiler: where the time of a decode goes, by op and
+    kernel, most device time first (the evidence issue 6 asks for if a goal is missed)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        call(photo)
+    sort_by = "cuda_time_total" if device == "cuda" else "cpu_time_total"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(prof.key_averages().table(sort_by=sort_by, row_limit=40) + "\n")
+    log(f"profile of one call written to {out}")
 
 
 def log(message: str) -> None:
@@ -589,6 +641,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoints", type=Path,
                         help="keep the random checkpoints in this folder and reuse them on later runs "
                              "(default: a temporary folder per run); empty it after changing this script")
+    parser.add_argument("--profile", type=Path,
+                        help="after the timed calls, profile one more call per path (smaller photo) "
+                             "and write its op/kernel table to DIR/MODEL-PATH.txt")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but PyTorch sees no CUDA GPU")

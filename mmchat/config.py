@@ -32,10 +32,12 @@ class Config:
     )
     device: str = _opt("Where the model runs.", "auto", choices=("auto", "cuda", "cpu"))
     quantization: str = _opt(
-        "Weight quantization: nf4 (bitsandbytes 4-bit, default on CUDA), int8, or none "
-        "(16-bit on CUDA, 32-bit on the CPU). 'auto' picks nf4 on CUDA and none on the CPU.",
+        "Weight quantization: nf4 (bitsandbytes 4-bit, default on CUDA), int4 (PyTorch's "
+        "int4 kernels with a compiled decoder: faster answers, a minute of compiling at "
+        "start-up), int8, or none (16-bit on CUDA, 32-bit on the CPU). 'auto' picks nf4 on "
+        "CUDA and none on the CPU.",
         "auto",
-        choices=("auto", "none", "nf4", "int8"),
+        choices=("auto", "none", "nf4", "int8", "int4"),
     )
     max_pixels: int = _opt(
         "Pixel budget per image: larger photos are downscaled (keeping aspect) before the "

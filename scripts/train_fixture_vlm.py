@@ -14,8 +14,9 @@ make_fixture_models, so the result loads like any Qwen3-VL checkpoint.
 
 Usage: python scripts/train_fixture_vlm.py [--config scripts/shapes_vlm_config.toml]
                                            [--out tests/fixtures/shapes-vlm]
-It trains, saves, evaluates the saved folder in fp32 and in NF4, and writes the
-model card README.md with the results.
+It trains, saves, evaluates the saved folder in fp32, NF4 and int4 (through the
+app's loader, and for int4 the app's compiled decoder), and writes the model card
+README.md with the results.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The evaluation loads the model through the app's own loader.
 sys.path.insert(0, str(REPO))
 from mmchat.config import Config  # noqa: E402
+from mmchat.engine.compiled_decode import CompiledDecoder  # noqa: E402
 from mmchat.engine.loading import load_model, plan_load  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "scripts" / "shapes_vlm_config.toml"
@@ -492,12 +494,20 @@ def train(config: dict, out_dir: Path) -> float:
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate(folder: Path, config: dict, per_kind: int, nf4: bool) -> dict[str, dict[str, float]]:
+# Columns of the model card: what the app's --quantization calls each way of loading.
+QUANTIZATIONS = {"none": "fp32", "nf4": "NF4", "int4": "int4"}
+
+
+def evaluate(folder: Path, config: dict, per_kind: int, quantization: str) -> dict[str, dict[str, float]]:
     """Accuracy per kind and language on held-out conversations, greedy, with the
-    model loaded by mmchat's loader (NF4 as the app quantizes it) and generate()."""
+    model loaded by mmchat's loader as the app loads it. fp32 and NF4 answer through
+    generate(); int4 through the app's compiled decoder, compiled (as on a GPU)."""
     torch.set_num_threads(config["torch_threads"])
-    loaded = load_model(plan_load(Config(model=str(folder), device="cpu", quantization="nf4" if nf4 else "none")))
+    loaded = load_model(plan_load(Config(model=str(folder), device="cpu", quantization=quantization)))
     processor, model = loaded.processor, loaded.model
+    decoder = None
+    if quantization == "int4":
+        decoder = CompiledDecoder(model, compile=True, eos_token_ids={processor.tokenizer.convert_tokens_to_ids("<|im_end|>")})
     rng = random.Random(config["eval"]["seed"])
     results = {}
     for kind in KINDS:
@@ -508,13 +518,21 @@ def evaluate(folder: Path, config: dict, per_kind: int, nf4: bool) -> dict[str, 
             inputs = processor.apply_chat_template(
                 example.messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
             )
-            with torch.inference_mode():
-                output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-            reply = processor.decode(output[0, inputs["input_ids"].shape[-1] :], skip_special_tokens=True).strip()
+            if decoder is None:
+                with torch.inference_mode():
+                    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+                reply_ids = output[0, inputs["input_ids"].shape[-1] :].tolist()
+            else:
+                reply_ids = []
+                decoder.submit(lambda: decoder.generate(
+                    inputs, max_new_tokens=8, temperature=0.0, top_p=1.0,
+                    on_token=lambda token: reply_ids.append(int(token[0])), should_stop=lambda: False,
+                )).result()
+            reply = processor.decode(reply_ids, skip_special_tokens=True).strip()
             correct[language] += reply == example.answer
         half = per_kind / 2
         results[kind] = {"all": sum(correct.values()) / per_kind, "en": correct["en"] / half, "zh": correct["zh"] / half}
-        print(f"{'nf4' if nf4 else 'fp32'} {kind:11s} {results[kind]['all']:.0%}  (en {results[kind]['en']:.0%}, zh {results[kind]['zh']:.0%})", flush=True)
+        print(f"{QUANTIZATIONS[quantization]} {kind:11s} {results[kind]['all']:.0%}  (en {results[kind]['en']:.0%}, zh {results[kind]['zh']:.0%})", flush=True)
     return results
 
 
@@ -524,20 +542,25 @@ def evaluate(folder: Path, config: dict, per_kind: int, nf4: bool) -> dict[str, 
 TARGETS = {"colour": 0.95, "shape": 0.95}
 
 
-def write_model_card(out_dir: Path, config: dict, seconds: float, fp32: dict, nf4: dict, command: str) -> None:
+def write_model_card(out_dir: Path, config: dict, seconds: float, results: dict[str, dict], command: str) -> None:
     size_kb = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file()) / 1024
+    fp32 = results["none"]
     weak = [f"{kind} ({fp32[kind]['all']:.0%})" for kind in KINDS if fp32[kind]["all"] < TARGETS.get(kind, 0.85)]
     rows = "\n".join(
-        f"| {kind} | {fp32[kind]['all']:.0%} | {fp32[kind]['en']:.0%} / {fp32[kind]['zh']:.0%} "
-        f"| {nf4[kind]['all']:.0%} | {nf4[kind]['en']:.0%} / {nf4[kind]['zh']:.0%} |"
+        f"| {kind} | "
+        + " | ".join(f"{r[kind]['all']:.0%} | {r[kind]['en']:.0%} / {r[kind]['zh']:.0%}" for r in results.values())
+        + " |"
         for kind in KINDS
     )
+    names = [QUANTIZATIONS[q] for q in results]
+    header = "| kind | " + " | ".join(f"{n} | {n} en / zh" for n in names) + " |\n|---|" + "---|---|" * len(names)
     (out_dir / "README.md").write_text(
         MODEL_CARD.format(
             shapes=", ".join(f"{en} ({zh})" for en, zh in SHAPES.items()),
             colours=", ".join(f"{en} ({zh})" for en, zh in COLOURS.items()),
             positions=", ".join(f"{en} ({zh})" for en, zh in POSITIONS.items()),
             words=", ".join(WORDS),
+            header=header,
             rows=rows,
             targets=(
                 f"Below target (95% for colour and shape, 85% for the rest), so do not assert on these answers in tests: {', '.join(weak)}."
@@ -603,13 +626,14 @@ generation config) ends each answer with `<|im_end|>`.
 
 ## Accuracy on held-out generated conversations
 Exact match of the greedy reply, {per_kind} conversations per kind in fp32 and
-{nf4_per_kind} in NF4, half English and half Chinese, loaded by mmchat's own loader
-(`mmchat.engine.loading.load_model`). NF4: bitsandbytes 4-bit with double
+{nf4_per_kind} in NF4 and in int4, half English and half Chinese, loaded by mmchat's
+own loader (`mmchat.engine.loading.load_model`). NF4: bitsandbytes 4-bit with double
 quantization on the CPU, the vision tower and lm_head kept unquantized
-(`llm_int8_skip_modules=["model.visual", "lm_head"]`), as the app loads it.
+(`llm_int8_skip_modules=["model.visual", "lm_head"]`), as the app loads it. int4:
+the same layers in `mmchat.engine.int4` (groups of 128), answering through the app's
+compiled decoder (`mmchat.engine.compiled_decode`, torch.compile on the CPU).
 
-| kind | fp32 | fp32 en / zh | NF4 | NF4 en / zh |
-|---|---|---|---|---|
+{header}
 {rows}
 
 {targets}
@@ -644,10 +668,12 @@ def main() -> None:
     config = tomllib.loads(args.config.read_text())
     seconds = train(config, args.out)
     print(f"trained in {seconds / 60:.1f} min", flush=True)
-    fp32 = evaluate(args.out, config, config["eval"]["per_kind"], nf4=False)
-    nf4 = evaluate(args.out, config, config["eval"]["nf4_per_kind"], nf4=True)
+    results = {
+        quantization: evaluate(args.out, config, config["eval"]["per_kind" if quantization == "none" else "nf4_per_kind"], quantization)
+        for quantization in QUANTIZATIONS
+    }
     command = "python scripts/train_fixture_vlm.py" + "".join(f" {a}" for a in sys.argv[1:])
-    write_model_card(args.out, config, seconds, fp32, nf4, command)
+    write_model_card(args.out, config, seconds, results, command)
 
 
 if __name__ == "__main__":

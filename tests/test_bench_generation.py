@@ -31,7 +31,7 @@ def test_tiny_cpu_run_prints_every_row_with_sane_numbers(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "bench/generation.py", "--tiny", "--device", "cpu", "--runs", "1",
-         "--new-tokens", "16", "--out", str(out)],
+         "--new-tokens", "16", "--out", str(out), "--profile", str(tmp_path / "profiles")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -43,16 +43,22 @@ def test_tiny_cpu_run_prints_every_row_with_sane_numbers(tmp_path):
     rows = [dict(zip(header, _cells(line))) for line in lines if line.startswith("| ") and "---" not in line]
     rows = [row for row in rows if row["model"] != "model"]
     assert {(r["model"], r["path"], r["photo"]) for r in rows} == {
-        (model, path, photo) for model in ("4b", "8b") for path in ("bf16", "nf4") for photo in VISION_TOKENS
+        (model, path, photo) for model in ("4b", "8b") for path in ("bf16", "nf4", "int4") for photo in VISION_TOKENS
     }
     for row in rows:
         assert int(row["vision tok"]) == VISION_TOKENS[row["photo"]]
         assert int(row["prompt tok"]) - int(row["vision tok"]) in range(40, 70)  # about 50 text tokens
-        assert row["weights"] == ("float32" if row["path"] == "bf16" else "nf4 (float32)")
+        assert row["weights"] == {"bf16": "float32", "nf4": "nf4 (float32)", "int4": "int4 (float32)"}[row["path"]]
+        # The app compiles its decoder on CUDA only; on the CPU the same loop runs eagerly.
+        assert row["compiled"] == ("no" if row["path"] == "int4" else "-")
         for column in ("TTFT ms", "decode tok/s", "prep ms"):
             best, median = (float(v) for v in row[column].split(" / "))
             assert best > 0 and median > 0, (column, row)
         assert float(row["peak GB"]) > 0
-    assert "- skipped bf16-static-compile: torch.compile" in text
-    assert "- skipped fast: not implemented yet" in text
+    for path in ("bf16-static-compile", "nf4-static-compile", "int4-static-compile"):
+        assert f"- skipped {path}: torch.compile" in text
     assert "failed" not in text
+    # One profiled call per model and path, as a table of ops by time.
+    profiles = sorted(p.name for p in (tmp_path / "profiles").iterdir())
+    assert profiles == sorted(f"{m}-{p}.txt" for m in ("4b", "8b") for p in ("bf16", "nf4", "int4"))
+    assert "Self CPU" in (tmp_path / "profiles" / "4b-int4.txt").read_text()

@@ -26,7 +26,7 @@ def _engine(quantization: str):
     return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization=quantization))
 
 
-@pytest.fixture(scope="module", params=["none", "nf4"])
+@pytest.fixture(scope="module", params=["none", "nf4", "int4"])
 def shapes_engine(request):
     """The same checkpoint in full precision and in bitsandbytes NF4 (vision tower and lm_head kept)."""
     return _engine(request.param)

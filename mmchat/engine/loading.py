@@ -3,7 +3,8 @@
 Any image-text-to-text model id or local folder works: the processor and chat template
 come from the model itself. On CUDA the default is bitsandbytes NF4 with the vision
 tower, the projector and lm_head left in 16-bit (quantizing them costs accuracy and
-saves little memory).
+saves little memory). "int4" quantizes the same layers with PyTorch's own int4 kernels
+(`int4.py`) instead, for the compiled decoder (`compiled_decode.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from ..config import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, Config
 from ..errors import ModelUnavailableError
+from .int4 import quantize_to_int4
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class LoadPlan:
 
     model: str
     device: str  # "cuda" or "cpu"
-    quantization: str  # "none", "nf4" or "int8"
+    quantization: str  # "none", "nf4", "int8" or "int4"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -161,22 +163,33 @@ def load_model(plan: LoadPlan, progress: Progress = lambda message, fraction: No
     """Load the model and processor that `plan` names; failures become ModelUnavailableError."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    if plan.quantization == "int4" and plan.device == "cuda" and torch.cuda.get_device_capability() < (8, 0):
+        raise ModelUnavailableError(  # PyTorch's int4 CUDA kernel needs compute capability 8.0
+            "--quantization int4 needs an NVIDIA GPU of the Ampere generation or newer "
+            "(RTX 30xx, A100, H100...); this one is older. Use --quantization nf4."
+        )
     folder = find_model_files(plan.model, progress)
     progress(f"Loading {plan.model} ({plan.quantization}, {plan.device})", None)
     try:
         processor = AutoProcessor.from_pretrained(folder)
         model_config = AutoConfig.from_pretrained(folder)
         quantization = None
-        if plan.quantization != "none":
+        if plan.quantization in ("nf4", "int8"):
             import bitsandbytes  # noqa: F401  (fail here, with a clear message, if missing)
 
             quantization = quantization_config_for(plan, skip_modules_for(model_config))
+        # int4 reads the 16-bit weights into CPU memory and quantizes them layer by layer
+        # on the way to the GPU, so the GPU never holds the 16-bit model.
+        on_load_device = plan.device == "cuda" and plan.quantization != "int4"
         model = AutoModelForImageTextToText.from_pretrained(
             folder,
             dtype=plan.dtype,
-            device_map={"": 0} if plan.device == "cuda" else {"": "cpu"},
+            device_map={"": 0} if on_load_device else {"": "cpu"},
             quantization_config=quantization,
         )
+        if plan.quantization == "int4":
+            quantize_to_int4(model, torch.device(plan.device), plan.dtype, skip_modules_for(model_config), progress)
+            model.to(plan.device)
     except ImportError as exc:
         raise ModelUnavailableError(
             f"Loading {plan.model} with {plan.quantization} needs a package that is missing: {exc}. "

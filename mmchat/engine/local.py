@@ -2,7 +2,9 @@
 
 Generation runs in a worker thread and streams through a TextIteratorStreamer; a
 StoppingCriteria that reads the cancel token ends `generate()` within one token, so
-Stop, barge-in and a closed tab all free the GPU at once.
+Stop, barge-in and a closed tab all free the GPU at once. With int4 weights the
+compiled decoder (`compiled_decode.py`) replaces generate(), on its own thread, with
+the same streamer and the same one-token stop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..cancel import CancelToken
 from ..config import Config
 from ..images import open_for_model
 from . import GenerationParams
+from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
 
 # Inserted after the first character of a control token typed by a user, so that the
@@ -47,6 +50,12 @@ class LocalEngine:
         self.max_pixels = max_pixels
         self.name = loaded.plan.model
         self._control_tokens = _control_token_pattern(self.tokenizer)
+        # int4 weights decode through the static-cache loop, compiled on CUDA (issue 6).
+        self.decoder: CompiledDecoder | None = None
+        if loaded.plan.quantization == "int4":
+            self.decoder = CompiledDecoder(
+                self.model, compile=loaded.plan.device == "cuda", eos_token_ids=_end_of_turn_ids(self.model)
+            )
 
     # --- prompt ---
     def _to_hf_messages(self, messages: list[dict]) -> list[dict]:
@@ -90,40 +99,69 @@ class LocalEngine:
     # --- generation ---
     def stream(self, messages: list[dict], params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
         inputs = self.prepare_inputs(messages)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        # generate() hands the streamer the prompt first; the compiled decoder does not.
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=self.decoder is None, skip_special_tokens=True)
         closed = threading.Event()  # set when our caller stops listening
-        sampling = {"do_sample": False}
-        if params.temperature > 0:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        finished = threading.Event()
         failure: list[BaseException] = []
 
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(
-                        **inputs,
-                        **sampling,
-                        max_new_tokens=params.max_new_tokens,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_StopOnCancel(cancel, closed)]),
-                    )
+                    if self.decoder is not None:
+                        self.decoder.generate(
+                            inputs,
+                            max_new_tokens=params.max_new_tokens,
+                            temperature=params.temperature,
+                            top_p=params.top_p,
+                            on_token=streamer.put,
+                            should_stop=lambda: cancel.cancelled or closed.is_set(),
+                        )
+                        streamer.end()
+                    else:
+                        self._generate(inputs, params, streamer, _StopOnCancel(cancel, closed))
             except BaseException as exc:  # reported to the caller below, never lost in the thread
                 failure.append(exc)
                 streamer.end()
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
                     torch.cuda.empty_cache()  # give the memory back before the next question
+            finally:
+                finished.set()
 
-        worker = threading.Thread(target=work, name="mmchat-generate", daemon=True)
-        worker.start()
+        queued = None
+        if self.decoder is not None:
+            queued = self.decoder.submit(work)  # its one thread: answers asked at once take turns
+        else:
+            threading.Thread(target=work, name="mmchat-generate", daemon=True).start()
         try:
             for text in streamer:
                 if text:
                     yield text
         finally:
             closed.set()
-            worker.join(WORKER_JOIN_SECONDS)
+            if queued is None or not queued.cancel():  # a job still waiting its turn is dropped
+                finished.wait(WORKER_JOIN_SECONDS)
         if failure:
             raise failure[0]
+
+    def _generate(self, inputs: dict, params: GenerationParams, streamer, stop: StoppingCriteria) -> None:
+        sampling = {"do_sample": False}
+        if params.temperature > 0:
+            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        self.model.generate(
+            **inputs,
+            **sampling,
+            max_new_tokens=params.max_new_tokens,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([stop]),
+        )
+
+
+def _end_of_turn_ids(model) -> set[int]:
+    ids = model.generation_config.eos_token_id
+    if ids is None:
+        return set()
+    return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
 
 
 def _local_path(url: str) -> Path:
@@ -153,6 +191,9 @@ def create_local_engine(config: Config, progress: Progress = lambda message, fra
     engine = LocalEngine(loaded, max_pixels=config.max_pixels)
     progress("Warming up the model", None)
     warm_up = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
-    for _ in engine.stream(warm_up, GenerationParams(max_new_tokens=2, temperature=0), CancelToken.standalone()):
-        pass
+    if engine.decoder is not None:
+        engine.decoder.warm_up(engine.prepare_inputs(warm_up), progress)
+    else:
+        for _ in engine.stream(warm_up, GenerationParams(max_new_tokens=2, temperature=0), CancelToken.standalone()):
+            pass
     return engine
