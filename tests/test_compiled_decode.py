@@ -172,3 +172,24 @@ def test_on_cuda_the_app_compiles_int4_and_answers_as_the_eager_loop(tmp_path):
         answer = _decode(engine.decoder, inputs, tokens=8)
         assert answer == _decode(eager, inputs, tokens=8)
         assert engine.tokenizer.decode(answer, skip_special_tokens=True).strip() == colour
+
+
+def test_stop_ends_an_answer_still_waiting_for_the_decoder(int4_engine, photos):
+    """With --concurrency above 1, an answer may wait behind another; Stop must not wait too."""
+    import time
+
+    endless = GenerationParams(max_new_tokens=100_000, temperature=0.0)
+    first_scope, waiting_scope = CancelScope(), CancelScope()
+    first = int4_engine.stream([_user("Describe it.", photos[0])], endless, first_scope.new_token())
+    next(first)  # the first answer holds the decoder's thread
+    waiting = int4_engine.stream([_user("Hi")], endless, waiting_scope.new_token())
+    outcome: list = []
+    reader = threading.Thread(target=lambda: outcome.append(list(waiting)))
+    reader.start()
+    time.sleep(0.3)
+    assert not outcome, "it should be waiting its turn"
+    waiting_scope.cancel()
+    reader.join(5)
+    assert outcome == [[]], "a stopped answer that never started ends at once, with nothing"
+    assert next(first), "the other answer goes on"
+    first.close()

@@ -188,7 +188,8 @@ def load_model(plan: LoadPlan, progress: Progress = lambda message, fraction: No
             quantization_config=quantization,
         )
         if plan.quantization == "int4":
-            quantize_to_int4(model, torch.device(plan.device), plan.dtype, skip_modules_for(model_config), progress)
+            layers = quantize_to_int4(model, torch.device(plan.device), plan.dtype, skip_modules_for(model_config), progress)
+            log.info("int4: %d linear layers quantized, the rest kept in %s", layers, plan.dtype)
             model.to(plan.device)
     except ImportError as exc:
         raise ModelUnavailableError(

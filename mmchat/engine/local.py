@@ -9,6 +9,7 @@ the same streamer and the same one-token stop.
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 from pathlib import Path
@@ -30,6 +31,8 @@ from .loading import LoadedModel, Progress, load_model, plan_load
 WORD_JOINER = "\u2060"
 # How long to wait for the worker after a cancel: one decode step plus slack.
 WORKER_JOIN_SECONDS = 30.0
+# How often an answer waiting for the compiled decoder's thread checks for Stop.
+QUEUED_POLL_SECONDS = 0.1
 
 
 class _StopOnCancel(StoppingCriteria):
@@ -99,8 +102,10 @@ class LocalEngine:
     # --- generation ---
     def stream(self, messages: list[dict], params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
         inputs = self.prepare_inputs(messages)
-        # generate() hands the streamer the prompt first; the compiled decoder does not.
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=self.decoder is None, skip_special_tokens=True)
+        # generate() hands the streamer the prompt first; the compiled decoder does not. The
+        # timeout lets a Stop end an answer still waiting for the decoder's thread.
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=self.decoder is None, skip_special_tokens=True,
+                                        timeout=QUEUED_POLL_SECONDS if self.decoder is not None else None)
         closed = threading.Event()  # set when our caller stops listening
         finished = threading.Event()
         failure: list[BaseException] = []
@@ -109,6 +114,9 @@ class LocalEngine:
             try:
                 with torch.inference_mode():
                     if self.decoder is not None:
+                        if cancel.cancelled or closed.is_set():  # stopped while waiting its turn
+                            streamer.end()
+                            return
                         self.decoder.generate(
                             inputs,
                             max_new_tokens=params.max_new_tokens,
@@ -134,7 +142,15 @@ class LocalEngine:
         else:
             threading.Thread(target=work, name="mmchat-generate", daemon=True).start()
         try:
-            for text in streamer:
+            while True:
+                try:
+                    text = next(streamer)
+                except StopIteration:
+                    break
+                except queue.Empty:  # only while waiting for the decoder's thread
+                    if cancel.cancelled and queued.cancel():
+                        break
+                    continue
                 if text:
                     yield text
         finally:
