@@ -123,7 +123,7 @@ from make_fixture_models import Qwen3VLSpec, qwen3_vl_processor  # noqa: E402
 from mmchat.cancel import CancelToken  # noqa: E402
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine.loading import LoadPlan, load_model  # noqa: E402
-from mmchat.engine.local import LocalEngine, _StopOnCancel  # noqa: E402
+from mmchat.engine.local import LocalEngine, _StopWhen  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -357,7 +357,8 @@ def run_once(engine: LocalEngine, photo: Path, new_tokens: int, generate_kwargs:
     prepared = time.perf_counter()
     clock = TokenClock()
     # The app's own cancel criterion: its per-token cost belongs in the measurement.
-    cancel = _StopOnCancel(CancelToken.standalone(), threading.Event())
+    token, closed = CancelToken.standalone(), threading.Event()
+    cancel = _StopWhen(lambda: token.cancelled or closed.is_set())
     with torch.inference_mode():
         engine.model.generate(
             **inputs,

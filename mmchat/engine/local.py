@@ -35,14 +35,14 @@ WORKER_JOIN_SECONDS = 30.0
 QUEUED_POLL_SECONDS = 0.1
 
 
-class _StopOnCancel(StoppingCriteria):
-    def __init__(self, cancel: CancelToken, closed: threading.Event) -> None:
-        self.cancel = cancel
-        self.closed = closed
+class _StopWhen(StoppingCriteria):
+    """Ends generate() after the current token once `stopped()` says so (Stop, closed tab)."""
+
+    def __init__(self, stopped) -> None:
+        self.stopped = stopped
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        stop = self.cancel.cancelled or self.closed.is_set()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        return torch.full((input_ids.shape[0],), self.stopped(), dtype=torch.bool, device=input_ids.device)
 
 
 class LocalEngine:
@@ -110,24 +110,21 @@ class LocalEngine:
         finished = threading.Event()
         failure: list[BaseException] = []
 
+        def stopped() -> bool:
+            return cancel.cancelled or closed.is_set()
+
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    if self.decoder is not None:
-                        if cancel.cancelled or closed.is_set():  # stopped while waiting its turn
-                            streamer.end()
-                            return
-                        self.decoder.generate(
-                            inputs,
-                            max_new_tokens=params.max_new_tokens,
-                            temperature=params.temperature,
-                            top_p=params.top_p,
-                            on_token=streamer.put,
-                            should_stop=lambda: cancel.cancelled or closed.is_set(),
-                        )
-                        streamer.end()
+                    if self.decoder is None:
+                        self._generate(inputs, params, streamer, stopped)  # ends the streamer itself
                     else:
-                        self._generate(inputs, params, streamer, _StopOnCancel(cancel, closed))
+                        if not stopped():  # an answer stopped while it waited its turn never starts
+                            self.decoder.generate(
+                                inputs, max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                                top_p=params.top_p, on_token=streamer.put, should_stop=stopped,
+                            )
+                        streamer.end()
             except BaseException as exc:  # reported to the caller below, never lost in the thread
                 failure.append(exc)
                 streamer.end()
@@ -142,17 +139,7 @@ class LocalEngine:
         else:
             threading.Thread(target=work, name="mmchat-generate", daemon=True).start()
         try:
-            while True:
-                try:
-                    text = next(streamer)
-                except StopIteration:
-                    break
-                except queue.Empty:  # only while waiting for the decoder's thread
-                    if cancel.cancelled and queued.cancel():
-                        break
-                    continue
-                if text:
-                    yield text
+            yield from _pieces(streamer, lambda: cancel.cancelled and queued is not None and queued.cancel())
         finally:
             closed.set()
             if queued is None or not queued.cancel():  # a job still waiting its turn is dropped
@@ -160,7 +147,7 @@ class LocalEngine:
         if failure:
             raise failure[0]
 
-    def _generate(self, inputs: dict, params: GenerationParams, streamer, stop: StoppingCriteria) -> None:
+    def _generate(self, inputs: dict, params: GenerationParams, streamer, stopped) -> None:
         sampling = {"do_sample": False}
         if params.temperature > 0:
             sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
@@ -169,8 +156,24 @@ class LocalEngine:
             **sampling,
             max_new_tokens=params.max_new_tokens,
             streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([stop]),
+            stopping_criteria=StoppingCriteriaList([_StopWhen(stopped)]),
         )
+
+
+def _pieces(streamer: TextIteratorStreamer, dropped_while_waiting) -> Iterator[str]:
+    """The streamer's text pieces; with a timeout set, `dropped_while_waiting()` is asked
+    at each timeout and ends the pieces when it says the work was dropped unstarted."""
+    while True:
+        try:
+            text = next(streamer)
+        except StopIteration:
+            return
+        except queue.Empty:
+            if dropped_while_waiting():
+                return
+            continue
+        if text:
+            yield text
 
 
 def _end_of_turn_ids(model) -> set[int]:
