@@ -32,10 +32,10 @@ class Config:
     )
     device: str = _opt("Where the model runs.", "auto", choices=("auto", "cuda", "cpu"))
     quantization: str = _opt(
-        "Weight quantization: nf4 (bitsandbytes 4-bit, default on CUDA), int4 (PyTorch's "
-        "int4 kernels with a compiled decoder: faster answers, a minute of compiling at "
-        "start-up), int8, or none (16-bit on CUDA, 32-bit on the CPU). 'auto' picks nf4 on "
-        "CUDA and none on the CPU.",
+        "Weight quantization: nf4 (bitsandbytes 4-bit, default on CUDA), int4 (for NVIDIA "
+        "GPUs from Ampere on: PyTorch's int4 kernels and a compiled decoder, a minute or two "
+        "of compiling at start-up; it also runs on the CPU, slowly), int8, or none (16-bit "
+        "on CUDA, 32-bit on the CPU). 'auto' picks nf4 on CUDA and none on the CPU.",
         "auto",
         choices=("auto", "none", "nf4", "int8", "int4"),
     )
