@@ -601,6 +601,11 @@ def measure_path(name: str, path: str, engine: LocalEngine, photos: dict[str, Pa
     if recipe.static_compile or recipe.app_decoder:  # counted after the timed calls: a recompile there shows too
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         compiled = f"yes, {graphs} graph{'s' if graphs > 1 else ''}" if graphs else "no"
+        if graphs and device == "cuda":
+            # mode="reduce-overhead" falls back to plain kernel launches, with only a logged
+            # warning, when a graph cannot be captured (CPU tensors, mutated inputs...).
+            skipped = torch._dynamo.utils.counters["inductor"]["cudagraph_skips"]
+            compiled += f", CUDA graphs skipped {skipped}x (see the log)" if skipped else ", CUDA graphs"
     return [
         Row(name, path, photo, loaded.label, compiled, vision_tokens, prompt_tokens, loaded.seconds, warmup_s[photo],
             calls, loaded.weights_gb, peak_gb)
