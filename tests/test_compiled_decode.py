@@ -193,3 +193,20 @@ def test_stop_ends_an_answer_still_waiting_for_the_decoder(int4_engine, photos):
     assert outcome == [[]], "a stopped answer that never started ends at once, with nothing"
     assert next(first), "the other answer goes on"
     first.close()
+
+
+def test_when_compiling_fails_the_decoder_warms_up_uncompiled_and_answers(random_qwen, photos):
+    """A GPU without a working Triton must give slower answers, not none."""
+    decoder = CompiledDecoder(random_qwen.model, compile=True, eos_token_ids=set())
+
+    def broken_compile(*args, **kwargs):  # what a failing inductor build looks like from here
+        raise RuntimeError("triton: no kernel for this device")
+
+    decoder._step = broken_compile
+    said = []
+    inputs = random_qwen.prepare_inputs(_conversations(photos)["one photo"])
+    decoder.warm_up(inputs, lambda message, fraction: said.append(message))
+    assert not decoder.compile
+    assert "failed" in said[-1] and "RuntimeError" in said[-1]
+    eager = CompiledDecoder(random_qwen.model, compile=False, eos_token_ids=set())
+    assert _decode(decoder, inputs, stop_at_end_of_turn=False) == _decode(eager, inputs, stop_at_end_of_turn=False)

@@ -198,11 +198,27 @@ class CompiledDecoder:
         return given
 
     def warm_up(self, inputs: dict, progress: Callable[[str, "float | None"], None]) -> None:
-        """Compile and record the step now, so the first question pays nothing for it."""
+        """Compile and record the step now, so the first question pays nothing for it.
+
+        If compiling fails (no Triton for this GPU, a compiler error), the decoder goes on
+        uncompiled: slower answers rather than none.
+        """
+        def run() -> None:
+            self.generate(
+                inputs, max_new_tokens=8, temperature=0.0, top_p=1.0,
+                on_token=lambda token: None, should_stop=lambda: False, stop_at_end_of_turn=False,
+            )
+
+        if not self.compile:
+            self.submit(run).result()
+            return
         # Several steps: cudagraph trees run a step eagerly, then record it, then replay it.
-        if self.compile:
-            progress("Compiling the decoder (once per start, takes a minute or two)", None)
-        self.submit(lambda: self.generate(
-            inputs, max_new_tokens=8, temperature=0.0, top_p=1.0,
-            on_token=lambda token: None, should_stop=lambda: False, stop_at_end_of_turn=False,
-        )).result()
+        progress("Compiling the decoder (once per start, takes a minute or two)", None)
+        try:
+            self.submit(run).result()
+        except Exception as exc:
+            log.warning("compiling the decoder failed, so it runs uncompiled (slower): %r", exc)
+            progress(f"Compiling the decoder failed ({type(exc).__name__}); answering without it, more slowly", None)
+            self.compile = False
+            self._step = decode_step
+            self.submit(run).result()
