@@ -349,12 +349,17 @@ class Call:
     seconds: float  # the whole call, prep included
 
 
-def run_once(engine: LocalEngine, photo: Path, new_tokens: int, generate_kwargs: dict, device: str) -> Call:
+def prepare_timed(engine: LocalEngine, photo: Path, device: str) -> tuple[dict, float, float]:
+    """The prompt for `photo`, with the clock before and after preparing it."""
     synchronize(device)
     start = time.perf_counter()
     inputs = engine.prepare_inputs(messages_for(photo))
     synchronize(device)
-    prepared = time.perf_counter()
+    return inputs, start, time.perf_counter()
+
+
+def run_once(engine: LocalEngine, photo: Path, new_tokens: int, generate_kwargs: dict, device: str) -> Call:
+    inputs, start, prepared = prepare_timed(engine, photo, device)
     clock = TokenClock()
     # The app's own cancel criterion: its per-token cost belongs in the measurement.
     token, closed = CancelToken.standalone(), threading.Event()
@@ -377,11 +382,7 @@ def run_once(engine: LocalEngine, photo: Path, new_tokens: int, generate_kwargs:
 
 
 def run_once_with_app_decoder(engine: LocalEngine, photo: Path, new_tokens: int, device: str) -> Call:
-    synchronize(device)
-    start = time.perf_counter()
-    inputs = engine.prepare_inputs(messages_for(photo))
-    synchronize(device)
-    prepared = time.perf_counter()
+    inputs, start, prepared = prepare_timed(engine, photo, device)
     times: list[float] = []
     cancel = CancelToken.standalone()  # the app's stop check, as in LocalEngine.stream
     engine.decoder.submit(lambda: engine.decoder.generate(

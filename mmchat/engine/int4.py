@@ -79,11 +79,14 @@ class Int4Linear(nn.Module):
         self.register_buffer("scales_and_zeros", scales_and_zeros)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(device, compute_dtype), requires_grad=False)
 
+    def _matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows [n, in] in compute_dtype -> rows @ weight.T, by this device's kernel."""
+        kernel = torch.ops.aten._weight_int4pack_mm if self.on_cuda else torch.ops.aten._weight_int4pack_mm_for_cpu
+        return kernel(rows, self.packed_weight, self.group_size, self.scales_and_zeros)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         leading = x.shape[:-1]
-        flat = x.reshape(-1, self.in_features).to(self.compute_dtype)
-        matmul = torch.ops.aten._weight_int4pack_mm if self.on_cuda else torch.ops.aten._weight_int4pack_mm_for_cpu
-        out = matmul(flat, self.packed_weight, self.group_size, self.scales_and_zeros)
+        out = self._matmul(x.reshape(-1, self.in_features).to(self.compute_dtype))
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*leading, self.out_features).to(x.dtype)
@@ -91,8 +94,7 @@ class Int4Linear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         """The weight this layer multiplies by, as floats (slow; for tests and checks)."""
         eye = torch.eye(self.in_features, device=self.packed_weight.device, dtype=self.compute_dtype)
-        matmul = torch.ops.aten._weight_int4pack_mm if self.on_cuda else torch.ops.aten._weight_int4pack_mm_for_cpu
-        return matmul(eye, self.packed_weight, self.group_size, self.scales_and_zeros).T.float()
+        return self._matmul(eye).T.float()
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, int4"
