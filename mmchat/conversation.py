@@ -107,17 +107,22 @@ class Conversation:
         return Conversation([Turn(t.role, list(t.parts), t.status) for t in self.turns], self.id)
 
     # --- OpenAI chat format ---
-    def to_openai(self, system_prompt: str | None = None, *, inline_images: bool = False) -> list[dict]:
+    def to_openai(self, system_prompt: str | None = None, *, inline_images: bool = False,
+                  before: Turn | None = None) -> list[dict]:
         """Messages in the OpenAI chat format.
 
         Images are `file://` URLs for engines on this machine, or data URLs when
         `inline_images` (for a remote server). Speech appears as its transcript; replies
         that failed are left out, interrupted ones are kept as far as they got.
+        `before`: only the turns before this one (the prompt for the reply being written).
         """
+        turns = self.turns
+        if before is not None:
+            turns = turns[: next(i for i, t in enumerate(turns) if t is before)]
         messages: list[dict] = []
         if system_prompt:
             messages.append({"role": "system", "content": system_prompt})
-        for turn in self.turns:
+        for turn in turns:
             if turn.role == "assistant":
                 if turn.status != "error":
                     messages.append({"role": "assistant", "content": turn.text})

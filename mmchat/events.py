@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .engine import Completion
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """The answer waits for a place: `ahead` answers go first (repeated as it changes)."""
+
+    ahead: int
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should know that is not part of the answer."""
 
@@ -78,7 +88,10 @@ class TurnDone:
     status: Literal["complete", "interrupted", "error"]
     text: str
     error: str | None = None
+    completion: Optional["Completion"] = None  # the engine's account (tokens, finish reason); None if none ran
     extra: dict = field(default_factory=dict)
 
 
-TurnEvent = Union[InputRejected, QuestionAdded, Progress, Transcribed, Notice, TextDelta, AudioChunk, TurnDone]
+TurnEvent = Union[
+    InputRejected, QuestionAdded, Progress, Transcribed, Queued, Notice, TextDelta, AudioChunk, TurnDone
+]

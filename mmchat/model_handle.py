@@ -73,6 +73,11 @@ class ModelHandle(Generic[T]):
         finally:
             self._done.set()
 
+    def loaded(self, timeout: float | None = None) -> bool:
+        """Whether loading has ended (ready or failed), waiting up to `timeout` for it."""
+        self.start()
+        return self._done.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> T:
         """The loaded value; raises ModelUnavailableError if loading failed."""
         self.start()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cancel import CancelScope
+from .cancel import CancelScope, CancelToken
 from .conversation import Conversation
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class ConversationStore:
     def save(self, conversation: Conversation) -> None:
         path = self._path(conversation.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        # A name of its own per write: two tabs may save the same conversation at once.
+        temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
         temporary.write_text(conversation.to_json(), encoding="utf-8")
         temporary.replace(path)  # atomic: a crash never leaves half a file
 
@@ -50,26 +52,43 @@ class ConversationStore:
 
 @dataclass
 class ChatSession:
+    """One browser tab's (or API client's) state: at most one turn runs in it at a time.
+
+    A new turn ends the one running (`begin_turn`), and every change to a conversation
+    goes through `lock`, so two overlapping turns can never interleave their edits.
+    """
+
     store: ConversationStore
     conversation: Conversation = field(default_factory=Conversation)
     cancel_scope: CancelScope = field(default_factory=CancelScope)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def media_dir(self) -> Path:
         return self.store.media_dir(self.conversation.id)
 
-    def keep_upload(self, path: str | Path) -> str:
-        """Copy an upload (a temporary file) into this conversation's media folder."""
-        folder = self.media_dir
+    def begin_turn(self) -> CancelToken:
+        """End the running turn, if any (its answer is kept, marked stopped); the new
+        turn's token, which reads cancelled once it is stopped or replaced."""
+        return self.cancel_scope.new_token()
+
+    def keep_upload(self, path: str | Path, conversation: Conversation | None = None) -> str:
+        """Copy an upload (a temporary file) into the conversation's media folder."""
+        folder = self.store.media_dir((conversation or self.conversation).id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{uuid.uuid4().hex}{Path(path).suffix.lower()}"
         shutil.copyfile(path, target)
         return str(target)
 
-    def save(self) -> None:
-        if self.conversation.turns:
-            self.store.save(self.conversation)
+    def save(self, conversation: Conversation | None = None) -> None:
+        """Save `conversation` (default: the open one); a turn saves the one it belongs
+        to, which is no longer the open one after New chat."""
+        conversation = conversation or self.conversation
+        with self.lock:
+            if conversation.turns:
+                self.store.save(conversation)
 
     def new_chat(self) -> None:
-        self.cancel_scope.cancel()
-        self.conversation = Conversation()
+        with self.lock:
+            self.cancel_scope.cancel()
+            self.conversation = Conversation()

@@ -1,16 +1,24 @@
 """One turn of the conversation, as a stream of typed events.
 
-    input (text, photos, speech?) -> checks -> STT? -> Conversation -> Engine.stream
-                                                     -> text deltas (-> sentences -> TTS?)
+    input (text, photos, speech?) -> checks -> STT? -> Conversation -> admission -> Engine.stream
+                                                          -> text deltas -> (SpeechWorker -> audio chunks)
 
 The chat UI, the voice loop and the HTTP API are thin layers over `submit`,
-`regenerate` and `edit_last`. Bad input is refused with `InputRejected` before the
-conversation is touched; once an answer starts, it always ends with `TurnDone`
-(complete, interrupted or error) and the partial text is kept, never half-written.
+`regenerate` and `edit_last`. Every turn has one cancel token from its first step
+(`ChatSession.begin_turn`): Stop, New chat, a newer turn in the same session and a
+consumer that goes away all end it wherever it is (transcribing, waiting for the
+model or for a place in line, generating, speaking).
+
+Bad input is refused with `InputRejected` before the conversation is touched. Once a
+question is added, its reply exists too (marked interrupted until it completes), so a
+turn that ends at any point leaves a question with its answer, never two answers or
+two questions in a row, and nothing half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -18,19 +26,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from .admission import Admission
+from .cancel import CancelToken
 from .config import Config
-from .conversation import AudioPart, ImagePart, Part, TextPart
-from .engine import Engine, GenerationParams
+from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from .engine import Completion, Engine, GenerationParams
 from .errors import InputError, UserFacingError
-from .events import InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent
+from .events import (
+    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent,
+)
 from .history import HistoryTooLong, fit_history
 from .images import check_image
 from .model_handle import ModelHandle
 from .session import ChatSession
-from .tts import SpeakableSentences, TextToSpeech
+from .tts import TextToSpeech
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How often a turn that waits (for the model to load, for a transcription, for speech
+# to finish) looks at its cancel token: the longest a Stop can go unnoticed there.
+POLL_SECONDS = 0.1
+# A stopped turn waits this long at most for its worker threads to end; each is told
+# to stop and ends within one token or one sentence, far sooner.
+JOIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,13 +71,20 @@ class Speech:
 
 @dataclass
 class Services:
-    """The models shared by every session, and the limits they run under."""
+    """What every session shares: the models, the limits, and the one admission line."""
 
     config: Config
     engine: ModelHandle[Engine]
     stt: ModelHandle | None = None  # of a SpeechToText
     tts: Callable[[Speech], "TextToSpeech"] | None = None  # a cached voice for a Speech setting
+    admission: Admission | None = None  # built from config.concurrency when not given
 
+    def __post_init__(self) -> None:
+        if self.admission is None:
+            self.admission = Admission(self.config.concurrency)
+
+
+# --- input checks ---
 
 def check_text(text: str, config: Config) -> str:
     if len(text) > config.max_text_chars:
@@ -69,8 +95,9 @@ def check_text(text: str, config: Config) -> str:
     return text.strip()
 
 
-def _user_parts(session: ChatSession, user_input: UserInput, services: Services):
-    """Check the input and turn it into parts (returned); yields events on the way."""
+def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToken):
+    """Check the input and turn it into parts (returned; their paths are still the
+    uploads'), or None when the turn was stopped while transcribing. Yields events."""
     config = services.config
     text = check_text(user_input.text or "", config)
     if len(user_input.images) > config.max_images_per_turn:
@@ -80,17 +107,15 @@ def _user_parts(session: ChatSession, user_input: UserInput, services: Services)
     max_bytes = int(config.max_upload_mb * 1e6)
     for path in user_input.images:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
-    parts: list[Part] = [ImagePart(session.keep_upload(p)) for p in user_input.images]
+    parts: list[Part] = [ImagePart(p) for p in user_input.images]
     if user_input.audio and user_input.audio_transcript is not None:
-        reviewed = check_text(user_input.audio_transcript, config)
-        parts.append(AudioPart(session.keep_upload(user_input.audio), reviewed))
+        parts.append(AudioPart(user_input.audio, check_text(user_input.audio_transcript, config)))
     elif user_input.audio:
-        transcript = yield from transcribe_recording(user_input.audio, services)
+        transcript = yield from transcribe_recording(user_input.audio, services, cancel)
+        if transcript is None:
+            return None
         yield Transcribed(transcript)
-        parts.append(AudioPart(
-            session.keep_upload(user_input.audio), transcript.text.strip(),
-            transcript.language, transcript.duration,
-        ))
+        parts.append(AudioPart(user_input.audio, transcript.text.strip(), transcript.language, transcript.duration))
     if text:
         parts.append(TextPart(text))
     if not any(isinstance(p, (TextPart, AudioPart)) for p in parts):
@@ -98,8 +123,30 @@ def _user_parts(session: ChatSession, user_input: UserInput, services: Services)
     return parts
 
 
-def transcribe_recording(path: str, services: Services):
-    """Recording -> Transcript (returned), yielding Progress while Whisper works.
+def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part]) -> list[Part]:
+    """Copy the uploads of an accepted question into the conversation's media folder
+    (uploads are temporary files); on failure nothing is left behind."""
+    kept: list[Part] = []
+    try:
+        for part in parts:
+            if isinstance(part, (ImagePart, AudioPart)):
+                part = dataclasses.replace(part, path=session.keep_upload(part.path, conversation))
+            kept.append(part)
+    except OSError as exc:
+        _delete_media(kept)
+        raise InputError(f"Your message could not be stored on the server ({exc.strerror or exc}).") from exc
+    return kept
+
+
+def _delete_media(parts: list[Part]) -> None:
+    for part in parts:
+        if isinstance(part, (ImagePart, AudioPart)):
+            Path(part.path).unlink(missing_ok=True)
+
+
+def transcribe_recording(path: str, services: Services, cancel: CancelToken | None = None):
+    """Recording -> Transcript (returned), yielding Progress while Whisper works;
+    None if `cancel` was cancelled first.
 
     Raises InputError when nothing was heard, so no invented text reaches the model.
     """
@@ -108,19 +155,57 @@ def transcribe_recording(path: str, services: Services):
 
     if services.stt is None:
         raise InputError("Speech input is turned off on this server (--stt-backend none).")
+    cancel = cancel or CancelToken.standalone()
     size, limit = Path(path).stat().st_size, services.config.max_upload_mb * 1e6
     if size > limit:
         raise InputError(f"The recording is {size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB.")
     samples = load_audio(path, max_seconds=services.config.max_audio_seconds)
+    while not services.stt.loaded(POLL_SECONDS):
+        if cancel.cancelled:
+            return None
     stt = services.stt.wait()
-    seconds = len(samples) / SAMPLE_RATE
+    language = speech_language(services.config)
     transcript = yield from _with_progress(
-        lambda progress: stt.transcribe(samples, language=speech_language(services.config), progress=progress),
-        f"Transcribing your recording ({seconds:.0f} s)",
+        lambda progress: stt.transcribe(samples, language=language, progress=progress, cancel=cancel),
+        f"Transcribing your recording ({len(samples) / SAMPLE_RATE:.0f} s)",
+        cancel,
     )
+    if transcript is None:
+        return None
     if not transcript.text.strip():
         raise InputError("Nothing was heard in the recording. Please try again, closer to the microphone.")
     return transcript
+
+
+def _with_progress(work: Callable[[Callable[[float], None]], T], message: str, cancel: CancelToken):
+    """Run `work(progress)` in a thread, yielding Progress events; return its result,
+    or None as soon as `cancel` is cancelled (the work is told through the same token
+    and ends at its next step on its own)."""
+    updates: queue.Queue[float] = queue.Queue()
+    result: list = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work(updates.put))
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="mmchat-transcribe", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if cancel.cancelled:
+            return None
+        try:
+            yield Progress(message, updates.get(timeout=POLL_SECONDS))
+        except queue.Empty:
+            pass
+    worker.join()
+    if cancel.cancelled:
+        return None
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def _voice_for(speech: Speech | None, services: Services):
@@ -137,59 +222,72 @@ def _voice_for(speech: Speech | None, services: Services):
         return None
 
 
-def _with_progress(work: Callable[[Callable[[float], None]], T], message: str):
-    """Run `work(progress)` in a thread, yielding Progress events; return its result."""
-    updates: queue.Queue[float] = queue.Queue()
-    result: list = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(work(updates.put))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="mmchat-progress-work", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        try:
-            yield Progress(message, updates.get(timeout=0.25))
-        except queue.Empty:
-            pass
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
+# --- the three kinds of turn ---
 
 def submit(session: ChatSession, user_input: UserInput, services: Services, params: GenerationParams,
            speech: Speech | None = None) -> Iterator[TurnEvent]:
     """A new question: check it, add it to the conversation, stream the answer."""
+    token = session.begin_turn()
     try:
-        parts = yield from _user_parts(session, user_input, services)
+        parts = yield from _checked_parts(user_input, services, token)
     except UserFacingError as exc:  # bad input, or speech recognition unavailable
         yield InputRejected(exc.message)
         return
-    session.conversation.add_user(parts)
+    if parts is None:  # stopped while transcribing: nothing was added
+        yield TurnDone("interrupted", "")
+        return
+    rejected: str | None = None
+    with session.lock:
+        conversation = session.conversation
+        stopped = token.cancelled  # stopped (or replaced) just now, before anything was added
+        if not stopped:
+            try:
+                parts = _keep_uploads(session, conversation, parts)
+            except InputError as exc:
+                rejected = exc.message
+            else:
+                if conversation.turns and conversation.turns[-1].role == "user":
+                    conversation.add_assistant("", status="interrupted")  # a question saved unanswered by a crash
+                question = conversation.add_user(parts)
+                reply = conversation.add_assistant("", status="interrupted")
+    if stopped:
+        yield TurnDone("interrupted", "")
+        return
+    if rejected is not None:
+        yield InputRejected(rejected)
+        return
+    session.save(conversation)  # the question is safe before the answer starts
+
+    def take_back() -> None:  # refused before any answer: the conversation is as it was
+        _remove_turns(conversation, question, reply)
+        _delete_media(question.parts)
+
     yield QuestionAdded()
-    yield from _answer(session, services, params, speech, new_question=True)
+    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
 
 
 def regenerate(session: ChatSession, services: Services, params: GenerationParams,
                speech: Speech | None = None) -> Iterator[TurnEvent]:
     """Answer the last question again."""
-    if session.conversation.last_user_index() is None:
+    token = session.begin_turn()
+    with session.lock:
+        conversation = session.conversation
+        if conversation.last_user_index() is None:
+            reply = None
+        else:
+            previous = conversation.turns[-1] if conversation.turns[-1].role == "assistant" else None
+            conversation.drop_last_answer()
+            reply = conversation.add_assistant("", status="interrupted")
+    if reply is None:
         yield InputRejected("There is no question to answer again yet.")
         return
-    session.cancel_scope.cancel()
-    previous = session.conversation.turns[-1] if session.conversation.turns[-1].role == "assistant" else None
-    session.conversation.drop_last_answer()
-    restored = False
-    for event in _answer(session, services, params, speech, new_question=False):
-        if isinstance(event, InputRejected) and previous is not None and not restored:
-            session.conversation.turns.append(previous)  # keep the old answer rather than none
-            restored = True
-        yield event
+
+    def take_back() -> None:  # keep the old answer rather than none
+        _remove_turns(conversation, reply)
+        if previous is not None:
+            conversation.turns.append(previous)
+
+    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
 
 
 def edit_last(session: ChatSession, text: str, services: Services, params: GenerationParams,
@@ -203,79 +301,194 @@ def edit_last(session: ChatSession, text: str, services: Services, params: Gener
     if not text:
         yield InputRejected("The edited message is empty.")
         return
-    if session.conversation.last_user_index() is None:
+    token = session.begin_turn()
+    with session.lock:
+        conversation = session.conversation
+        if conversation.last_user_index() is None:
+            reply = None
+        else:
+            backup = list(conversation.turns)
+            conversation.edit_last_user_text(text)
+            reply = conversation.add_assistant("", status="interrupted")
+    if reply is None:
         yield InputRejected("There is no message to edit yet.")
         return
-    session.cancel_scope.cancel()
-    backup = session.conversation.copy()
-    session.conversation.edit_last_user_text(text)
-    for event in _answer(session, services, params, speech, new_question=False):
-        if isinstance(event, InputRejected):
-            session.conversation.turns[:] = backup.turns
-        yield event
+
+    def take_back() -> None:
+        conversation.turns[:] = backup
+
+    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
 
 
-def _answer(session: ChatSession, services: Services, params: GenerationParams, speech: Speech | None,
-            *, new_question: bool) -> Iterator[TurnEvent]:
-    """Stream an answer to the conversation's last user turn into a new assistant turn.
+def _remove_turns(conversation: Conversation, *turns: Turn) -> None:
+    conversation.turns[:] = [t for t in conversation.turns if not any(t is gone for gone in turns)]
 
-    With `speech`, each sentence is spoken as soon as it is complete, between the text
-    deltas: the model keeps generating in its own thread meanwhile, so the first words
-    are heard while the rest is still being written.
+
+# --- the answer ---
+
+class _Refused(Exception):
+    """The question can't be answered as it stands (too long, model unavailable)."""
+
+
+def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token: CancelToken, services: Services,
+            params: GenerationParams, speech: Speech | None, take_back: Callable[[], None]) -> Iterator[TurnEvent]:
+    """Write the answer into `reply`, the placeholder after the question of `conversation`.
+
+    `take_back()` undoes the turn's change to the conversation when the question is
+    refused before an answer starts. With `speech`, a SpeechWorker speaks each sentence
+    as soon as it is complete, on its own thread, so the text never waits for speech.
     """
-    conversation = session.conversation
-    token = session.cancel_scope.new_token()
-    try:
-        if not services.engine.status.ready:
-            yield Notice(f"Waiting for the model: {services.engine.status.message}")
-        engine = services.engine.wait()
-        messages = conversation.to_openai(services.config.system_prompt)
-        fitted = fit_history(messages, engine.count_tokens, services.config.history_tokens)
-    except GeneratorExit:  # left while waiting: the question stays, marked as not answered
-        conversation.add_assistant("", status="interrupted")
-        raise
-    except (HistoryTooLong, UserFacingError) as exc:
-        if new_question:
-            conversation.turns.pop()  # refused: the conversation is as it was
-        yield InputRejected(str(exc))
-        return
-    except Exception as exc:  # e.g. an image that was readable once and no longer is
-        log.exception("preparing the prompt failed")
-        if new_question:
-            conversation.turns.pop()
-        yield InputRejected(f"The question could not be prepared: {exc}")
-        return
-    # The reply exists before the first yield, so a consumer that leaves at any point
-    # finds a question with its (interrupted) answer, never an unanswered question.
-    reply = conversation.add_assistant("", status="interrupted")
     pieces: list[str] = []
-    status, error = "interrupted", None
+    status, error, completion = "interrupted", None, None
+    refused: str | None = None
+    slot = None
+    ran_out = False  # the engine's stream ended by itself
     try:
-        if fitted.notice:
-            yield Notice(fitted.notice)
-        voice = yield from _voice_for(speech, services)
-        sentences = SpeakableSentences() if voice else None
-        for delta in engine.stream(fitted.messages, params, token):
-            if token.cancelled:  # Stop: the answer is what the user saw when pressing it
-                break
-            pieces.append(delta)
-            reply.parts = [TextPart("".join(pieces))]
-            yield TextDelta(delta)
-            if voice:
-                yield from voice.stream(sentences.feed(delta), token)
-        if voice:
-            yield from voice.stream(sentences.flush(), token)
-        status = "interrupted" if token.cancelled else "complete"
-    except GeneratorExit:  # the consumer went away (Stop, closed tab): keep what we have
+        engine = yield from _wait_for_engine(services, token)
+        if engine is not None:
+            fitted = _fit(conversation, reply, engine, services)
+            if fitted.notice:
+                yield Notice(fitted.notice)
+            voice = yield from _voice_for(speech, services)
+            slot = yield from services.admission.enter(token)
+        if slot is not None:
+            with contextlib.closing(_generate(engine, fitted.messages, params, token, voice)) as items:
+                for item in items:
+                    if isinstance(item, Completion):
+                        completion = item
+                    elif token.cancelled:  # Stop: the answer is what the user saw when pressing it
+                        break
+                    elif isinstance(item, str):
+                        pieces.append(item)
+                        with session.lock:
+                            reply.parts = [TextPart("".join(pieces))]
+                        yield TextDelta(item)
+                    else:
+                        yield item  # AudioChunk
+                else:
+                    ran_out = True
+        # The text is whole once the engine says so, even if Stop then cut the speech.
+        if completion is not None:
+            status = "interrupted" if completion.finish_reason == "cancelled" else "complete"
+        elif ran_out and not token.cancelled:  # an engine that ends without a Completion
+            status = "complete"
+    except _Refused as exc:
+        refused = str(exc)
+    except GeneratorExit:  # the consumer went away (closed tab): end the work, keep what we have
+        token.cancel()
         raise
     except Exception as exc:
         log.exception("generation failed")
         status, error = "error", _failure_message(exc)
     finally:
-        reply.parts = [TextPart("".join(pieces))]
-        reply.status = status
-        session.save()
-    yield TurnDone(status, "".join(pieces), error)
+        if slot is not None:
+            slot.release()
+        with session.lock:
+            if refused is not None:
+                take_back()
+            else:
+                reply.parts = [TextPart("".join(pieces))]
+                reply.status = status
+        session.save(conversation)
+    if refused is not None:
+        yield InputRejected(refused)
+    else:
+        yield TurnDone(status, "".join(pieces), error, completion)
+
+
+def _wait_for_engine(services: Services, token: CancelToken):
+    """The engine once loaded (returned), None if stopped first; raises _Refused if it
+    can't be loaded."""
+    handle = services.engine
+    if not handle.loaded(0) and handle.status.error is None:
+        yield Notice(f"Waiting for the model: {handle.status.message}")
+    while not handle.loaded(POLL_SECONDS):
+        if token.cancelled:
+            return None
+    try:
+        return handle.wait()
+    except UserFacingError as exc:
+        raise _Refused(exc.message) from exc
+
+
+def _fit(conversation: Conversation, reply: Turn, engine: Engine, services: Services):
+    """The history that fits the token budget, ending with the question being answered."""
+    try:
+        messages = conversation.to_openai(services.config.system_prompt, before=reply)
+        return fit_history(messages, engine.count_tokens, services.config.history_tokens)
+    except (HistoryTooLong, UserFacingError) as exc:
+        raise _Refused(str(exc)) from exc
+    except Exception as exc:  # e.g. an image that was readable once and no longer is
+        log.exception("preparing the prompt failed")
+        raise _Refused(f"The question could not be prepared: {exc}") from exc
+
+
+_TEXT_END = object()  # put by the text pump when the engine's stream is over
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exception: BaseException
+
+
+def _generate(engine: Engine, messages: list[dict], params: GenerationParams, token: CancelToken,
+              voice: TextToSpeech | None) -> Iterator[str | Completion | AudioChunk]:
+    """The engine's stream; with a voice, merged with the audio of each finished sentence.
+
+    With speech, one thread pumps the engine's text into a queue (feeding the speech
+    worker as it goes) and the worker adds each sentence's audio to the same queue, so
+    neither waits for the other and each piece goes out as soon as it exists.
+    """
+    if voice is None:
+        yield from engine.stream(messages, params, token)
+        return
+    from .tts.worker import SpeechWorker
+
+    merged: queue.Queue = queue.Queue()
+    speaker = SpeechWorker(voice, token, emit=merged.put)
+
+    def pump_text() -> None:
+        try:
+            for item in engine.stream(messages, params, token):
+                merged.put(item)
+                if isinstance(item, str):
+                    speaker.feed(item)
+        except BaseException as exc:  # re-raised on the turn's thread
+            merged.put(_Failure(exc))
+        finally:
+            speaker.finish()
+            merged.put(_TEXT_END)
+
+    pump = threading.Thread(target=pump_text, name="mmchat-answer-text", daemon=True)
+    pump.start()
+    finished = False
+    try:
+        text_over = False
+        while True:
+            try:
+                item = merged.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if token.cancelled or (text_over and speaker.join(0)):
+                    break
+                continue
+            if item is _TEXT_END:
+                text_over = True
+            elif isinstance(item, _Failure):
+                raise item.exception
+            else:
+                yield item
+        while not merged.empty():  # audio that arrived as the speaker finished
+            item = merged.get_nowait()
+            if isinstance(item, AudioChunk) and not token.cancelled:
+                yield item
+        finished = True
+    finally:
+        if not finished:  # the turn ended early (Stop, failure, consumer gone): stop both workers
+            token.cancel()
+        pump.join(JOIN_SECONDS)
+        speaker.close()
+        if speaker.error is not None and not token.cancelled:
+            log.warning("speech failed: %s", speaker.error)
 
 
 def _failure_message(exc: Exception) -> str:

@@ -19,4 +19,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -r requirements-dev.txt
+# The lock pins every package to the versions the suite passed with (scripts/refresh-lock.sh).
+.venv/bin/pip install -q -r requirements-dev.txt -c requirements.lock

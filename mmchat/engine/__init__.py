@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Literal, Protocol, Union
 
 from ..cancel import CancelToken
 
@@ -15,6 +15,19 @@ class GenerationParams:
     top_p: float = 0.9
 
 
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How an answer ended: the last item of `Engine.stream`."""
+
+    finish_reason: FinishReason  # stop: the model ended it; length: max_new_tokens; cancelled: Stop
+    prompt_tokens: int  # what the model read (the fitted history, photos included)
+    completion_tokens: int  # what it wrote
+    first_token_seconds: float | None = None  # from the call to the first text; None: no text
+
+
 class Engine(Protocol):
     name: str
 
@@ -22,9 +35,11 @@ class Engine(Protocol):
         """Prompt length of `messages` in the model's tokens (photos included)."""
         ...
 
-    def stream(self, messages: list[dict], params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
-        """Yield the answer to `messages` piece by piece.
+    def stream(self, messages: list[dict], params: GenerationParams,
+               cancel: CancelToken) -> Iterator[Union[str, Completion]]:
+        """Yield the answer to `messages` piece by piece (str), then one `Completion`.
 
+        The Completion is the last item, also after a Stop (finish_reason "cancelled").
         Stops within one token once `cancel` is cancelled or the caller closes the
         iterator; either way, no work is left running when the iterator is done.
         """
