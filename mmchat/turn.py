@@ -200,6 +200,9 @@ def _with_progress(work: Callable[[Callable[[float], None]], T], message: str, c
             yield Progress(message, updates.get(timeout=POLL_SECONDS))
         except queue.Empty:
             pass
+        except GeneratorExit:  # nobody waits for the words any more: let the work stop too
+            cancel.cancel()
+            raise
     worker.join()
     if cancel.cancelled:
         return None
