@@ -94,12 +94,50 @@ def _endless(engine):
     return saved
 
 
-def test_speech_starts_before_the_answer_is_finished(session, voice_services, qwen_engine):
+class _HeldEngine:
+    """The real engine, holding its text a few pieces after its first sentence until
+    speech is heard.
+
+    Speech runs beside the text now, and the tiny CPU model writes a whole answer
+    faster than Piper speaks one sentence; holding the text (on the turn's text
+    thread, never the consumer's) makes "heard while still writing" observable."""
+
+    def __init__(self, engine, heard: threading.Event) -> None:
+        self.engine, self.heard = engine, heard
+        self.name = engine.name
+
+    def count_tokens(self, messages):
+        return self.engine.count_tokens(messages)
+
+    def stream(self, messages, params, cancel):
+        from mmchat.tts import SpeakableSentences
+
+        sentences = SpeakableSentences()  # the speech worker's own cut: is a sentence ready to speak?
+        since_stop = None  # pieces written since the first sentence ended
+        for item in self.engine.stream(messages, params, cancel):
+            yield item
+            if isinstance(item, str):
+                if since_stop is None and sentences.feed(item):
+                    since_stop = 0
+                elif since_stop is not None:
+                    since_stop += 1
+                if since_stop == 3:
+                    self.heard.wait(60)
+
+
+def test_speech_starts_before_the_answer_is_finished(session, config, qwen_engine, speech_to_text, text_to_speech):
+    heard = threading.Event()
+    services = voice_services_for(config, _HeldEngine(qwen_engine, heard), speech_to_text, text_to_speech)
     saved = _endless(qwen_engine)
+    events = []
     try:
-        events = list(submit(session, UserInput("Tell me everything."), voice_services,
-                             GenerationParams(max_new_tokens=160, temperature=0.0), Speech()))
+        for event in submit(session, UserInput("Tell me everything."), services,
+                            GenerationParams(max_new_tokens=160, temperature=0.0), Speech()):
+            events.append(event)
+            if isinstance(event, AudioChunk):
+                heard.set()
     finally:
+        heard.set()
         qwen_engine.model.generation_config.eos_token_id = saved
     kinds = [type(e) for e in events]
     first_audio = kinds.index(AudioChunk)

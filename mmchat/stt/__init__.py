@@ -1,7 +1,8 @@
 """Speech to text: one small Protocol, two Whisper backends, one cached factory.
 
     stt = create_speech_to_text(config)           # loads once per model setting
-    transcript = stt.transcribe(load_audio(...), language=speech_language(config))
+    transcript = stt.transcribe(load_audio(...), language=speech_language(config),
+                                cancel=token)      # Stop ends it at the next segment
     if not transcript.text: ...                    # nothing was heard
 
 Backends are imported only when chosen, so the app starts without torch when
@@ -15,6 +16,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from mmchat.cancel import CancelToken
 from mmchat.config import Config
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
@@ -30,11 +32,15 @@ class SpeechToText(Protocol):
         *,
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (see mmchat.audio.load_audio).
 
         `language` None detects it. `progress` receives 0..1 as the audio is worked
         through. Silence, noise and fragments give a Transcript with empty text.
+        Once `cancel` reads cancelled, the work stops at its next step (a segment or
+        a 30 s window) and returns what was decoded so far, without a final 1.0
+        progress; the caller tells a cut-short Transcript by its own token.
         Raises ModelUnavailableError for a language an English-only model can't do.
         """
         ...

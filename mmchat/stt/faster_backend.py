@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import ctranslate2
@@ -10,6 +11,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.vad import VadOptions
 
 from mmchat.audio import SAMPLE_RATE
+from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
 from mmchat.stt import weights
@@ -36,10 +38,14 @@ class FasterWhisperSpeechToText:
         *,
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Transcript:
         weights.check_language(self.name, self.multilingual, language)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
+        cancel = cancel or CancelToken.standalone()
+        if cancel.cancelled:  # Stop before any work: nothing decoded
+            return nothing_heard(language, duration)
         segments, info = self._model.transcribe(
             audio,
             language=language,
@@ -52,12 +58,19 @@ class FasterWhisperSpeechToText:
         )
         if info.duration_after_vad == 0:
             return nothing_heard(language, duration)
-        decoded = []
-        for s in segments:  # decoded lazily, one 30 s window at a time
-            decoded.append(DecodedSegment(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob))
-            if progress is not None:
-                progress(min(s.end / duration, 1.0))
-        if progress is not None:
+        decoded, finished = [], False
+        with contextlib.closing(segments):  # a generator: its decoding state goes now, not when collected
+            # Decoded lazily, one 30 s window at a time: each pull may start a window,
+            # so the token is read before each one, and not pulling is what stops the work.
+            while not cancel.cancelled:
+                s = next(segments, None)
+                if s is None:
+                    finished = True
+                    break
+                decoded.append(DecodedSegment(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob))
+                if progress is not None:
+                    progress(min(s.end / duration, 1.0))
+        if progress is not None and finished:
             progress(1.0)
         return to_transcript(decoded, language=info.language, duration=duration)
 

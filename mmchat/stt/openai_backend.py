@@ -12,6 +12,7 @@ import torch
 import whisper
 
 from mmchat.audio import SAMPLE_RATE
+from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
 from mmchat.stt import vad, weights
@@ -37,10 +38,12 @@ class OpenAIWhisperSpeechToText:
         *,
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Transcript:
         weights.check_language(self.name, self.multilingual, language)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
+        cancel = cancel or CancelToken.standalone()
         if not self.multilingual:
             language = "en"
         decoded: list[DecodedSegment] = []
@@ -49,6 +52,8 @@ class OpenAIWhisperSpeechToText:
             if not windows:
                 return nothing_heard(language, duration)
             for start, end in windows:
+                if cancel.cancelled:  # between windows: one window is one uninterruptible decode
+                    return to_transcript(decoded, language=language, duration=duration)
                 result = whisper.transcribe(
                     self._model,
                     audio[start:end],
