@@ -8,8 +8,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import threading
 
 from mmchat.config import Config, parse_config
+
+log = logging.getLogger("mmchat.app")
 
 
 def build_services(config: Config):
@@ -18,6 +21,7 @@ def build_services(config: Config):
     from mmchat.turn import Services
 
     engine = ModelHandle(lambda progress: create_local_engine(config, progress), "model").start()
+    _explain_when_unavailable(engine, config)
     stt = None
     if config.stt_backend != "none":
         from mmchat.stt import create_speech_to_text
@@ -34,6 +38,22 @@ def build_services(config: Config):
         # Load the default voice now, in the background, so the first spoken answer is quick.
         ModelHandle(lambda progress: tts(Speech(config.voice, config.speech_rate)), "voice").start()
     return Services(config=config, engine=engine, stt=stt, tts=tts)
+
+
+def _explain_when_unavailable(engine, config: Config) -> None:
+    """If the model can't be loaded, say in the terminal (after the loader's own message) how to try the app anyway."""
+    from mmchat.errors import ModelUnavailableError
+    from mmchat.ui import bundled_model_hint
+
+    def watch() -> None:
+        try:
+            engine.wait()
+        except ModelUnavailableError:
+            hint = bundled_model_hint(config)
+            if hint:
+                log.warning("%s", hint)
+
+    threading.Thread(target=watch, name="explain-model-unavailable", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import os
+import tempfile
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal, Mapping, Union
 
 Role = Literal["user", "assistant"]
 Status = Literal["complete", "interrupted", "error"]
@@ -180,17 +183,60 @@ class Conversation:
         data = json.loads(text)
         return cls([_turn_from_dict(t) for t in data["turns"]], data["id"])
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, links: Mapping[str, str] | None = None) -> str:
+        """The conversation as Markdown. `links` maps each photo's and recording's path to
+        the link written for it (one missing from it is marked as not available); without
+        `links`, a file's own name is its link."""
+
+        def link(path: str) -> str | None:
+            return Path(path).name if links is None else links.get(path)
+
         lines = []
         for turn in self.turns:
             lines.append("**You:**" if turn.role == "user" else "**Assistant:**")
             for image in turn.images:
-                lines.append(f"![photo]({Path(image.path).name})")
+                target = link(image.path)
+                lines.append(f"![photo]({target})" if target else "*(photo not available)*")
+            for recording in (p for p in turn.parts if isinstance(p, AudioPart)):
+                target = link(recording.path)
+                lines.append(f"[recording]({target})" if target else "*(recording not available)*")
             lines.append(turn.text)
             if turn.status == "interrupted":
                 lines.append("*(stopped)*")
             lines.append("")
         return "\n".join(lines)
+
+    def write_export(self, path: Path) -> None:
+        """Write a .zip holding one folder (named after `path`) with `conversation.md` and
+        the photos and recordings it links to, so the links work once it is unpacked."""
+        folder = Path(path).stem
+        links: dict[str, str] = {}
+        counts = {"photo": 0, "recording": 0}
+        for turn in self.turns:
+            for part in turn.parts:
+                if not isinstance(part, (ImagePart, AudioPart)) or part.path in links:
+                    continue
+                if not Path(part.path).is_file():  # left out, and marked so in the text
+                    continue
+                kind = "photo" if isinstance(part, ImagePart) else "recording"
+                counts[kind] += 1
+                links[part.path] = f"{kind}s/{kind}-{counts[kind]}{Path(part.path).suffix.lower()}"
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and moved into place, so a download never gets a half-written file.
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+        os.close(handle)
+        try:
+            with zipfile.ZipFile(partial, "w") as archive:
+                archive.writestr(f"{folder}/conversation.md", self.to_markdown(links),
+                                 compress_type=zipfile.ZIP_DEFLATED)
+                for source, name in links.items():
+                    # Photos and recordings are compressed already; storing them is fast.
+                    archive.write(source, f"{folder}/{name}", compress_type=zipfile.ZIP_STORED)
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
 
 def _data_url(path: str) -> str:

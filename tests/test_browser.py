@@ -56,17 +56,36 @@ def chromium(*extra_flags):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS + list(extra_flags),
-            viewport={"width": 1100, "height": 900})
-        page = browser.new_page()
-        page.errors = []
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        browser, page = _browser(p, profile, extra_flags)
         try:
             yield page
         finally:
             browser.close()
+
+
+@contextmanager
+def two_chromiums():
+    """Two headless Chromiums with profiles of their own: two people, two sessions."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as other:
+        (first, first_page), (second, second_page) = _browser(p, one, ()), _browser(p, other, ())
+        try:
+            yield first_page, second_page
+        finally:
+            first.close()
+            second.close()
+
+
+def _browser(playwright, profile: str, extra_flags):
+    browser = playwright.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, headless=True, args=FLAGS + list(extra_flags),
+        viewport={"width": 1100, "height": 900})
+    page = browser.new_page()
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return browser, page
 
 
 @needs_chromium
@@ -113,6 +132,61 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
         assert not page.errors, f"console errors: {page.errors}"
 
 
+def _ask(page, text: str) -> None:
+    page.locator("#message textarea").fill(text)
+    page.locator("#message textarea").press("Enter")
+
+
+def _open(page, url: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(url, wait_until="load", timeout=60_000)
+    expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+
+
+@needs_chromium
+def test_a_new_question_while_an_answer_streams_stops_it_and_is_answered(served_app):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, served_app)
+        _ask(page, "First question")
+        answers = page.locator('[data-testid="bot"]')
+        expect(answers.first).not_to_have_text("", timeout=30_000)
+        _ask(page, "Second question")  # Enter while the first answer streams
+        expect(page.locator('[data-testid="user"]')).to_have_count(2, timeout=15_000)
+        expect(answers).to_have_count(2, timeout=15_000)
+        expect(answers.first).to_contain_text("(stopped)", timeout=15_000)  # kept, marked stopped
+        expect(answers.last).not_to_have_text("", timeout=30_000)  # the new question is being answered
+        assert "(stopped)" not in answers.last.inner_text()
+        page.keyboard.press("Escape")
+        expect(answers.last).to_contain_text("(stopped)", timeout=15_000)
+        messages = page.locator('[data-testid="user"], [data-testid="bot"]')
+        roles = [m.get_attribute("data-testid") for m in messages.all()]
+        assert roles == ["user", "bot", "user", "bot"], roles
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_a_second_person_sees_their_place_in_line_then_gets_the_answer(served_app):
+    from playwright.sync_api import expect
+
+    with two_chromiums() as (first, second):
+        _open(first, served_app)
+        _open(second, served_app)
+        _ask(first, "First question")
+        expect(first.locator('[data-testid="bot"]').last).not_to_have_text("", timeout=30_000)
+        _ask(second, "Second question")
+        waiting = second.locator('[data-testid="bot"]').last
+        expect(waiting).to_contain_text("1 person ahead of you", timeout=15_000)
+        expect(second.locator("#mmchat-live")).to_contain_text("1 person ahead of you", timeout=10_000)
+        first.keyboard.press("Escape")  # the first answer ends, so the second one starts
+        expect(waiting).not_to_contain_text("ahead of you", timeout=30_000)
+        expect(waiting).not_to_have_text("", timeout=30_000)
+        second.keyboard.press("Escape")
+        expect(waiting).to_contain_text("(stopped)", timeout=15_000)
+
+
 @needs_chromium
 @pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"), reason="espeak-ng and sox make the speech")
 def test_a_question_said_into_the_microphone_is_answered_aloud(config, qwen_engine, speech_to_text, text_to_speech,
@@ -147,3 +221,131 @@ def test_a_question_said_into_the_microphone_is_answered_aloud(config, qwen_engi
             assert not page.errors, f"console errors: {page.errors}"
     finally:
         demo.close()
+
+
+# Collects what the screen-reader live region announces: one entry per finished (or refused) turn.
+WATCH_ANNOUNCEMENTS = """() => {
+  window.announced = [];
+  const live = document.getElementById("mmchat-live");
+  new MutationObserver(() => { if (live.textContent) window.announced.push(live.textContent); })
+    .observe(live, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+@contextmanager
+def _page_on(services, **chromium_flags):
+    url, demo = _serve(services)
+    try:
+        with chromium() as page:
+            page.goto(url, wait_until="load", timeout=60_000)
+            page.wait_for_selector("#mmchat-live", state="attached", timeout=30_000)
+            page.evaluate(WATCH_ANNOUNCEMENTS)
+            yield page
+    finally:
+        demo.close()
+
+
+def _announced(page, count: int) -> list[str]:
+    page.wait_for_function(f"() => window.announced.length >= {count}", timeout=60_000)
+    return page.evaluate("() => window.announced")
+
+
+@needs_chromium
+def test_an_edit_is_sent_once_and_a_refused_edit_stays_an_edit(config, qwen_engine):
+    from playwright.sync_api import expect
+
+    with _page_on(make_services(with_config(config, max_new_tokens=16), qwen_engine)) as page:
+        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        box, questions = page.locator("#message textarea"), page.locator('[data-testid="user"]')
+        box.fill("Old question")
+        box.press("Enter")
+        _announced(page, 1)
+
+        page.get_by_role("button", name="Edit last message").click()
+        expect(box).to_have_value("Old question", timeout=15_000)
+        expect(page.locator("#message")).to_contain_text("Edit your last message")
+        box.fill("New question")
+        box.press("Enter")
+        expect(questions.last).to_contain_text("New question", timeout=15_000)
+        # Sent: the box is empty and a plain message box again ...
+        expect(box).to_have_value("", timeout=15_000)
+        expect(page.locator("#message")).not_to_contain_text("Edit your last message")
+        # The edited question's answer is finished, and announced although the tiny model
+        # gives it the very words of the first answer.
+        _announced(page, 2)
+        # ... so Enter now sends nothing, rather than the edited question a second time.
+        box.press("Enter")
+        expect(page.locator(".toast-body", has_text="Please type or say a question")).to_be_visible(timeout=60_000)
+        expect(questions).to_have_count(1)
+
+        # A refused edit keeps its words and stays an edit: fixed, it replaces the question.
+        page.get_by_role("button", name="Edit last message").click()
+        expect(box).to_have_value("New question", timeout=15_000)
+        box.fill("   ")
+        box.press("Enter")
+        expect(page.locator(".toast-body", has_text="The edited message is empty")).to_be_visible(timeout=60_000)
+        expect(page.locator("#message")).to_contain_text("Edit your last message")
+        box.fill("Third question")
+        box.press("Enter")
+        expect(questions.last).to_contain_text("Third question", timeout=15_000)
+        expect(box).to_have_value("", timeout=15_000)
+        expect(questions).to_have_count(1)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_without_a_model_the_page_says_how_to_try_the_test_model_and_refuses_once(config):
+    from playwright.sync_api import expect
+
+    from mmchat.errors import ModelUnavailableError
+    from mmchat.model_handle import ModelHandle
+    from mmchat.turn import Services
+
+    def load(progress):
+        raise ModelUnavailableError("The model X is not on this machine and could not be downloaded. Fix: "
+                                    "download it elsewhere (`hf download X`) and pass its folder with --model DIR.")
+
+    with _page_on(Services(config=config, engine=ModelHandle(load, "model").start())) as page:
+        status = page.locator("#model-status")
+        expect(status).to_contain_text("Model unavailable", timeout=30_000)
+        expect(status).to_contain_text("python app.py --model tests/fixtures/shapes-vlm")
+        expect(status).to_contain_text("drawn shapes")
+        page.locator("#message textarea").fill("What colour is the shape?")
+        page.locator("#message textarea").press("Enter")
+        (refusal,) = _announced(page, 1)
+        assert "hf download X" in refusal
+        toasts = page.locator(".toast-body")
+        expect(toasts).to_have_count(1)
+        assert "`" not in toasts.first.inner_text()  # a toast shows Markdown's backticks as they are
+        expect(page.locator("#message textarea")).to_have_value("What colour is the shape?")
+        page.screenshot(path=str(Path(config.data_dir).parent / "no-model.png"), full_page=True)
+
+
+@needs_chromium
+def test_export_downloads_a_zip_whose_markdown_shows_the_photo(config, qwen_engine, photos, tmp_path):
+    import re
+    import zipfile
+
+    from playwright.sync_api import expect
+
+    with _page_on(make_services(with_config(config, max_new_tokens=16), qwen_engine)) as page:
+        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        page.locator("#message input[type=file]").set_input_files(str(photos[0]))
+        expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+        page.locator("#message textarea").fill("What is in this photo?")
+        page.locator("#message textarea").press("Enter")
+        _announced(page, 1)
+        export = page.get_by_role("button", name="Export")
+        expect(export).to_contain_text(".zip")  # the label says what the download is
+        with page.expect_download(timeout=30_000) as download:
+            export.click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+    assert saved.suffix == ".zip"
+    with zipfile.ZipFile(saved) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    (markdown,) = (tmp_path / "unpacked").glob("*/conversation.md")
+    text = markdown.read_text(encoding="utf-8")
+    assert "What is in this photo?" in text
+    (link,) = re.findall(r"!\[photo\]\(([^)]+)\)", text)
+    assert (markdown.parent / link).read_bytes() == photos[0].read_bytes()

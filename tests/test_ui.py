@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import gradio as gr
 import pytest
 
-from mmchat.ui import ChatHandlers, render
+from conftest import make_services, voice_services_for, with_config
+from fixture_models import draw_test_image
+from mmchat.config import parse_config
+from mmchat.engine.local import create_local_engine
+from mmchat.errors import ModelUnavailableError
+from mmchat.model_handle import ModelHandle
+from mmchat.turn import Services
+from mmchat.ui import EDIT_LABEL, ChatHandlers, build_ui, render
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def _last(generator):
@@ -34,13 +49,15 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
     session, *_ = handlers.on_load("")
     updates = list(_submit(handlers, session, {"text": "What is it?", "files": [str(photos[0])]}))
     first_chat, first_box = updates[0][0], updates[0][1]
-    assert [m["role"] for m in first_chat] == ["user"]  # the question shows before any answer
+    # the question shows before any answer; its reply is there, empty, and not marked stopped
+    assert [m["role"] for m in first_chat] == ["user", "assistant"] and first_chat[1]["content"] == ""
     assert first_box["value"] is None
-    chat, _, announcement, export, editing, saved_id, _, _ = updates[-1]
+    chat, _, announcement, export, editing, saved_id, *_ = updates[-1]
     assert [m["role"] for m in chat] == ["user", "assistant"]
     assert chat[0]["content"][0]["path"].endswith(".png")
     assert announcement == session.conversation.turns[-1].text  # announced once, whole
-    assert export.endswith(".md") and "What is it?" in open(export).read()
+    with zipfile.ZipFile(export) as archive:
+        assert "What is it?" in archive.read(f"{Path(export).stem}/conversation.md").decode()
     assert saved_id == session.conversation.id and editing is False
 
 
@@ -79,8 +96,17 @@ def test_regenerate_and_new_chat(handlers):
     chat, _, announcement, *_ = _last(handlers.on_regenerate(session, *QUIET))
     assert len(chat) == 2 and announcement == session.conversation.turns[-1].text
     old_id = session.conversation.id
-    chat, _, _, _, _, saved_id, _, _ = handlers.on_new_chat(session)
+    chat, _, _, _, _, saved_id, *_ = handlers.on_new_chat(session)
     assert chat == [] and session.conversation.turns == [] and saved_id != old_id
+
+
+def test_the_same_words_twice_are_announced_twice(handlers):
+    """The page announces when the announcement's number changes: the same answer again must change it."""
+    session, *_ = handlers.on_load("")
+    first = _ask(handlers, session, "Hi")
+    again = _last(handlers.on_regenerate(session, *QUIET))  # temperature 0: the same answer
+    assert first[2] == again[2] == session.conversation.turns[-1].text
+    assert isinstance(first[8], int) and isinstance(again[8], int) and first[8] != again[8]
 
 
 def test_model_status_reports_ready_with_the_model_name(handlers, services):
@@ -99,3 +125,119 @@ def test_an_answer_being_written_is_not_marked_stopped_until_stop(handlers):
     # Nothing the model wrote after Stop is added; the answer says it was stopped.
     assert chat[-1]["content"] == shown + "\n\n*(stopped)*"
     assert announcement == "Stopped. " + shown
+
+
+def _box_and_editing(updates):
+    """What the message box shows and the edit flag after a handler's updates (as the page folds them)."""
+    box, editing = {}, None
+    for update in updates:
+        if isinstance(update[1], dict):
+            box.update({k: v for k, v in update[1].items() if k != "__type__"})
+        editing = update[4]
+    return box, editing
+
+
+def test_an_edited_message_leaves_the_box_and_edit_mode(handlers):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Old")
+    box, editing = handlers.on_edit_button(session)
+    assert box["label"] == EDIT_LABEL and editing is True
+    box, editing = _box_and_editing(_submit(handlers, session, {"text": "New", "files": []}, editing=True))
+    assert [t.text for t in session.conversation.turns if t.role == "user"] == ["New"]
+    # Empty and labelled plainly again: the next Enter cannot send "New" once more as a new question.
+    assert box == {"value": None, "label": "Message"} and editing is False
+
+
+def test_a_refused_edit_stays_in_edit_mode(handlers):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Old")
+    handlers.on_edit_button(session)
+    message = {"text": "   ", "files": []}
+    updates = list(_submit(handlers, session, message, editing=True))
+    box, editing = _box_and_editing(updates)
+    assert box == {"value": message, "label": EDIT_LABEL} and editing is True
+    assert "empty" in updates[-1][2]
+    # still editing: the corrected words replace the last message rather than adding one
+    _ask(handlers, session, "Fixed", editing=True)
+    assert [t.text for t in session.conversation.turns if t.role == "user"] == ["Fixed"]
+
+
+def test_a_second_recording_is_refused_not_dropped(config, qwen_engine, speech_to_text, text_to_speech, tmp_path):
+    services = voice_services_for(config, qwen_engine, speech_to_text, text_to_speech)
+    handlers = ChatHandlers(services)
+    session, *_ = handlers.on_load("")
+    first, second = (shutil.copy(DATA / "jfk.flac", tmp_path / name) for name in ("one.flac", "two.flac"))
+    message = {"text": "", "files": [str(first), str(second)]}
+    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
+    assert "One recording per message" in announcement and "2" in announcement
+    assert chat == [] and session.conversation.turns == []  # nothing sent, nothing half-kept
+    assert box["value"] == message  # both stay in the box, to remove one
+
+
+def _unavailable(config, message):
+    def load(progress):
+        raise ModelUnavailableError(message)
+
+    handle = ModelHandle(load, "model").start()
+    try:
+        handle.wait()
+    except ModelUnavailableError:
+        pass
+    return Services(config=config, engine=handle)
+
+
+LOADER_MESSAGE = ("The model X is not on this machine and could not be downloaded. Fix: download it "
+                  "elsewhere (`hf download X`) and pass its folder with --model /path/to/folder.")
+
+
+def test_without_a_model_a_question_gets_one_plain_notice(config, monkeypatch):
+    toasts = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: toasts.append(("warning", message)))
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(("info", message)))
+    handlers = ChatHandlers(_unavailable(config, LOADER_MESSAGE))
+    session, *_ = handlers.on_load("")
+    message = {"text": "What colour is the shape?", "files": []}
+    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
+    assert len(toasts) == 1 and toasts[0][0] == "warning"
+    assert "`" not in toasts[0][1] and "hf download X" in toasts[0][1]  # toasts show backticks as they are
+    assert announcement == toasts[0][1]
+    assert chat == [] and box["value"] == message
+
+
+def test_without_a_model_the_page_says_how_to_try_the_test_model_and_that_works(config, tmp_path):
+    status, _ = ChatHandlers(_unavailable(config, LOADER_MESSAGE)).model_status()
+    assert "Model unavailable" in status and "hf download X" in status
+    command = re.search(r"`python app\.py (--model [^`]+)`", status)
+    assert command, status
+    assert all(word in status for word in ("shapes", "colour", "English and Chinese"))
+    # The advice works as written: the app's own config, loader and page handlers, and a real answer.
+    advised = parse_config(command.group(1).split() + ["--data-dir", str(tmp_path / "advised")])
+    engine = create_local_engine(with_config(advised, device="cpu"))
+    handlers = ChatHandlers(make_services(with_config(config, model=advised.model), engine))
+    session, *_ = handlers.on_load("")
+    photo = tmp_path / "shape.png"
+    draw_test_image("square", "green", "right").save(photo)
+    _ask(handlers, session, "What colour is the shape?", [str(photo)])
+    assert session.conversation.turns[-1].text.strip() == "green"
+
+
+@pytest.mark.parametrize("backend", ["none", "piper"])
+def test_the_page_builds_without_the_voice_package(config, qwen_engine, monkeypatch, backend):
+    import mmchat.tts.voices
+
+    monkeypatch.setattr(mmchat.tts.voices, "BUNDLED_VOICE_PACKAGE", "not_installed_voice_package")
+    services = make_services(with_config(config, tts_backend=backend), qwen_engine)
+    demo = build_ui(services)
+    voices = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Voice")
+    assert [choice[0] for choice in voices.choices] == ["auto"]
+
+
+def test_an_edit_in_the_chat_also_ends_the_box_edit_mode(handlers):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Old")
+    handlers.on_edit_button(session)  # the box holds "Old" for editing ...
+    edit = gr.EditData(None, {"index": 0, "previous_value": "Old", "value": "Edited in the chat"})
+    # ... but the user edits the message in the chat instead
+    box, editing = _box_and_editing(handlers.on_chat_edit(session, True, *QUIET, edit))
+    assert [t.text for t in session.conversation.turns if t.role == "user"] == ["Edited in the chat"]
+    assert box == {"value": None, "label": "Message"} and editing is False

@@ -74,11 +74,15 @@ def _language(config_path: Path, file_name: str) -> str:
 
 
 def installed_voices(folder: Path) -> list[VoiceFile]:
-    """The bundled voice, then every complete voice in `folder` (for a voice menu)."""
-    voices = [bundled_voice()]
+    """The bundled voice (when installed), then every complete voice in `folder` (for a voice menu)."""
+    try:
+        voices = [bundled_voice()]
+    except ModelUnavailableError:  # the user's own voices still work; 'auto' says what is missing
+        voices = []
+    names = {voice.model.name for voice in voices}
     if folder.is_dir():
         for model in sorted(folder.glob("*.onnx")):
-            if _config_path(model).is_file() and model.name != voices[0].model.name:
+            if _config_path(model).is_file() and model.name not in names:
                 voices.append(voice_file(model))
     return voices
 
