@@ -49,20 +49,38 @@ def fit_history(messages: list[dict], count_tokens: Callable[[list[dict]], int],
 
     `messages` is in the OpenAI chat format, optionally starting with a system message,
     and ends with the user message being answered.
+
+    Dropping exchanges only ever shortens the prompt, so the fewest to drop are found by
+    bisection: a handful of counts however long the conversation, where counting every
+    candidate from the oldest on cost a count per dropped exchange, each of the whole rest.
     """
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system):]
     # Exchanges start at each user message, so dropping one never splits question and answer.
-    starts = [i for i, m in enumerate(turns) if m["role"] == "user"]
-    dropped_images = 0
-    for kept_from_index, start in enumerate(starts):
-        candidate = system + turns[start:]
-        tokens = count_tokens(candidate)
-        if tokens <= budget:
-            return FittedHistory(candidate, tokens, kept_from_index, dropped_images)
-        next_start = starts[kept_from_index + 1] if kept_from_index + 1 < len(starts) else len(turns)
-        dropped_images += sum(_image_count(m) for m in turns[start:next_start])
-    raise HistoryTooLong(tokens, budget)
+    starts = [i for i, m in enumerate(turns) if m["role"] == "user"] or [0]
+    counted: dict[int, int] = {}
+
+    def tokens_without(dropped: int) -> int:
+        if dropped not in counted:
+            counted[dropped] = count_tokens(system + turns[starts[dropped]:])
+        return counted[dropped]
+
+    if tokens_without(0) > budget:
+        last = len(starts) - 1
+        if tokens_without(last) > budget:
+            raise HistoryTooLong(tokens_without(last), budget)
+        too_many_kept, enough_dropped = 0, last
+        while enough_dropped - too_many_kept > 1:
+            middle = (too_many_kept + enough_dropped) // 2
+            if tokens_without(middle) <= budget:
+                enough_dropped = middle
+            else:
+                too_many_kept = middle
+        dropped = enough_dropped
+    else:
+        dropped = 0
+    dropped_images = sum(_image_count(m) for m in turns[starts[0]:starts[dropped]])
+    return FittedHistory(system + turns[starts[dropped]:], tokens_without(dropped), dropped, dropped_images)
 
 
 def _image_count(message: dict) -> int:

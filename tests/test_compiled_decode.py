@@ -16,7 +16,7 @@ from conftest import engine_for
 from fixture_models import shapes_vlm_path
 from mmchat.cancel import CancelScope, CancelToken
 from mmchat.config import Config
-from mmchat.engine import GenerationParams
+from mmchat.engine import Completion, GenerationParams
 from mmchat.engine.compiled_decode import CACHE_BLOCK, CompiledDecoder
 from mmchat.engine.local import create_local_engine
 
@@ -41,6 +41,13 @@ def _conversations(photos):
             _user("Compare these two.", blue, red),
         ],
     }
+
+
+def _text(items) -> str:
+    """The answer's text, checking the stream ended with its one Completion."""
+    *pieces, completion = items
+    assert isinstance(completion, Completion) and all(isinstance(p, str) for p in pieces)
+    return "".join(pieces)
 
 
 def _decode(decoder, inputs, tokens=TOKENS, stop_at_end_of_turn=True, temperature=0.0, top_p=1.0):
@@ -131,6 +138,7 @@ def test_stop_frees_the_decoder_within_a_token(int4_engine, photos, how):
     if how == "cancel token":
         scope.cancel()
         received += list(stream)
+        assert received[-1].finish_reason == "cancelled"
     else:
         stream.close()
     # The decoder's one thread is free again: a job queued now runs at once.
@@ -142,10 +150,10 @@ def test_answers_asked_at_once_take_turns_and_each_gets_its_own(int4_engine, pho
     red, blue = photos
     params = GenerationParams(max_new_tokens=12, temperature=0.0)
     questions = [[_user("What is this?", red)], [_user("And this?", blue)], [_user("Hi")]]
-    alone = ["".join(int4_engine.stream(q, params, CancelToken.standalone())) for q in questions]
+    alone = [_text(int4_engine.stream(q, params, CancelToken.standalone())) for q in questions]
     together: dict[int, str] = {}
     threads = [
-        threading.Thread(target=lambda i=i, q=q: together.__setitem__(i, "".join(int4_engine.stream(q, params, CancelToken.standalone()))))
+        threading.Thread(target=lambda i=i, q=q: together.__setitem__(i, _text(int4_engine.stream(q, params, CancelToken.standalone()))))
         for i, q in enumerate(questions)
     ]
     for thread in threads:
@@ -190,7 +198,8 @@ def test_stop_ends_an_answer_still_waiting_for_the_decoder(int4_engine, photos):
     assert not outcome, "it should be waiting its turn"
     waiting_scope.cancel()
     reader.join(5)
-    assert outcome == [[]], "a stopped answer that never started ends at once, with nothing"
+    assert outcome == [[Completion("cancelled", int4_engine.count_tokens([_user("Hi")]), 0, None)]], \
+        "a stopped answer that never started ends at once, with no text"
     assert next(first), "the other answer goes on"
     first.close()
 

@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from mmchat.cancel import CancelScope, CancelToken
-from mmchat.engine import GenerationParams
+from mmchat.engine import Completion, GenerationParams
 
 GREEDY = GenerationParams(max_new_tokens=24, temperature=0.0)
+
+
+def _split(items):
+    """(the text pieces, the Completion), checking the Completion comes once, last."""
+    *pieces, last = items
+    assert isinstance(last, Completion) and all(isinstance(p, str) for p in pieces), items
+    return pieces, last
 
 
 def _user(text, *images):
@@ -25,7 +32,7 @@ def _generate_threads():
 
 def test_streaming_yields_pieces_that_add_up_to_the_greedy_answer(any_engine, photos):
     messages = [_user("What is in this photo?", photos[0])]
-    deltas = list(any_engine.stream(messages, GREEDY, CancelToken.standalone()))
+    deltas, completion = _split(list(any_engine.stream(messages, GREEDY, CancelToken.standalone())))
     assert len(deltas) > 1, "the answer should arrive in pieces, not in one block"
 
     inputs = any_engine.prepare_inputs(messages)
@@ -34,6 +41,11 @@ def test_streaming_yields_pieces_that_add_up_to_the_greedy_answer(any_engine, ph
     prompt_length = inputs["input_ids"].shape[-1]
     expected = any_engine.tokenizer.decode(output[0, prompt_length:], skip_special_tokens=True)
     assert "".join(deltas) == expected
+    written = [t for t in output[0, prompt_length:].tolist() if t not in any_engine._eos]
+    assert completion.prompt_tokens == prompt_length == any_engine.count_tokens(messages)
+    assert completion.completion_tokens == len(written)
+    assert completion.finish_reason == ("length" if len(written) == GREEDY.max_new_tokens else "stop")
+    assert 0 < completion.first_token_seconds
 
 
 def _endless(engine):
@@ -58,6 +70,8 @@ def test_stopping_ends_the_worker_thread_within_a_bound(qwen_engine, photos, how
         if how == "cancel token":
             scope.cancel()
             received += list(stream)  # drains what was already generated, then ends
+            received, completion = _split(received)
+            assert completion.finish_reason == "cancelled"
         else:
             stream.close()
         deadline = time.monotonic() + 10

@@ -38,3 +38,21 @@ def test_oldest_whole_exchange_goes_first_and_the_photo_is_reported():
 def test_the_last_question_is_never_dropped():
     with pytest.raises(HistoryTooLong, match="budget of 15"):
         fit_history(CHAT, _count, 15)
+
+
+def test_a_long_conversation_is_fitted_with_a_few_counts_not_one_per_turn():
+    chat = [{"role": "system", "content": "sys"}]
+    for i in range(200):
+        chat += [_message("user", f"q{i}", images=1), _message("assistant", f"a{i}")]
+    chat.append(_message("user", "last"))
+    counted = []
+
+    def count(messages):
+        counted.append(len(messages))
+        return _count(messages)
+
+    fitted = fit_history(chat, count, 10 + 9 * 120 + 10 + 5)  # the system prompt, 9 exchanges, the question
+    assert fitted.messages == [chat[0]] + chat[-19:]
+    assert fitted.dropped_turns == 191 and fitted.dropped_images == 191
+    assert fitted.tokens == _count(fitted.messages)
+    assert len(counted) <= 12  # bisection: about log2(201) + 2, where one count per dropped turn was 192

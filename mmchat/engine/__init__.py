@@ -25,7 +25,7 @@ class Completion:
     finish_reason: FinishReason  # stop: the model ended it; length: max_new_tokens; cancelled: Stop
     prompt_tokens: int  # what the model read (the fitted history, photos included)
     completion_tokens: int  # what it wrote
-    first_token_seconds: float | None = None  # from the call to the first text; None: no text
+    first_token_seconds: float | None = None  # from the call to the answer's first token; None: no token
 
 
 class Engine(Protocol):

@@ -17,6 +17,12 @@ and a copy of the token to the host that overlaps the next step.
   length is marked dynamic, so one compile serves every size.
 - All decoding runs on one dedicated thread: CUDA graph trees keep their state per
   thread, and the one cache serves one answer at a time (others wait their turn).
+- Between answers the cache keeps what it holds (`resident`, as a prompt key): a
+  follow-up continues from it, cut back to the part it shares, and only the rest of
+  the prompt is prefilled (`keep`, `prefill`). A copy of another conversation's cache
+  can be put in first (`install`, from `prefix_cache.PrefixStore`). The compiled step
+  reads its position off the cache's length, so a cut is only a smaller length: what
+  lies beyond it is masked out as any future position is, then overwritten.
 """
 
 from __future__ import annotations
@@ -49,11 +55,34 @@ class _TensorSizedLayer(StaticLayer):
         return self.keys.shape[-2], 0
 
 
+# Per layer, (keys, values) [batch, kv heads, tokens, head dim]: what goes in or out of the cache.
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
 def new_static_cache(config, tokens: int) -> StaticCache:
     cache = StaticCache(config=config, max_cache_len=tokens)
     if all(type(layer) is StaticLayer for layer in cache.layers):  # full attention everywhere
         cache.layers = [_TensorSizedLayer(max_cache_len=tokens) for _ in cache.layers]
     return cache
+
+
+def truncate(cache: StaticCache, tokens: int) -> None:
+    """Keep the first `tokens` of `cache` (in place, so compiled graphs keep their addresses)."""
+    for layer in cache.layers:
+        if layer.is_initialized:
+            layer.cumulative_length.fill_(tokens)
+
+
+def install(cache: StaticCache, kv: KV) -> None:
+    """Make `cache` hold `kv` (copied in) and nothing after it."""
+    truncate(cache, 0)
+    for layer, (keys, values) in zip(cache.layers, kv):
+        layer.update(keys, values)  # the first update also allocates the layer
+
+
+def snapshot(cache: StaticCache, tokens: int) -> KV:
+    """A copy of the first `tokens` of `cache`."""
+    return [(layer.keys[:, :, :tokens].clone(), layer.values[:, :, :tokens].clone()) for layer in cache.layers]
 
 
 def decode_step(model, cache: StaticCache, token: torch.Tensor, position_offsets: torch.Tensor) -> torch.Tensor:
@@ -118,19 +147,37 @@ class CompiledDecoder:
         self._worker = _Worker("mmchat-decode")
         # The module that keeps M-RoPE's offset after a prefill (Qwen-VL), if any.
         self._rope_holder = next((m for m in model.modules() if hasattr(m, "rope_deltas")), None)
+        # What the cache holds, as a prompt key (prompt.py); None: unknown, so never continued.
+        self.resident: torch.Tensor | None = None
+        # Why the latest generate() ended: "end" (an end-of-turn token), "limit" or "stopped".
+        self.last_stop = "limit"
 
     def submit(self, fn: Callable[[], None]) -> Future:
         """Run `fn` on the decoding thread (where generate() must run)."""
         return self._worker.submit(fn)
 
-    def _cache_for(self, tokens: int) -> tuple[StaticCache, bool]:
+    def copy_resident(self) -> KV:
+        """A copy of what the cache holds (`resident`); only on the decoding thread."""
+        return snapshot(self._cache, len(self.resident))
+
+    def _cache_for(self, tokens: int, keep: int, kv: KV | None) -> tuple[StaticCache, bool]:
+        """A cache for `tokens` that holds `kv`, or else its own first `keep` tokens."""
         if self._cache is not None and self._cache_tokens >= tokens:
-            self._cache.reset()
+            if kv is not None:
+                install(self._cache, kv)
+            elif keep:
+                truncate(self._cache, keep)
+            else:
+                self._cache.reset()
             return self._cache, False
+        if kv is None and keep:
+            kv = snapshot(self._cache, keep)  # copied out before the old cache goes
         self._cache = None  # let the old one go before the new one is allocated
         self._cache_tokens = CACHE_BLOCK * math.ceil(tokens / CACHE_BLOCK)
         self._cache = new_static_cache(self.model.config, self._cache_tokens)
         log.info("static KV cache of %d tokens", self._cache_tokens)
+        if kv is not None:
+            install(self._cache, kv)
         return self._cache, True
 
     def _position_offsets(self) -> torch.Tensor:
@@ -151,19 +198,33 @@ class CompiledDecoder:
         on_token: Callable[[torch.Tensor], None],
         should_stop: Callable[[], bool],
         stop_at_end_of_turn: bool = True,
+        key: torch.Tensor | None = None,
+        keep: int = 0,
+        kv: KV | None = None,
+        prefill: Callable[[StaticCache], torch.Tensor] | None = None,
     ) -> int:
         """Decode up to `max_new_tokens` after the prompt in `inputs` (batch 1).
 
         Calls `on_token` with each new token id (a [1] CPU tensor) until an end-of-turn
         token, the limit, or `should_stop()`; returns how many tokens it gave. Must run
         on the decoding thread: use `submit`.
+
+        With `key` (the prompt's, prompt.py) the decoder remembers what its cache holds
+        afterwards (`resident`). With `keep` > 0 the prompt's first `keep` tokens are not
+        computed again: they are in the cache already, or in `kv`, copied in first;
+        `prefill(cache)` runs the rest of the prompt and returns its last logits, and
+        `inputs` then needs only the input_ids.
         """
         prompt_tokens = int(inputs["input_ids"].shape[-1])
-        cache, new_cache = self._cache_for(prompt_tokens + max_new_tokens)
-        if self._rope_holder is not None:
-            self._rope_holder.rope_deltas = None  # computed afresh from this prompt's photos
-        prefill = {k: v for k, v in inputs.items() if k != "attention_mask"}  # batch 1: no padding
-        logits = self.model(**prefill, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+        self.resident = None  # unknown until this call has run to its end
+        cache, new_cache = self._cache_for(prompt_tokens + max_new_tokens, keep, kv)
+        if keep:
+            logits = prefill(cache)
+        else:
+            if self._rope_holder is not None:
+                self._rope_holder.rope_deltas = None  # computed afresh from this prompt's photos
+            full = {k: v for k, v in inputs.items() if k != "attention_mask"}  # batch 1: no padding
+            logits = self.model(**full, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
         if new_cache and self.compile:
             for layer in cache.layers:  # one compiled graph for every cache size
                 torch._dynamo.mark_dynamic(layer.keys, 2)
@@ -175,6 +236,8 @@ class CompiledDecoder:
         host = torch.empty(1, dtype=torch.long, pin_memory=on_cuda)
         copied = torch.cuda.Event() if on_cuda else None
         given = 0
+        sampled: list[int] = []  # every token read back, an end-of-turn one included
+        self.last_stop = "limit"
         while given < max_new_tokens:
             host.copy_(token.view(1), non_blocking=True)
             if copied is not None:
@@ -188,13 +251,20 @@ class CompiledDecoder:
                 following = sample(self._step(self.model, cache, token, offsets), temperature, top_p)
             if copied is not None:
                 copied.synchronize()
-            if stop_at_end_of_turn and int(host[0]) in self.eos_token_ids:
+            sampled.append(int(host[0]))
+            if stop_at_end_of_turn and sampled[-1] in self.eos_token_ids:
+                self.last_stop = "end"
                 break
             on_token(host.clone())
             given += 1
             if should_stop():
+                self.last_stop = "stopped"
                 break
             token = following
+        if key is not None:
+            # The cache holds the prompt and each token a step was run on: the first of `sampled`.
+            held = int(cache.get_seq_length())
+            self.resident = torch.cat([key, torch.tensor(sampled, dtype=key.dtype)])[:held]
         return given
 
     def warm_up(self, inputs: dict, progress: Callable[[str, "float | None"], None]) -> None:

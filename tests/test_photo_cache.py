@@ -1,0 +1,81 @@
+"""Photos prepared once (issue 11): decoded, fitted and processed once however many turns resend them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor
+
+from conftest import engine_for
+from fixture_models import fixture_model_path
+from mmchat.cancel import CancelToken
+from mmchat.engine import GenerationParams
+from mmchat.history import fit_history
+from mmchat.images import PHOTOS, load_photo, open_for_model
+
+
+def _user(text, *images):
+    content = [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}} for p in images]
+    return {"role": "user", "content": content + [{"type": "text", "text": text}]}
+
+
+def _photos(folder, sizes):
+    paths = []
+    for i, size in enumerate(sizes):
+        paths.append(folder / f"photo{i}.jpg")
+        Image.effect_noise(size, 40 + i).convert("RGB").save(paths[-1])
+    return paths
+
+
+def test_a_stored_photo_is_decoded_once_until_its_file_changes(tmp_path):
+    [path] = _photos(tmp_path, [(120, 90)])
+    first = load_photo(path, 64 * 64)
+    assert load_photo(path, 64 * 64) is first
+    assert list(first.getdata()) == list(open_for_model(path, 64 * 64).getdata())
+    assert load_photo(path, 32 * 32) is not first, "another pixel budget is another photo"
+    Image.new("RGB", (120, 90), "blue").save(path)
+    os.utime(path, ns=(1, 1))
+    again = load_photo(path, 64 * 64)
+    assert again is not first and again.getpixel((0, 0)) == (0, 0, 254)
+
+
+@pytest.mark.parametrize("family", ["tiny-qwen3-vl", "tiny-idefics3"])
+def test_every_turn_prepares_only_its_new_photo_and_only_once(family, tmp_path):
+    engine = engine_for(family)
+    prepared = []
+    real = engine.processor.apply_chat_template
+    engine.processor.apply_chat_template = lambda *a, **k: prepared.append(1) or real(*a, **k)
+    photos = _photos(tmp_path, [(64, 48), (40, 80), (96, 96), (50, 50)])
+    decoded, processed = PHOTOS.decoded, engine._images.processed
+    messages = [{"role": "system", "content": "Be brief."}]
+    for turn, photo in enumerate(photos):
+        messages.append(_user(f"And photo {turn}?", photo))
+        fitted = fit_history(messages, engine.count_tokens, 8192)  # counted for the budget...
+        *pieces, completion = engine.stream(fitted.messages, GenerationParams(max_new_tokens=4, temperature=0.0),
+                                            CancelToken.standalone())  # ...then answered
+        assert completion.prompt_tokens == fitted.tokens
+        messages.append({"role": "assistant", "content": "".join(pieces) or "ok"})
+        assert len(prepared) == turn + 1, "the prompt counted is the prompt answered: prepared once"
+        assert PHOTOS.decoded - decoded == turn + 1, "each photo decoded once, when it first comes"
+        assert engine._images.processed - processed == turn + 1
+
+
+@pytest.mark.parametrize("family", ["tiny-qwen3-vl", "tiny-idefics3"])
+def test_the_inputs_are_what_the_processor_itself_makes(family, tmp_path):
+    """Pixels processed photo by photo and put together must equal the processor's batch."""
+    engine = engine_for(family)
+    red, tall, big = _photos(tmp_path, [(64, 48), (40, 80), (300, 200)])
+    messages = [_user("Look.", red), {"role": "assistant", "content": "A photo."}, _user("And these?", tall, big, red)]
+    ours = engine.prepare_inputs(messages)
+    processor = AutoProcessor.from_pretrained(fixture_model_path(family))
+    hf = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) else
+           [{"type": "image", "image": open_for_model(item["image_url"]["url"][len("file://"):], engine.max_pixels)}
+            if item["type"] == "image_url" else item for item in m["content"]]} for m in messages]
+    theirs = processor.apply_chat_template(hf, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        assert torch.equal(ours[name], theirs[name]), name
