@@ -59,10 +59,11 @@ def _explain_when_unavailable(engine, config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mmchat.ui import build_ui, launch
+    from mmchat.server import serve
+    from mmchat.ui import build_ui
 
     services = build_services(config)
-    launch(build_ui(services), services)
+    serve(build_ui(services), services)  # the page and the HTTP API (/v1) on one port
 
 
 if __name__ == "__main__":

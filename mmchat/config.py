@@ -49,6 +49,12 @@ class Config:
         "dropped first (the user is told when a photo leaves the context).",
         8192,
     )
+    prefix_cache_mb: float = _opt(
+        "Memory for the model's KV cache of recent conversations, kept between turns so a "
+        "follow-up only processes what is new (on the GPU when the model is there); the least "
+        "recently used conversations go first. 0 turns it off.",
+        1024.0,
+    )
     max_new_tokens: int = _opt("Default longest answer, in tokens (adjustable in the UI).", 512)
     temperature: float = _opt("Default sampling temperature; 0 means greedy (adjustable in the UI).", 0.7)
     system_prompt: str = _opt(
@@ -73,7 +79,10 @@ class Config:
     )
     whisper_model: str = _opt(
         "Whisper model: a size name (tiny.en, base, small, ...) or a local folder. "
-        "'auto' uses the tiny.en weights bundled as a Python package (no download).",
+        "'auto' uses weights bundled as Python packages (no download): multilingual base, or "
+        "the faster English-only tiny.en with --speech-language en (and when the base packages "
+        "are not installed). With --stt-backend openai-whisper, 'auto' is base, or tiny.en for "
+        "--speech-language en, downloaded once.",
         "auto",
     )
     speech_language: str = _opt(
@@ -104,6 +113,31 @@ class Config:
     data_dir: Path = _opt("Where conversations are saved.", Path.home() / ".mmchat")
     concurrency: int = _opt(
         "How many answers are generated at once (others wait in a queue).", 1
+    )
+
+    # --- HTTP API (OpenAI-compatible, under /v1 on the page's port) ---
+    api_key: str = _opt(
+        "Key that HTTP API clients must send (Authorization: Bearer KEY); empty: none needed. "
+        "Serving beyond this machine (--host 0.0.0.0) without a key logs a warning.",
+        "",
+    )
+    api_keys_file: str = _opt(
+        "File of accepted HTTP API keys, one a line (# starts a comment); adds to --api-key.", ""
+    )
+    served_model_name: str = _opt(
+        "Model name the HTTP API reports in /v1/models and answers; empty: the --model value.", ""
+    )
+    strict_model_names: bool = _opt(
+        "Refuse HTTP API requests that name another model with a 404 (as vLLM does); by default "
+        "any name is answered by the served model, so code written for other models just works.",
+        False,
+    )
+    allow_image_urls: str = _opt(
+        "Web hosts the HTTP API may fetch image URLs from, comma-separated (example.com, "
+        "*.example.com for its subdomains, * for any); empty: images must be sent inline as data: "
+        "URLs. Addresses in private, loopback or link-local networks are refused whatever the "
+        "list says; a fetch may take 10 s and --max-upload-mb at most, and redirects are not followed.",
+        "",
     )
 
 

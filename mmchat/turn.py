@@ -359,8 +359,8 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 for item in items:
                     if isinstance(item, Completion):
                         completion = item
-                    elif token.cancelled:  # Stop: the answer is what the user saw when pressing it
-                        break
+                    elif token.cancelled:  # Stop: the answer is what the user saw when pressing it;
+                        continue           # the engine ends within a token, with its Completion
                     elif isinstance(item, str):
                         pieces.append(item)
                         with session.lock:
@@ -471,7 +471,9 @@ def _generate(engine: Engine, messages: list[dict], params: GenerationParams, to
             try:
                 item = merged.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if token.cancelled or (text_over and speaker.join(0)):
+                # After a Stop the text still ends (within a token, with the Completion);
+                # the speaker stops at once.
+                if text_over and (token.cancelled or speaker.join(0)):
                     break
                 continue
             if item is _TEXT_END:

@@ -472,7 +472,7 @@ def _text_of(value) -> str:
 
 
 def launch_options(config) -> dict:
-    """Keyword arguments for `Blocks.launch` (shared by the app and its tests)."""
+    """Keyword arguments for `Blocks.launch` (and, those it takes, `gr.mount_gradio_app`)."""
     return dict(
         server_name=config.host,
         server_port=config.port,
@@ -484,7 +484,3 @@ def launch_options(config) -> dict:
         theme=gr.themes.Soft(),
     )
 
-
-def launch(demo: gr.Blocks, services: Services) -> None:
-    demo.queue()  # answers set their own limits (none: the turn layer's admission line bounds them)
-    demo.launch(**launch_options(services.config))

@@ -16,9 +16,10 @@ is handed over once it exists::
     tts = create_text_to_speech(config)          # cached: cheap after the first call
     speaker = SpeechWorker(tts, cancel, emit=audio_queue.put)
     try:
-        for delta in engine.stream(conversation, params, cancel):
-            speaker.feed(delta)                   # never blocks
-            yield TextDelta(delta)
+        for piece in engine.stream(messages, params, cancel):
+            if isinstance(piece, str):            # the last item is the engine's Completion
+                speaker.feed(piece)               # never blocks
+                yield TextDelta(piece)
         speaker.finish()                          # the last, unfinished sentence too
         ...                                       # AudioChunks arrive on audio_queue
     finally:

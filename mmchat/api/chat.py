@@ -1,0 +1,151 @@
+"""One chat completion as a turn: through `turn.submit`, the page's checks and its one admission line.
+
+Each request gets a ChatSession of its own, holding the conversation the client sent;
+nothing is saved. The chat API is stateless (a client sends the whole history every
+time), so saving each request would store one more copy of a growing conversation per
+question; the session's store is a folder that lives as long as the request does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+from ..engine import Completion, GenerationParams
+from ..events import InputRejected, Queued, TextDelta, TurnDone
+from ..history import fit_history
+from ..session import ChatSession, ConversationStore
+from ..turn import Services, submit
+from .errors import ApiError
+from .messages import ChatInput
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The answer waits for a place in the admission line."""
+
+    ahead: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def usage(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+class EngineFailed(Exception):
+    """The model failed while answering (not the client's fault: a 500, or an error in the stream)."""
+
+
+Item = Union[Waiting, str, Finished]
+
+
+class StopScanner:
+    """Cuts the answer before the first stop sequence. Text that could be the start of
+    one is held back until it is clear, so a client never sees part of a stop sequence."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = stops
+        self.hit = False
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        if self.hit:
+            return ""
+        if not self.stops:
+            return text
+        self._pending += text
+        found = [i for i in (self._pending.find(stop) for stop in self.stops) if i >= 0]
+        if found:
+            self.hit = True
+            out, self._pending = self._pending[:min(found)], ""
+            return out
+        keep = 0
+        for size in range(min(len(self._pending), max(map(len, self.stops)) - 1), 0, -1):
+            if any(stop.startswith(self._pending[-size:]) for stop in self.stops):
+                keep = size
+                break
+        out, self._pending = self._pending[:len(self._pending) - keep], self._pending[len(self._pending) - keep:]
+        return out
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+
+class ApiTurn:
+    """A request's turn: `items()` runs it (blocking, for a thread of its own);
+    `cancel()`, from any thread, ends it wherever it is (in line, generating)."""
+
+    def __init__(self, services: Services, chat: ChatInput, params: GenerationParams, stops: list[str],
+                 folder: Path) -> None:
+        config = services.config
+        if chat.system_prompt is not None:
+            config = dataclasses.replace(config, system_prompt=chat.system_prompt)
+        # The shared model and the shared line; speech stays with its own endpoints.
+        self.services = Services(config=config, engine=services.engine, admission=services.admission)
+        self.session = ChatSession(ConversationStore(folder / "store"), conversation=chat.history)
+        self.question = chat.question
+        self.params = params
+        self.scanner = StopScanner(stops)
+
+    def cancel(self) -> None:
+        self.session.cancel_scope.cancel()
+
+    def items(self) -> Iterator[Item]:
+        """Waiting while in line, the answer's text piece by piece, then one Finished.
+
+        Raises ApiError when the question is refused (nothing was answered yet), and
+        EngineFailed when the model fails.
+        """
+        scanner, pieces = self.scanner, 0
+        with contextlib.closing(submit(self.session, self.question, self.services, self.params)) as events:
+            for event in events:
+                if isinstance(event, InputRejected):
+                    raise ApiError(400, event.message)
+                if isinstance(event, Queued):
+                    yield Waiting(event.ahead)
+                elif isinstance(event, TextDelta) and not scanner.hit:
+                    pieces += 1
+                    text = scanner.feed(event.text)
+                    if text:
+                        yield text
+                    if scanner.hit:
+                        self.cancel()  # the rest would be thrown away: free the model now
+                elif isinstance(event, TurnDone):
+                    if event.status == "error":
+                        raise EngineFailed(event.error or "The model failed while answering.")
+                    rest = scanner.flush()
+                    if rest:
+                        yield rest
+                    yield self._finished(event.completion, pieces)
+                    return
+
+    def _finished(self, completion: Completion | None, pieces: int) -> Finished:
+        if self.scanner.hit:
+            if completion is not None:
+                return Finished("stop", completion.prompt_tokens, completion.completion_tokens)
+            # A stopped turn drops the engine's Completion (turn.py breaks out at the next
+            # piece), so the prompt is counted again here, as the turn fitted it; the pieces
+            # seen are the engine's tokens as streamed (a lower bound for what it wrote).
+            return Finished("stop", self._prompt_tokens(), pieces)
+        if completion is None:  # an engine that ends without an account of itself
+            return Finished("stop", 0, pieces)
+        reason = "length" if completion.finish_reason == "length" else "stop"
+        return Finished(reason, completion.prompt_tokens, completion.completion_tokens)
+
+    def _prompt_tokens(self) -> int:
+        conversation = self.session.conversation
+        engine = self.services.engine.wait()
+        messages = conversation.to_openai(self.services.config.system_prompt, before=conversation.turns[-1])
+        fitted = fit_history(messages, engine.count_tokens, self.services.config.history_tokens)
+        return engine.count_tokens(fitted.messages)

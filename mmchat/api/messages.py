@@ -1,0 +1,161 @@
+"""OpenAI chat messages -> what a turn takes: the history, the new question, the system prompt.
+
+Images come inline (`data:` URLs). A web address is fetched only from the hosts the
+operator allows (--allow-image-urls, fetch.py): by default it is refused, as a server
+that fetches whatever a client names can be made to reach private addresses. A
+`file://` URL or a path would let a client read photos off the server's disk, so it is
+always refused. Each refusal is a 400 that says how to send the image instead. Every photo and message is held to the page's
+limits (photos per message, text length, pixels, bytes), in every message, not only
+the last, since the model reads them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config
+from ..conversation import Conversation, ImagePart, Part, TextPart, Turn
+from ..errors import InputError
+from ..images import check_image
+from ..turn import UserInput, check_text
+from .errors import ApiError
+from .fetch import allowed_hosts, fetch_image
+from .schemas import Message
+
+_DETAILS = ("auto", "low", "high")
+
+
+@dataclass
+class ChatInput:
+    history: Conversation
+    question: UserInput
+    system_prompt: str | None  # None: the request has none, the server's own applies
+
+
+def read_messages(messages: list[Message], config: Config, folder: Path) -> ChatInput:
+    """Check and convert `messages`; their images are written into `folder`."""
+    system: list[str] = []
+    turns: list[tuple[str, list[Part], int]] = []  # role, parts, index of its first message
+    for index, message in enumerate(messages):
+        if message.role in ("system", "developer"):
+            system.append(_plain_text(message, index))
+            continue
+        parts = _parts(message, index, config, folder)
+        if turns and turns[-1][0] == message.role:  # two in a row read as one
+            turns[-1][1].extend(parts)
+        else:
+            turns.append((message.role, parts, index))
+    if not turns or turns[-1][0] != "user":
+        raise ApiError(400, "The last message must be the user's question (role 'user').", param="messages")
+    for role, parts, index in turns:
+        if role == "user":
+            _check_user_turn(parts, index, config)
+    *earlier, (_, last, _) = turns
+    history = Conversation([Turn(role, parts) if role == "user" else
+                            Turn("assistant", [TextPart("".join(p.text for p in parts if isinstance(p, TextPart)))])
+                            for role, parts, _ in earlier])
+    question = UserInput(text="\n".join(p.text for p in last if isinstance(p, TextPart)),
+                         images=tuple(p.path for p in last if isinstance(p, ImagePart)))
+    return ChatInput(history, question, "\n\n".join(system) if system else None)
+
+
+def _plain_text(message: Message, index: int) -> str:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for number, item in enumerate(content):
+        if item.get("type") != "text" or not isinstance(item.get("text"), str):
+            raise ApiError(400, f"A {message.role} message may hold only text parts.",
+                           param=f"messages[{index}].content[{number}]")
+        texts.append(item["text"])
+    return "\n".join(texts)
+
+
+def _parts(message: Message, index: int, config: Config, folder: Path) -> list[Part]:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return [TextPart(content or "")]
+    parts: list[Part] = []
+    for number, item in enumerate(content):
+        where = f"messages[{index}].content[{number}]"
+        kind = item.get("type")
+        if kind == "text":
+            if not isinstance(item.get("text"), str):
+                raise ApiError(400, "A text part needs a 'text' string.", param=f"{where}.text")
+            parts.append(TextPart(item["text"]))
+        elif kind == "image_url":
+            if message.role != "user":
+                raise ApiError(400, "Only the user's messages may hold images.", param=where)
+            parts.append(ImagePart(_save_image(item.get("image_url"), where, config, folder,
+                                               f"message{index + 1}-image{number + 1}")))
+        else:
+            raise ApiError(400, f"Unsupported content part type {kind!r}: this server reads 'text' and "
+                                "'image_url' parts.", param=f"{where}.type")
+    return parts
+
+
+def _save_image(value, where: str, config: Config, folder: Path, name: str) -> str:
+    url, detail = (value, "auto") if isinstance(value, str) else (
+        (value.get("url"), value.get("detail") or "auto") if isinstance(value, dict) else (None, "auto"))
+    if not isinstance(url, str) or not url:
+        raise ApiError(400, "An image_url part needs {'url': 'data:image/...;base64,...'}.", param=f"{where}.image_url")
+    if detail not in _DETAILS:
+        raise ApiError(400, f"Invalid image detail {detail!r}: use one of {', '.join(_DETAILS)}.",
+                       param=f"{where}.image_url.detail")
+    lowered = url[:16].lower()
+    max_bytes = int(config.max_upload_mb * 1e6)
+    param = f"{where}.image_url.url"
+    if lowered.startswith(("http://", "https://")):
+        allowed = allowed_hosts(config.allow_image_urls)
+        if not allowed:
+            raise ApiError(400, "This server does not fetch images from web addresses (it would let any client make "
+                                "it reach any address, private ones included). Send the image inline as a data "
+                                "URL: data:image/jpeg;base64,...", param=param, code="image_url_not_allowed")
+        data, mime = fetch_image(url, allowed, max_bytes, param), ""
+    elif lowered.startswith("data:"):
+        data, mime = _inline(url, max_bytes, param)
+    else:
+        raise ApiError(400, "Images must be sent inline as data URLs (data:image/jpeg;base64,...); files on the "
+                            "server are not read.", param=param, code="image_url_not_allowed")
+    folder.mkdir(parents=True, exist_ok=True)
+    extension = (mimetypes.guess_extension(mime) if mime else None) or ".img"
+    path = folder / f"{name}{extension}"
+    path.write_bytes(data)
+    try:
+        check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
+    except InputError as exc:
+        raise ApiError(400, exc.message, param=param, code="invalid_image") from None
+    return str(path)
+
+
+def _inline(url: str, max_bytes: int, param: str) -> tuple[bytes, str]:
+    """A data URL's bytes and MIME type."""
+    header, comma, payload = url.partition(",")
+    mime = header[5:].split(";")[0].strip().lower()
+    if not comma or not header.lower().endswith(";base64") or (mime and not mime.startswith("image/")):
+        raise ApiError(400, "An image data URL must look like data:image/png;base64,<base64 bytes>.",
+                       param=param, code="invalid_image")
+    if len(payload) * 3 // 4 > max_bytes + 3:  # refused before decoding
+        raise ApiError(400, f"An image is {len(payload) * 3 / 4e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.",
+                       param=param, code="invalid_image")
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True), mime
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "An image data URL holds text that is not valid base64.",
+                       param=param, code="invalid_image") from None
+
+
+def _check_user_turn(parts: list[Part], index: int, config: Config) -> None:
+    images = sum(isinstance(p, ImagePart) for p in parts)
+    if images > config.max_images_per_turn:
+        raise ApiError(400, f"A message holds {images} images; at most {config.max_images_per_turn} fit in one "
+                            "message.", param=f"messages[{index}].content", code="too_many_images")
+    try:
+        check_text("\n".join(p.text for p in parts if isinstance(p, TextPart)), config)
+    except InputError as exc:
+        raise ApiError(400, exc.message, param=f"messages[{index}].content", code="text_too_long") from None
