@@ -272,25 +272,19 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
 def regenerate(session: ChatSession, services: Services, params: GenerationParams,
                speech: Speech | None = None) -> Iterator[TurnEvent]:
     """Answer the last question again."""
-    token = session.begin_turn()
-    with session.lock:
-        conversation = session.conversation
-        if conversation.last_user_index() is None:
-            reply = None
-        else:
-            previous = conversation.turns[-1] if conversation.turns[-1].role == "assistant" else None
-            conversation.drop_last_answer()
-            reply = conversation.add_assistant("", status="interrupted")
-    if reply is None:
-        yield InputRejected("There is no question to answer again yet.")
-        return
 
-    def take_back() -> None:  # keep the old answer rather than none
-        _remove_turns(conversation, reply)
-        if previous is not None:
-            conversation.turns.append(previous)
+    def drop_answer(conversation: Conversation) -> Callable[[], None]:
+        previous = conversation.turns[-1] if conversation.turns[-1].role == "assistant" else None
+        conversation.drop_last_answer()
 
-    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
+        def undo() -> None:  # refused: keep the old answer rather than none
+            if previous is not None:
+                conversation.turns.append(previous)
+
+        return undo
+
+    yield from _answer_again(session, services, params, speech, drop_answer,
+                             "There is no question to answer again yet.")
 
 
 def edit_last(session: ChatSession, text: str, services: Services, params: GenerationParams,
@@ -304,21 +298,32 @@ def edit_last(session: ChatSession, text: str, services: Services, params: Gener
     if not text:
         yield InputRejected("The edited message is empty.")
         return
+
+    def replace_words(conversation: Conversation) -> Callable[[], None]:
+        backup = list(conversation.turns)
+        conversation.edit_last_user_text(text)
+        return lambda: conversation.turns.__setitem__(slice(None), backup)
+
+    yield from _answer_again(session, services, params, speech, replace_words, "There is no message to edit yet.")
+
+
+def _answer_again(session: ChatSession, services: Services, params: GenerationParams, speech: Speech | None,
+                  change: Callable[[Conversation], Callable[[], None]], nothing_to_answer: str) -> Iterator[TurnEvent]:
+    """Answer the last question again after `change(conversation)`, which returns how to undo itself."""
     token = session.begin_turn()
     with session.lock:
         conversation = session.conversation
-        if conversation.last_user_index() is None:
-            reply = None
-        else:
-            backup = list(conversation.turns)
-            conversation.edit_last_user_text(text)
+        reply = None
+        if conversation.last_user_index() is not None:
+            undo = change(conversation)
             reply = conversation.add_assistant("", status="interrupted")
     if reply is None:
-        yield InputRejected("There is no message to edit yet.")
+        yield InputRejected(nothing_to_answer)
         return
 
     def take_back() -> None:
-        conversation.turns[:] = backup
+        _remove_turns(conversation, reply)
+        undo()
 
     yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
 

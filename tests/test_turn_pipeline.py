@@ -344,3 +344,15 @@ def test_the_question_is_saved_before_the_answer_starts(config, services):
     saved = ConversationStore(config.data_dir).load(session.conversation.id)
     assert saved is not None and saved.turns[0].text == "Hi"
     list(events)
+
+
+def test_a_refused_regenerate_or_edit_leaves_the_conversation_as_it_was(config, qwen_engine, session):
+    from mmchat.turn import edit_last
+
+    list(submit(session, UserInput("Hello there"), make_services(config, qwen_engine), GREEDY))
+    before = session.conversation.copy().turns
+    tight = make_services(with_config(config, history_tokens=10), qwen_engine)  # nothing fits any more
+    assert isinstance(list(regenerate(session, tight, GREEDY))[-1], InputRejected)
+    assert session.conversation.turns == before
+    assert isinstance(list(edit_last(session, "Other words", tight, GREEDY))[-1], InputRejected)
+    assert session.conversation.turns == before
