@@ -350,7 +350,9 @@ class Call:
 
 
 def prepare_timed(engine: LocalEngine, photo: Path, device: str) -> tuple[dict, float, float]:
-    """The prompt for `photo`, with the clock before and after preparing it."""
+    """The prompt for `photo`, with the clock before and after preparing it; every cache
+    emptied first, so each run pays what a first question pays (decode, processing, prefill)."""
+    engine.forget()
     synchronize(device)
     start = time.perf_counter()
     inputs = engine.prepare_inputs(messages_for(photo))

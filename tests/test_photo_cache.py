@@ -79,3 +79,15 @@ def test_the_inputs_are_what_the_processor_itself_makes(family, tmp_path):
     assert sorted(ours) == sorted(theirs)
     for name in theirs:
         assert torch.equal(ours[name], theirs[name]), name
+
+
+def test_forget_makes_the_next_question_pay_what_a_first_one_pays(tmp_path):
+    engine = engine_for("tiny-qwen3-vl", prefix_cache_mb=16)
+    [path] = _photos(tmp_path, [(96, 64)])
+    messages = [_user("What is it?", path)]
+    answer = list(engine.stream(messages, GenerationParams(max_new_tokens=3, temperature=0), CancelToken.standalone()))
+    decoded, processed = PHOTOS.decoded, engine._images.processed
+    engine.forget()
+    again = list(engine.stream(messages, GenerationParams(max_new_tokens=3, temperature=0), CancelToken.standalone()))
+    assert (PHOTOS.decoded, engine._images.processed) == (decoded + 1, processed + 1)
+    assert engine.prefix.hits == 0 and again[:-1] == answer[:-1]  # read from scratch, the same answer

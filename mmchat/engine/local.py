@@ -28,7 +28,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, T
 
 from ..cancel import CancelToken
 from ..config import Config
-from ..images import load_photo, photo_identity
+from ..images import PHOTOS, load_photo, photo_identity
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
@@ -98,6 +98,20 @@ class LocalEngine:
         self._prepared: OrderedDict[str, Prompt] = OrderedDict()
         self._prepared_lock = threading.Lock()
         self.prepared_prompts = PREPARED_PROMPTS
+
+    def forget(self) -> None:
+        """Drop every cache (decoded and processed photos, prepared prompts, KV caches), so
+        the next question is prepared and read from scratch, as a first question is: what a
+        benchmark of one question measures. Not while an answer is being generated."""
+        PHOTOS.clear()
+        if self._images is not None:
+            self._images.clear()
+        with self._prepared_lock:
+            self._prepared.clear()
+        if self.prefix is not None:
+            self.prefix.clear()
+        if self.decoder is not None:
+            self.decoder.resident = None  # what its static cache holds counts as unknown: read all again
 
     # --- prompt ---
     def _to_hf_messages(self, messages: list[dict]) -> list[dict]:

@@ -204,6 +204,11 @@ class CachingImageProcessor:
         self._last.photos = photos
         return BatchFeature(self._layout.stand_in(photos))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._photos.clear()
+            self._bytes = 0
+
     def last_photos(self) -> list[Photo]:
         """The photos of this thread's latest processor call, in prompt order."""
         return getattr(self._last, "photos", [])
