@@ -16,12 +16,18 @@ log = logging.getLogger("mmchat.app")
 
 
 def build_services(config: Config):
-    from mmchat.engine.local import create_local_engine
     from mmchat.model_handle import ModelHandle
     from mmchat.turn import Services
 
-    engine = ModelHandle(lambda progress: create_local_engine(config, progress), "model").start()
-    _explain_when_unavailable(engine, config)
+    if config.engine == "remote":  # the model runs elsewhere: torch is never imported for it
+        from mmchat.engine.remote import create_remote_engine
+
+        engine = ModelHandle(lambda progress: create_remote_engine(config, progress), "model").start()
+    else:
+        from mmchat.engine.local import create_local_engine
+
+        engine = ModelHandle(lambda progress: create_local_engine(config, progress), "model").start()
+        _explain_when_unavailable(engine, config)
     stt = None
     if config.stt_backend != "none":
         from mmchat.stt import create_speech_to_text

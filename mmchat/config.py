@@ -39,6 +39,33 @@ class Config:
         "auto",
         choices=("auto", "none", "nf4", "int8", "int4"),
     )
+    engine: str = _opt(
+        "Where answers come from: 'local' runs --model on this machine; 'remote' asks an "
+        "OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, Ollama, OpenAI, another "
+        "mmchat) at --base-url, and loads no model here. Speech in and out stay on this machine.",
+        "local",
+        choices=("local", "remote"),
+    )
+    base_url: str = _opt(
+        "With --engine remote: the server's OpenAI API address, usually ending in /v1 "
+        "(vLLM: http://HOST:8000/v1).",
+        "",
+    )
+    remote_api_key: str = _opt(
+        "With --engine remote: the key the server expects (sent as Authorization: Bearer KEY); "
+        "empty: none. Not --api-key, which is the key of this server's own API.",
+        "",
+    )
+    remote_model: str = _opt(
+        "With --engine remote: the model to ask, as the server's /v1/models names it; empty: "
+        "the server's only model.",
+        "",
+    )
+    remote_timeout: float = _opt(
+        "With --engine remote: seconds to wait for the server to accept a connection, and for "
+        "each part of an answer (its first words included), before saying it does not answer.",
+        60.0,
+    )
     max_pixels: int = _opt(
         "Pixel budget per image: larger photos are downscaled (keeping aspect) before the "
         "vision encoder sees them.",

@@ -505,4 +505,6 @@ def _failure_message(exc: Exception) -> str:
     if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
         return ("The GPU ran out of memory for this answer. Try fewer or smaller photos, a shorter "
                 "answer, or a New chat (a long conversation needs memory too).")
+    if isinstance(exc, UserFacingError):  # it says what went wrong and how to fix it already
+        return exc.message
     return f"The model failed while answering: {type(exc).__name__}: {exc}"

@@ -404,6 +404,8 @@ def voice_choices(config) -> list[str]:
 
 def bundled_model_hint(config) -> str | None:
     """How to try the app at once with the test model that ships with it (Markdown; None when it can't help)."""
+    if config.engine == "remote":  # the fix is the server's, not a local model
+        return None
     if not TEST_MODEL.is_dir() or Path(config.model).expanduser().resolve() == TEST_MODEL:
         return None
 

@@ -153,6 +153,8 @@ def served_model_name(services: Services) -> str:
     handle = services.engine
     if handle.loaded(0) and handle.status.error is None:
         return handle.wait().name
+    if config.engine == "remote":  # before the server has answered: what it will be asked for
+        return config.remote_model or "remote"
     if config.model != "auto":
         return config.model
     try:
