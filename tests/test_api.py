@@ -155,6 +155,18 @@ def test_sampling_options_are_accepted(client):
     assert reply.choices[0].message.content.strip()
 
 
+def test_a_seed_makes_a_sampled_answer_repeatable(client):
+    messages = ask("What is the weather like today in Paris and why?")  # a question it has no answer to
+
+    def sampled(seed):
+        reply = client.chat.completions.create(model=MODEL, messages=messages, temperature=2.0, top_p=1.0,
+                                               max_tokens=12, seed=seed)
+        return reply.choices[0].message.content
+
+    assert sampled(3) == sampled(3)
+    assert len({sampled(seed) for seed in range(6)}) > 1, "the seed must change what is drawn"
+
+
 # --- streaming ---
 
 def test_streamed_text_equals_the_whole_answer_and_chunks_are_as_clients_expect(client):

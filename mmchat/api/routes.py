@@ -8,7 +8,6 @@ in OpenAI's error shape.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -194,10 +193,7 @@ def _params(body: ChatCompletionRequest, services: Services) -> GenerationParams
     top_p = GenerationParams.top_p if body.top_p is None else body.top_p
     if top_p == 0:  # only the likeliest token may be drawn: greedy
         temperature = 0.0
-    params = GenerationParams(max_new_tokens=longest, temperature=temperature, top_p=top_p or 1.0)
-    if body.seed is not None and "seed" in {f.name for f in dataclasses.fields(GenerationParams)}:
-        params = dataclasses.replace(params, seed=body.seed)  # once the engines take one (see the README)
-    return params
+    return GenerationParams(max_new_tokens=longest, temperature=temperature, top_p=top_p or 1.0, seed=body.seed)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -13,6 +13,9 @@ class GenerationParams:
     max_new_tokens: int = 512
     temperature: float = 0.7  # 0 = greedy
     top_p: float = 0.9
+    # Repeatable sampling. The local engine seeds the process's random generator, so an
+    # answer sampled beside another (--concurrency > 1) may still differ.
+    seed: int | None = None
 
 
 FinishReason = Literal["stop", "length", "cancelled"]

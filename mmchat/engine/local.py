@@ -198,6 +198,8 @@ class LocalEngine:
 
         def work() -> None:
             try:
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
                 with torch.inference_mode():
                     if self.decoder is None:
                         outcome.append(self._generate(prompt, params, streamer, stopped))  # ends the streamer itself

@@ -201,6 +201,8 @@ class RemoteEngine:
             "stream_options": {"include_usage": True},
             "max_tokens": params.max_new_tokens, "temperature": params.temperature, "top_p": params.top_p,
         }
+        if params.seed is not None:
+            body["seed"] = params.seed
         exchange = _Exchange(self, body).start()
         written, reason, usage, first = 0, None, None, None
         try:
