@@ -1,12 +1,15 @@
 """Photos: check what users upload, and fit them to the model's pixel budget.
 
-A stored photo is never rewritten, so it is decoded and fitted once (`load_photo`) and
-kept in a small LRU: every turn of a conversation sends its whole history again, and
-decoding every earlier photo each time made a long photo chat slower with each turn.
+A photo is decoded and fitted once (`load_photo`) and kept in a small LRU: every turn
+of a conversation sends its whole history again, and decoding every earlier photo each
+time made a long photo chat slower with each turn. Photos are told apart by their
+bytes, so the same photo sent again in another file (as API clients resend a
+conversation's photos with every request) is still the same photo.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -26,7 +29,10 @@ PHOTO_CACHE_ITEMS = 64
 # (the engine's processed pixels) that must tell two photos of the same size apart.
 IDENTITY_KEY = "mmchat.photo"
 
-PhotoIdentity = tuple  # (resolved path, mtime in ns, size in bytes, pixel budget)
+PhotoIdentity = tuple  # (digest of the file's bytes, pixel budget)
+# Files whose digest is remembered, by (path, mtime, size): stored files are never
+# rewritten in place, so a page conversation's photos are read and hashed once.
+DIGESTS_KEPT = 1024
 
 
 def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[int, int]:
@@ -89,11 +95,26 @@ def fit_pixel_budget(image: Image.Image, max_pixels: int) -> Image.Image:
 
 
 def photo_identity(path: str | Path, max_pixels: int) -> PhotoIdentity:
-    """What tells a stored photo apart from every other: its file's path, mtime and size
-    (stored files are never rewritten in place), and the pixel budget it is fitted to."""
+    """What tells a photo apart from every other: a digest of its bytes, and the pixel
+    budget it is fitted to."""
     resolved = os.path.realpath(path)
     stat = os.stat(resolved)
-    return (resolved, stat.st_mtime_ns, stat.st_size, max_pixels)
+    file = (resolved, stat.st_mtime_ns, stat.st_size)
+    with _digests_lock:
+        digest = _digests.get(file)
+        if digest is not None:
+            _digests.move_to_end(file)
+    if digest is None:
+        digest = hashlib.blake2b(Path(resolved).read_bytes(), digest_size=16).hexdigest()
+        with _digests_lock:
+            _digests[file] = digest
+            while len(_digests) > DIGESTS_KEPT:
+                _digests.popitem(last=False)
+    return (digest, max_pixels)
+
+
+_digests: OrderedDict[tuple, str] = OrderedDict()
+_digests_lock = threading.Lock()
 
 
 class _PhotoCache:
@@ -103,14 +124,15 @@ class _PhotoCache:
         self._lock = threading.Lock()
         self.decoded = 0  # how many times a file was actually decoded (for tests)
 
-    def get(self, identity: PhotoIdentity) -> Image.Image:
+    def get(self, identity: PhotoIdentity, path: str | Path) -> Image.Image:
+        """The decoded photo of `identity`, decoded from `path` (a file with those bytes) if not kept."""
         with self._lock:
             image = self._photos.get(identity)
             if image is not None:
                 self._photos.move_to_end(identity)
                 return image
         # Decoded outside the lock: another session's photo need not wait for this one.
-        image = open_for_model(identity[0], identity[3])
+        image = open_for_model(path, identity[1])
         image.info[IDENTITY_KEY] = identity
         with self._lock:
             self.decoded += 1
@@ -129,9 +151,9 @@ PHOTOS = _PhotoCache(PHOTO_CACHE_ITEMS)
 
 
 def load_photo(path: str | Path, max_pixels: int) -> Image.Image:
-    """`open_for_model`, decoded once per stored photo and pixel budget.
+    """`open_for_model`, decoded once per photo (by its bytes) and pixel budget.
 
     The same Image object comes back for the same photo, tagged with its identity in
     `image.info[IDENTITY_KEY]`; it is shared, so callers must not modify it.
     """
-    return PHOTOS.get(photo_identity(path, max_pixels))
+    return PHOTOS.get(photo_identity(path, max_pixels), path)

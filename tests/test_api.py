@@ -111,6 +111,19 @@ def test_a_follow_up_is_answered_from_the_photo_earlier_in_the_history(client):
     assert answer(client, follow_up) == "triangle"
 
 
+def test_a_follow_up_continues_from_the_work_done_for_the_first_request(client, shapes_engine):
+    """Each request brings its photos again, in new files; they are still the same photos,
+    so the follow-up reads only what is new (photo decode and KV cache reused)."""
+    first = ask("What colour is the shape?", photo("square", "purple", seed=5))
+    reply = client.chat.completions.create(model=MODEL, messages=first, temperature=0, max_tokens=8)
+    reused = shapes_engine.prefix.reused_tokens
+    follow_up = first + [{"role": "assistant", "content": reply.choices[0].message.content},
+                         {"role": "user", "content": "What shape is it?"}]
+    again = client.chat.completions.create(model=MODEL, messages=follow_up, temperature=0, max_tokens=8)
+    assert again.choices[0].message.content.strip() == "square"
+    assert shapes_engine.prefix.reused_tokens - reused >= reply.usage.prompt_tokens  # the photo's tokens too
+
+
 def test_the_request_system_message_replaces_the_servers(client):
     messages = [{"role": "system", "content": "You are a helpful assistant."},
                 *ask("What colour is the shape?", photo("square", "orange"))]

@@ -91,3 +91,13 @@ def test_forget_makes_the_next_question_pay_what_a_first_one_pays(tmp_path):
     again = list(engine.stream(messages, GenerationParams(max_new_tokens=3, temperature=0), CancelToken.standalone()))
     assert (PHOTOS.decoded, engine._images.processed) == (decoded + 1, processed + 1)
     assert engine.prefix.hits == 0 and again[:-1] == answer[:-1]  # read from scratch, the same answer
+
+
+def test_the_same_photo_in_another_file_is_the_same_photo(tmp_path):
+    [path] = _photos(tmp_path, [(100, 70)])
+    copy = tmp_path / "sent-again.jpg"
+    copy.write_bytes(path.read_bytes())  # what an API client resending its photo leads to
+    first = load_photo(path, 64 * 64)
+    assert load_photo(copy, 64 * 64) is first
+    Image.new("RGB", (100, 70), "red").save(copy)  # other bytes: another photo
+    assert load_photo(copy, 64 * 64) is not first
