@@ -118,16 +118,40 @@ class Config:
     edit_transcript: bool = _opt(
         "Put the transcript in the message box for editing instead of sending it at once.", False
     )
+    end_of_turn_ms: int = _opt(
+        "Voice mode: silence after speech, in milliseconds, that ends the person's turn "
+        "(shorter answers sooner but may cut off a pause for thought).",
+        600,
+    )
+    voice_sensitivity: float = _opt(
+        "Voice mode: the speech probability (0..1) the voice activity detector counts as "
+        "speech; lower hears quieter voices, higher ignores more background noise.",
+        0.5,
+    )
+    min_speech_ms: int = _opt(
+        "Voice mode: less speech than this, in milliseconds, is a click, cough or breath "
+        "and makes no turn.",
+        250,
+    )
+    max_turn_seconds: float = _opt(
+        "Voice mode: a turn that runs this long, in seconds, ends even while the person is "
+        "still speaking.",
+        30.0,
+    )
 
     # --- speech out ---
     tts_backend: str = _opt(
-        "Text-to-speech backend ('coqui' needs the optional coqui-tts package).",
-        "piper",
-        choices=("piper", "coqui", "none"),
+        "Text-to-speech backend: 'piper' (Piper voices, several languages), 'hibari' (a faster "
+        "English-only voice; --voice auto is its bundled voice 'heart', or name one of emma, fenrir, "
+        "fable, kore, downloaded once; other languages are read by an installed Piper voice), "
+        "'coqui' (needs the optional coqui-tts package) or 'none'.",
+        "hibari",
+        choices=("piper", "hibari", "coqui", "none"),
     )
     voice: str = _opt(
-        "Voice: a Piper .onnx path or voice name; 'auto' picks the bundled English voice, or "
-        "one matching the answer's language when installed.",
+        "Voice: 'auto' (the backend's bundled voice: hibari's 'heart', or Piper's en_US-joe-medium; "
+        "an answer in another language is read by an installed Piper voice of that language), a "
+        "hibari voice name (heart, emma, fenrir, fable, kore), or a Piper .onnx path or voice name.",
         "auto",
     )
     speech_rate: float = _opt("Speaking rate: 1.0 normal, 1.5 faster, 0.75 slower.", 1.0)

@@ -83,7 +83,7 @@ def speech_to_text():
 
 @pytest.fixture(scope="session")
 def text_to_speech(tmp_path_factory):
-    """The app's Piper adapter with the bundled English voice."""
+    """The app's default voice (hibari, the bundled English voice), as `python app.py` speaks."""
     from mmchat.tts import create_text_to_speech
 
     return create_text_to_speech(Config(device="cpu", data_dir=tmp_path_factory.mktemp("voices")))

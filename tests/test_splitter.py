@@ -67,6 +67,9 @@ def test_deltas_cut_anywhere_give_the_same_units_as_the_whole_text(case):
     assert split_in_pieces(pieces) == split(text)
     small = {"max_chars": 40, "first_max_chars": 15}
     assert split_in_pieces(list(text), **small) == split(text, **small)
+    early = {"max_chars": 40, "first_max_chars": 15, "first_clause_chars": 6}
+    assert split_in_pieces(pieces, **early) == split(text, **early)
+    assert no_space("".join(split(text, **early))) == no_space(text)
 
 
 def test_a_sentence_is_released_as_soon_as_the_next_one_starts():
@@ -214,3 +217,78 @@ def test_urls_are_not_cut():
         "See https://www.example.com/a.b?c=1.",
         "Then go.",
     ]
+
+
+# --- The first clause, released early for the voice (first_clause_chars) -----------------
+
+LONG_FIRST = (
+    "The photo shows two cats curled up together on a red sofa, with afternoon light "
+    "coming through the window behind them. The one on the left is a tabby, the other "
+    "is black with white paws, and both are asleep."
+)
+
+
+def test_the_first_clause_is_released_as_soon_as_its_comma_is_followed_by_a_space():
+    splitter = SentenceSplitter(first_clause_chars=40)
+    assert splitter.feed("The photo shows two cats curled up together on a red sofa") == []
+    assert splitter.feed(",") == []  # "sofa,000" would not be a clause end
+    assert splitter.feed(" ") == ["The photo shows two cats curled up together on a red sofa,"]
+    assert splitter.feed("with afternoon light") == []
+
+
+def test_only_the_first_sentence_of_a_reply_loses_its_first_clause():
+    assert split(LONG_FIRST, first_clause_chars=40) == [
+        "The photo shows two cats curled up together on a red sofa,",
+        "with afternoon light coming through the window behind them.",
+        "The one on the left is a tabby, the other is black with white paws, and both are asleep.",
+    ]
+    # Without the option the first clause waits for the 80 characters that show a long sentence.
+    splitter = SentenceSplitter()
+    assert splitter.feed(LONG_FIRST[:70]) == []
+
+
+def test_a_short_first_clause_stays_with_its_sentence():
+    assert split("Yes, the cat is asleep. It dreams.", first_clause_chars=40) == [
+        "Yes, the cat is asleep.",
+        "It dreams.",
+    ]
+    # Past a short clause, the next clause end that is far enough in is the cut.
+    assert split("Well, the photo shows two cats on a red sofa, both asleep in the sun.", first_clause_chars=40) == [
+        "Well, the photo shows two cats on a red sofa,",
+        "both asleep in the sun.",
+    ]
+
+
+def test_each_reply_has_its_own_first_clause():
+    splitter = SentenceSplitter(first_clause_chars=20)
+    splitter.feed("The first reply is short. ")
+    splitter.flush()
+    assert splitter.feed("The second reply has a clause, ") == ["The second reply has a clause,"]
+
+
+def test_abbreviations_numbers_and_urls_are_not_clause_ends_for_the_first_clause():
+    assert split("Dr. Smith counted 3,000 birds at https://example.com/a,b today, then he left.",
+                 first_clause_chars=10) == [
+        "Dr. Smith counted 3,000 birds at https://example.com/a,b today,",
+        "then he left.",
+    ]
+
+
+def test_a_dash_ends_a_first_clause_but_a_range_does_not():
+    assert split("It was red or maybe orange—hard to say at dusk.", first_clause_chars=20) == [
+        "It was red or maybe orange—",
+        "hard to say at dusk.",
+    ]
+    assert split("The years 1990–1995 were long – very long for everyone.", first_clause_chars=20) == [
+        "The years 1990–1995 were long –",
+        "very long for everyone.",
+    ]
+    chinese_dash = "他说——我们走吧，现在就走。"  # "——" is one dash: cut after it, not inside it
+    assert split(chinese_dash, first_clause_chars=6) == ["他说——", "我们走吧，现在就走。"]
+
+
+def test_a_chinese_first_clause_is_cut_at_a_full_width_comma_not_an_enumeration_comma():
+    clause = "我看到一只猫坐在窗边的红色椅子上"  # 16 characters, weighing 48
+    assert split(f"{clause}，它在睡觉。", first_clause_chars=40) == [f"{clause}，", "它在睡觉。"]
+    listing = "桌上有苹果、香蕉、橙子、葡萄、西瓜和一些饼干"
+    assert split(f"{listing}。", first_clause_chars=20) == [f"{listing}。"]

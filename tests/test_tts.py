@@ -226,7 +226,7 @@ def install_fake_chinese_voice(folder: Path) -> Path:
 
 def test_auto_reads_chinese_with_a_chinese_voice_when_one_is_installed(tmp_path):
     model = install_fake_chinese_voice(tmp_path / "voices")
-    tts = create_text_to_speech(Config(device="cpu", data_dir=tmp_path))
+    tts = create_text_to_speech(Config(device="cpu", data_dir=tmp_path, tts_backend="piper"))
     chinese = load_voice(model)
     assert tts.voice_for("你好，世界。") is chinese
     assert tts.voice_for("Hello, world.") is not chinese

@@ -29,11 +29,15 @@ def _create(backend: str, voice: str, speech_rate: float, folder: Path, device: 
         from mmchat.tts.piper_backend import load_piper
 
         return load_piper(voice, speech_rate, folder)
+    if backend == "hibari":
+        from mmchat.tts.hibari_backend import load_hibari
+
+        return load_hibari(voice, speech_rate, folder)
     if backend == "coqui":
         from mmchat.tts.coqui_backend import load_coqui
 
         return load_coqui(voice, speech_rate, device)
     raise ModelUnavailableError(
-        f"Speech output is off (--tts-backend {backend}); use --tts-backend piper to hear answers."
+        f"Speech output is off (--tts-backend {backend}); use --tts-backend piper or hibari to hear answers."
     )
 

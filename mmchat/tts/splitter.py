@@ -9,8 +9,11 @@ A unit is one of:
 - a sentence (Latin ". ! ? ...", or Chinese / Japanese "。！？", which need no space after);
 - a line: every newline ends a unit, so headings, list items and table rows stand alone;
 - a fenced code block, whole, from its opening to its closing fence;
-- a clause of a very long sentence, cut after a comma or semicolon (or "，；：、") so the
-  voice does not wait for the end of a 60-word sentence.
+- a clause of a very long sentence, cut after a comma, semicolon, colon or dash (or
+  "，；：、") so the voice does not wait for the end of a 60-word sentence;
+- with `first_clause_chars`, the first clause of the reply's first sentence, as soon as
+  its comma (or semicolon, colon, dash) is seen: what the listener waits for is the first
+  audio, and the rest of the sentence arrives while that clause is being spoken.
 
 Decisions depend only on the text, never on how it was cut into deltas: where the next
 character is needed to decide (is "Dr." or "3." an end?), the splitter waits for it.
@@ -29,6 +32,14 @@ _CJK_SENTENCE_END = "。！？"
 _CLOSERS = "\"'”’)]}»」』）】*_`"
 _CLAUSE_END = ",;:"  # followed by a space
 _CJK_CLAUSE_END = "，；：、"
+_EM_DASH = "—"  # ends a clause with or without spaces ("red—or orange"); "——" is one dash
+_EN_DASH = "–"  # only between spaces (" – "): "1990–1995" is a range
+# Enumeration commas separate list items ("苹果、香蕉"), not clauses that can stand alone.
+_NOT_FIRST_CLAUSE = "、"
+# The first clause the speech worker releases early must be at least this long (Chinese
+# counts three): a short one ("Yes," "Well,") saves a token or two, sounds clipped, and is
+# over before the rest of the sentence has been written and synthesized.
+FIRST_CLAUSE_CHARS = 40
 _WORD_OPENERS = "([{\"'“‘*_`"
 
 # A period after these never ends a sentence: each introduces what follows (a name, a number, an example).
@@ -55,11 +66,19 @@ class SentenceSplitter:
     A sentence longer than `max_chars` (Chinese characters count three) is cut after
     its last clause. The first unit is cut sooner, past `first_max_chars`, because it
     decides how soon the voice starts; it is never cut mid-clause, which sounds wrong.
+
+    With `first_clause_chars` (None: off), the first unit goes sooner still: at its first
+    clause end that lies at least that far in, without waiting to see whether the sentence
+    is long. Only the first unit of a reply: later ones are written while earlier ones are
+    still being heard, and cutting them would only break their intonation.
     """
 
-    def __init__(self, max_chars: int = 200, first_max_chars: int = 80) -> None:
+    def __init__(
+        self, max_chars: int = 200, first_max_chars: int = 80, first_clause_chars: int | None = None
+    ) -> None:
         self._max_chars = max_chars
         self._first_max_chars = first_max_chars
+        self._first_clause_chars = first_clause_chars
         self._reset()
 
     def _reset(self) -> None:
@@ -102,6 +121,7 @@ class SentenceSplitter:
         # Past `clause_limit` a sentence is cut at its last clause; past `max_chars`, at a
         # space if it has no clause at all; both are tracked while scanning.
         clause_limit = self._max_chars if self._released_any else self._first_max_chars
+        first_clause = None if self._released_any else self._first_clause_chars
         last_clause = last_space = None
         weight = 0
         i = start
@@ -127,13 +147,32 @@ class SentenceSplitter:
                 weight += _weight(text[i:end])
                 i = end
                 continue
-            if ch in _CJK_CLAUSE_END or (ch in _CLAUSE_END and i + 1 < len(text) and text[i + 1].isspace()):
+            if self._ends_clause(text, start, i):
                 last_clause = i + 1
+                if first_clause is not None and ch not in _NOT_FIRST_CLAUSE and weight + _weight(ch) >= first_clause:
+                    return last_clause
             elif ch.isspace():
                 last_space = i
             weight += _weight(ch)
             i += 1
         return len(text) if final else None
+
+    @staticmethod
+    def _ends_clause(text: str, start: int, i: int) -> bool:
+        """Does a clause end right after text[i]? Decided by the text up to text[i + 1] only."""
+        ch = text[i]
+        if ch in _CJK_CLAUSE_END:
+            return True
+        if i + 1 >= len(text):
+            return False  # "," may be "3,000"; "—" may be the first half of "——"
+        after = text[i + 1]
+        if ch in _CLAUSE_END:
+            return after.isspace()
+        if ch == _EM_DASH:
+            return after != _EM_DASH
+        if ch == _EN_DASH:
+            return i > start and text[i - 1] == " " and after.isspace()
+        return False
 
     def _ends_sentence(self, text: str, start: int, stop: int, end: int, final: bool) -> bool | None:
         """Does the run of full stops and closers text[stop:end] end a sentence?"""

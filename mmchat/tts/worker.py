@@ -24,6 +24,7 @@ from mmchat.cancel import CancelToken
 from mmchat.events import AudioChunk
 from mmchat.tts.protocol import TextToSpeech
 from mmchat.tts.speakable import SpeakableSentences
+from mmchat.tts.splitter import FIRST_CLAUSE_CHARS, SentenceSplitter
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class SpeechWorker:
     finished worker, so a failing voice never hangs the turn. Nothing is raised into
     the text path (the answer goes on without speech): check `error` after `join`
     (None: no failure).
+
+    The answer's first clause is spoken as soon as it is written, when it is at least
+    `first_clause_chars` long: the person waits for the first audio, not for the rest
+    (see SentenceSplitter; None: cut the first sentence only once it is seen to be long).
     """
 
     def __init__(
@@ -72,8 +77,11 @@ class SpeechWorker:
         voice: TextToSpeech,
         cancel: CancelToken,
         emit: Callable[[AudioChunk], None],
+        *,
+        first_clause_chars: int | None = FIRST_CLAUSE_CHARS,
     ) -> None:
         self._voice = voice
+        self._first_clause_chars = first_clause_chars
         self._emit = emit
         self._stop = _StopToken(cancel)
         # Unbounded and lock-free for the producer: feed() must cost the text path nothing.
@@ -128,7 +136,7 @@ class SpeechWorker:
 
     def _sentences(self) -> Iterator[str]:
         """Speakable sentences, as soon as each is complete, from the text fed so far."""
-        speakable = SpeakableSentences()
+        speakable = SpeakableSentences(SentenceSplitter(first_clause_chars=self._first_clause_chars))
         while not self._stop.cancelled:
             try:
                 item = self._inbox.get(timeout=_POLL_SECONDS)
