@@ -49,8 +49,6 @@ import datetime
 import io
 import json
 import math
-import os
-import platform
 import random
 import shutil
 import socket
@@ -71,6 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "scripts"))  # a folder of tools, not a package
 from train_fixture_vlm import Scene, draw_scene  # noqa: E402
+from generation import device_name  # noqa: E402  (bench/ is on the path when a bench runs)
 from mmchat.cancel import CancelToken  # noqa: E402
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine import Completion, GenerationParams  # noqa: E402
@@ -414,15 +413,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                platform.processor())
-    return f"CPU {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def log(message: str) -> None:

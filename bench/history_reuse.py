@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -56,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.append(str(ROOT / "scripts"))  # a folder of tools, not a package
-from generation import QWEN3_VL_IMAGES, TINY_SHAPES, Shape, write_checkpoint  # noqa: E402
+from generation import QWEN3_VL_IMAGES, TINY_SHAPES, Shape, device_name, write_checkpoint  # noqa: E402
 from make_fixture_models import qwen3_vl_processor  # noqa: E402
 from mmchat import images  # noqa: E402
 from mmchat.cancel import CancelToken  # noqa: E402
@@ -131,15 +129,6 @@ def cell(values: list[float]) -> str:
 def ratio(values_last: list[float], values_first: list[float]) -> str:
     return (f"{min(values_last) / min(values_first):.2f} / "
             f"{statistics.median(values_last) / statistics.median(values_first):.2f}")
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                platform.processor())
-    return f"CPU {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def table(args, timings: dict[str, list[list[tuple[int, float]]]]) -> list[str]:

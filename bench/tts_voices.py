@@ -44,17 +44,8 @@ from mmchat.tts.worker import SpeechWorker  # noqa: E402
 
 VOICES = ("piper", "hibari")
 
-# bench/tts_latency.py's reply, so the two benches' first-audio figures compare.
-REPLY = """The photo shows two cats curled up together on a red sofa, with afternoon light coming \
-through the window behind them. The one on the **left** is a tabby; the other is black with white paws.
-
-- The tabby seems to be asleep.
-- The black cat is looking straight at the camera.
-
-If you want to crop out just one of them, I can explain how. Dr. Lee's guide at \
-https://example.com/cats covers it in 3.5 minutes."""
-# Word-sized pieces with their leading space, about what an LLM tokenizer emits.
-TOKENS = re.findall(r"\s*[\w']+|\s*[^\w\s]|\s+", REPLY)
+# bench/tts_latency.py's reply and tokens, so the two benches' first-audio figures compare.
+from tts_latency import REPLY, TOKENS  # noqa: E402  (bench/ is on the path when a bench runs)
 
 # What the app's answers sound like: descriptions of photos, a little text read out.
 # American spelling, as Whisper tiny.en writes it ("color", not "colour").
