@@ -43,6 +43,12 @@ def tts(piper_config):
     return create_text_to_speech(piper_config)
 
 
+@pytest.fixture(scope="module", params=["piper", "hibari"])
+def any_voice(request, data_dir):
+    """Each bundled backend, for what every TextToSpeech must do (the protocol's contract)."""
+    return create_text_to_speech(Config(device="cpu", data_dir=data_dir, tts_backend=request.param, voice="auto"))
+
+
 @pytest.fixture(scope="module")
 def whisper():
     """The app's own speech-to-text adapter, with the bundled tiny.en weights."""
@@ -108,8 +114,8 @@ def transcribe(whisper, chunk, folder: Path) -> str:
     return whisper.transcribe(load_audio(path, max_seconds=60), language="en").text
 
 
-def test_spoken_reply_is_heard_back_as_written(tts, whisper, tmp_path):
-    chunks = speak(tts, REPLY)
+def test_spoken_reply_is_heard_back_as_written(any_voice, whisper, tmp_path):
+    chunks = speak(any_voice, REPLY)
     assert [chunk.text for chunk in chunks] == [
         "Doctor Smith bought 3 apples for 4 dollars 50 cents on May 5th.",
         "The U.S. team won 2 games.",
@@ -150,10 +156,10 @@ def test_sentences_are_pulled_one_at_a_time_so_speech_starts_before_the_reply_en
     ]
 
 
-def test_cancel_between_chunks_stops_the_stream(tts):
+def test_cancel_between_chunks_stops_the_stream(any_voice):
     threads_before = threading.active_count()
     cancel = CancelToken.standalone()
-    stream = tts.stream(["One.", "Two.", "Three."], cancel)
+    stream = any_voice.stream(["One.", "Two.", "Three."], cancel)
     first = next(stream)
     assert first.text == "One."
     cancel.cancel()
@@ -161,7 +167,7 @@ def test_cancel_between_chunks_stops_the_stream(tts):
     assert threading.active_count() == threads_before  # nothing left running in the background
 
 
-def test_cancel_while_the_next_sentence_is_written_yields_nothing_more(tts):
+def test_cancel_while_the_next_sentence_is_written_yields_nothing_more(any_voice):
     cancel = CancelToken.standalone()
     pulled = []
 
@@ -174,7 +180,7 @@ def test_cancel_while_the_next_sentence_is_written_yields_nothing_more(tts):
         pulled.append(3)
         yield "Never pulled."
 
-    assert [chunk.text for chunk in tts.stream(sentences(), cancel)] == ["The cat sleeps."]
+    assert [chunk.text for chunk in any_voice.stream(sentences(), cancel)] == ["The cat sleeps."]
     assert pulled == [1, 2]
 
 
