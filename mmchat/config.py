@@ -119,22 +119,26 @@ class Config:
         "Put the transcript in the message box for editing instead of sending it at once.", False
     )
     end_of_turn_ms: int = _opt(
-        "Voice mode: silence after speech, in milliseconds, that ends the person's turn "
+        "Voice mode (its listening core; not in the page yet): "
+        "silence after speech, in milliseconds, that ends the person's turn "
         "(shorter answers sooner but may cut off a pause for thought).",
         600,
     )
     voice_sensitivity: float = _opt(
-        "Voice mode: the speech probability (0..1) the voice activity detector counts as "
+        "Voice mode (its listening core; not in the page yet): "
+        "the speech probability (0..1) the voice activity detector counts as "
         "speech; lower hears quieter voices, higher ignores more background noise.",
         0.5,
     )
     min_speech_ms: int = _opt(
-        "Voice mode: less speech than this, in milliseconds, is a click, cough or breath "
+        "Voice mode (its listening core; not in the page yet): "
+        "less speech than this, in milliseconds, is a click, cough or breath "
         "and makes no turn.",
         250,
     )
     max_turn_seconds: float = _opt(
-        "Voice mode: a turn that runs this long, in seconds, ends even while the person is "
+        "Voice mode (its listening core; not in the page yet): "
+        "a turn that runs this long, in seconds, ends even while the person is "
         "still speaking.",
         30.0,
     )
