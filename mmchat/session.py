@@ -72,9 +72,10 @@ class ChatSession:
         turn's token, which reads cancelled once it is stopped or replaced."""
         return self.cancel_scope.new_token()
 
-    def keep_upload(self, path: str | Path, conversation: Conversation | None = None) -> str:
-        """Copy an upload (a temporary file) into the conversation's media folder."""
-        folder = self.store.media_dir((conversation or self.conversation).id)
+    def keep_upload(self, path: str | Path, conversation: Conversation) -> str:
+        """Copy an upload (a temporary file) into `conversation`'s media folder (the turn's,
+        which is no longer the open one after New chat)."""
+        folder = self.store.media_dir(conversation.id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{uuid.uuid4().hex}{Path(path).suffix.lower()}"
         shutil.copyfile(path, target)

@@ -16,7 +16,6 @@ from typing import Iterator, Union
 
 from ..engine import Completion, GenerationParams
 from ..events import InputRejected, Queued, TextDelta, TurnDone
-from ..history import fit_history
 from ..session import ChatSession, ConversationStore
 from ..turn import Services, submit
 from .errors import ApiError
@@ -131,21 +130,8 @@ class ApiTurn:
                     return
 
     def _finished(self, completion: Completion | None, pieces: int) -> Finished:
-        if self.scanner.hit:
-            if completion is not None:
-                return Finished("stop", completion.prompt_tokens, completion.completion_tokens)
-            # A stopped turn drops the engine's Completion (turn.py breaks out at the next
-            # piece), so the prompt is counted again here, as the turn fitted it; the pieces
-            # seen are the engine's tokens as streamed (a lower bound for what it wrote).
-            return Finished("stop", self._prompt_tokens(), pieces)
         if completion is None:  # an engine that ends without an account of itself
             return Finished("stop", 0, pieces)
-        reason = "length" if completion.finish_reason == "length" else "stop"
+        # A stop sequence cancels the turn; the engine still ends with its Completion.
+        reason = "length" if completion.finish_reason == "length" and not self.scanner.hit else "stop"
         return Finished(reason, completion.prompt_tokens, completion.completion_tokens)
-
-    def _prompt_tokens(self) -> int:
-        conversation = self.session.conversation
-        engine = self.services.engine.wait()
-        messages = conversation.to_openai(self.services.config.system_prompt, before=conversation.turns[-1])
-        fitted = fit_history(messages, engine.count_tokens, self.services.config.history_tokens)
-        return engine.count_tokens(fitted.messages)
