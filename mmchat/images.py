@@ -15,6 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -92,6 +93,16 @@ def fit_pixel_budget(image: Image.Image, max_pixels: int) -> Image.Image:
     scale = math.sqrt(max_pixels / (width * height))
     new_size = (max(1, int(width * scale)), max(1, int(height * scale)))
     return image.resize(new_size, Image.Resampling.LANCZOS)
+
+
+def local_photo_path(url: str) -> Path | None:
+    """The file a photo URL of a conversation names on this machine (a file:// URL or a
+    plain path); None for data: and web URLs."""
+    if url.startswith("file://"):
+        return Path(unquote(urlparse(url).path))
+    if "://" in url or url.startswith("data:"):
+        return None
+    return Path(url)
 
 
 def photo_identity(path: str | Path, max_pixels: int) -> PhotoIdentity:

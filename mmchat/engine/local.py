@@ -21,14 +21,13 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator, Union
-from urllib.parse import unquote, urlparse
 
 import torch
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from ..cancel import CancelToken
 from ..config import Config
-from ..images import PHOTOS, load_photo, photo_identity
+from ..images import PHOTOS, load_photo, local_photo_path, photo_identity
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
@@ -336,11 +335,10 @@ def _end_of_turn_ids(model) -> set[int]:
 
 
 def _local_path(url: str) -> Path:
-    if url.startswith("file://"):
-        return Path(unquote(urlparse(url).path))
-    if "://" in url or url.startswith("data:"):
+    path = local_photo_path(url)
+    if path is None:
         raise ValueError("the local engine reads photos from files on this machine")
-    return Path(url)
+    return path
 
 
 def _control_token_pattern(tokenizer) -> re.Pattern | None:

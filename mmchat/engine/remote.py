@@ -20,9 +20,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Iterator, Union
-from urllib.parse import unquote, urlparse
 
 import httpx
 from PIL import Image
@@ -30,7 +28,7 @@ from PIL import Image
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
-from ..images import open_for_model, photo_identity
+from ..images import local_photo_path, open_for_model, photo_identity
 from . import Completion, GenerationParams
 
 STREAM_THREAD = "mmchat-remote-stream"  # one per answer, named so tests and operators can see it
@@ -143,7 +141,7 @@ class RemoteEngine:
         return total
 
     def _image_token_estimate(self, url: str) -> int:
-        path = _local_path(url)
+        path = local_photo_path(url)
         if path is None:  # a data: or web URL passed on as is: assume the whole budget
             pixels = self.max_pixels
         else:
@@ -173,7 +171,7 @@ class RemoteEngine:
         return converted
 
     def _data_url(self, url: str) -> str:
-        path = _local_path(url)
+        path = local_photo_path(url)
         if path is None:
             return url
         identity = photo_identity(path, self.max_pixels)
@@ -424,15 +422,6 @@ def _names(names: list[str]) -> str:
 def _text_tokens(text: str) -> int:
     ascii_chars = sum(1 for ch in text if ord(ch) < 128)
     return math.ceil(ascii_chars / ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_chars)
-
-
-def _local_path(url: str) -> Path | None:
-    """The file a photo URL names on this machine; None for data: and web URLs."""
-    if url.startswith("file://"):
-        return Path(unquote(urlparse(url).path))
-    if "://" in url or url.startswith("data:"):
-        return None
-    return Path(url)
 
 
 def create_remote_engine(config: Config, progress=lambda message, fraction: None,
