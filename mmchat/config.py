@@ -119,25 +119,25 @@ class Config:
         "Put the transcript in the message box for editing instead of sending it at once.", False
     )
     end_of_turn_ms: int = _opt(
-        "Voice mode (its listening core; not in the page yet): "
+        "Voice mode: "
         "silence after speech, in milliseconds, that ends the person's turn "
         "(shorter answers sooner but may cut off a pause for thought).",
         600,
     )
     voice_sensitivity: float = _opt(
-        "Voice mode (its listening core; not in the page yet): "
+        "Voice mode: "
         "the speech probability (0..1) the voice activity detector counts as "
         "speech; lower hears quieter voices, higher ignores more background noise.",
         0.5,
     )
     min_speech_ms: int = _opt(
-        "Voice mode (its listening core; not in the page yet): "
+        "Voice mode: "
         "less speech than this, in milliseconds, is a click, cough or breath "
         "and makes no turn.",
         250,
     )
     max_turn_seconds: float = _opt(
-        "Voice mode (its listening core; not in the page yet): "
+        "Voice mode: "
         "a turn that runs this long, in seconds, ends even while the person is "
         "still speaking.",
         30.0,

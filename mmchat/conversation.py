@@ -48,6 +48,9 @@ class Turn:
     role: Role
     parts: list[Part]
     status: Status = "complete"
+    # An answer's stages, in seconds from the moment its question was complete (for a
+    # spoken question, the end of the speech): "transcript", "first_token", "first_audio", "done".
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -107,7 +110,7 @@ class Conversation:
         del self.turns[index + 1 :]
 
     def copy(self) -> "Conversation":
-        return Conversation([Turn(t.role, list(t.parts), t.status) for t in self.turns], self.id)
+        return Conversation([Turn(t.role, list(t.parts), t.status, dict(t.timings)) for t in self.turns], self.id)
 
     # --- OpenAI chat format ---
     def to_openai(self, system_prompt: str | None = None, *, inline_images: bool = False,
@@ -273,7 +276,10 @@ def _turn_to_dict(turn: Turn) -> dict:
         else:
             parts.append({"type": "audio", "path": part.path, "transcript": part.transcript,
                           "language": part.language, "duration": part.duration})
-    return {"role": turn.role, "status": turn.status, "parts": parts}
+    data = {"role": turn.role, "status": turn.status, "parts": parts}
+    if turn.timings:
+        data["timings"] = turn.timings
+    return data
 
 
 def _turn_from_dict(data: dict) -> Turn:
@@ -285,4 +291,5 @@ def _turn_from_dict(data: dict) -> Turn:
             parts.append(ImagePart(part["path"]))
         else:
             parts.append(AudioPart(part["path"], part["transcript"], part.get("language"), part.get("duration", 0.0)))
-    return Turn(data["role"], parts, data.get("status", "complete"))
+    timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
+    return Turn(data["role"], parts, data.get("status", "complete"), timings)

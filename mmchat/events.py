@@ -89,7 +89,7 @@ class TurnDone:
     text: str
     error: str | None = None
     completion: Optional["Completion"] = None  # the engine's account (tokens, finish reason); None if none ran
-    extra: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # the reply's stages (Turn.timings)
 
 
 TurnEvent = Union[

@@ -29,6 +29,10 @@ def build_app(services: Services, demo=None) -> FastAPI:
     app = FastAPI(title="mmchat", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.include_router(api_router(services))  # before the page's mount, which takes every other path
+    if demo is not None and getattr(demo, "mmchat_voice", None) is not None:
+        from .voice.socket import voice_router
+
+        app.include_router(voice_router(demo.mmchat_voice))  # voice mode's microphone and camera
     if demo is not None:
         import gradio as gr
 
@@ -51,7 +55,8 @@ def serve(demo, services: Services) -> None:
     if config.share:  # a share link needs Gradio's own server, which cannot carry the API routes
         from .ui import launch_options
 
-        log.warning("--share: serving the page through a Gradio share link, without the HTTP API (/v1)")
+        log.warning("--share: serving the page through a Gradio share link, without the HTTP API (/v1) "
+                    "and without voice mode (its socket is served with the API)")
         demo.queue()
         demo.launch(**launch_options(config))
         return

@@ -22,7 +22,8 @@ import dataclasses
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -33,7 +34,8 @@ from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Tu
 from .engine import Completion, Engine, GenerationParams
 from .errors import InputError, UserFacingError
 from .events import (
-    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, TurnDone, TurnEvent,
+    AudioChunk, InputRejected, Notice, Progress, QuestionAdded, TextDelta, Transcribed, Transcript, TurnDone,
+    TurnEvent,
 )
 from .history import HistoryTooLong, fit_history
 from .images import check_image
@@ -57,8 +59,27 @@ class UserInput:
     text: str = ""
     images: tuple[str, ...] = ()  # paths of uploaded photos
     audio: str | None = None  # path of a recording
-    # The recording's words as the user reviewed them; None: transcribe the recording.
-    audio_transcript: str | None = None
+    # The recording's words: as the user reviewed them (str), as a front end that listens
+    # while the person speaks heard them (Transcript); None: transcribe the recording.
+    audio_transcript: str | Transcript | None = None
+    # When the question was complete (time.monotonic(); for speech, when the person stopped
+    # speaking) and the stages already done by then, for the answer's timings. None: now.
+    asked_at: float | None = None
+    stages_done: tuple[tuple[str, float], ...] = ()  # (stage, time.monotonic())
+
+
+class StageClock:
+    """The seconds from the moment a question was complete to each stage of its answer."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.monotonic() if start is None else start
+        self.marks: dict[str, float] = {}
+
+    def mark(self, stage: str, at: float | None = None) -> None:
+        """The first time `stage` is reached counts (the first token, the first audio)."""
+        if stage not in self.marks:
+            at = time.monotonic() if at is None else at
+            self.marks[stage] = round(max(at - self.start, 0.0), 4)
 
 
 @dataclass(frozen=True)
@@ -108,8 +129,11 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
     for path in user_input.images:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
     parts: list[Part] = [ImagePart(p) for p in user_input.images]
-    if user_input.audio and user_input.audio_transcript is not None:
-        parts.append(AudioPart(user_input.audio, check_text(user_input.audio_transcript, config)))
+    heard = user_input.audio_transcript
+    if user_input.audio and isinstance(heard, Transcript):
+        parts.append(AudioPart(user_input.audio, check_text(heard.text, config), heard.language, heard.duration))
+    elif user_input.audio and heard is not None:
+        parts.append(AudioPart(user_input.audio, check_text(heard, config)))
     elif user_input.audio:
         transcript = yield from transcribe_recording(user_input.audio, services, cancel)
         if transcript is None:
@@ -231,6 +255,9 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
            speech: Speech | None = None) -> Iterator[TurnEvent]:
     """A new question: check it, add it to the conversation, stream the answer."""
     token = session.begin_turn()
+    clock = StageClock(user_input.asked_at)
+    for stage, at in user_input.stages_done:
+        clock.mark(stage, at)
     try:
         parts = yield from _checked_parts(user_input, services, token)
     except UserFacingError as exc:  # bad input, or speech recognition unavailable
@@ -266,7 +293,7 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
         _delete_media(question.parts)
 
     yield QuestionAdded()
-    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
+    yield from _answer(session, conversation, reply, token, services, params, speech, take_back, clock)
 
 
 def regenerate(session: ChatSession, services: Services, params: GenerationParams,
@@ -311,6 +338,7 @@ def _answer_again(session: ChatSession, services: Services, params: GenerationPa
                   change: Callable[[Conversation], Callable[[], None]], nothing_to_answer: str) -> Iterator[TurnEvent]:
     """Answer the last question again after `change(conversation)`, which returns how to undo itself."""
     token = session.begin_turn()
+    clock = StageClock()
     with session.lock:
         conversation = session.conversation
         reply = None
@@ -325,7 +353,7 @@ def _answer_again(session: ChatSession, services: Services, params: GenerationPa
         _remove_turns(conversation, reply)
         undo()
 
-    yield from _answer(session, conversation, reply, token, services, params, speech, take_back)
+    yield from _answer(session, conversation, reply, token, services, params, speech, take_back, clock)
 
 
 def _remove_turns(conversation: Conversation, *turns: Turn) -> None:
@@ -339,12 +367,14 @@ class _Refused(Exception):
 
 
 def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token: CancelToken, services: Services,
-            params: GenerationParams, speech: Speech | None, take_back: Callable[[], None]) -> Iterator[TurnEvent]:
+            params: GenerationParams, speech: Speech | None, take_back: Callable[[], None],
+            clock: StageClock) -> Iterator[TurnEvent]:
     """Write the answer into `reply`, the placeholder after the question of `conversation`.
 
     `take_back()` undoes the turn's change to the conversation when the question is
     refused before an answer starts. With `speech`, a SpeechWorker speaks each sentence
     as soon as it is complete, on its own thread, so the text never waits for speech.
+    `clock` times the answer's stages, which are kept with the reply.
     """
     pieces: list[str] = []
     status, error, completion = "interrupted", None, None
@@ -367,11 +397,13 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                     elif token.cancelled:  # Stop: the answer is what the user saw when pressing it;
                         continue           # the engine ends within a token, with its Completion
                     elif isinstance(item, str):
+                        clock.mark("first_token")
                         pieces.append(item)
                         with session.lock:
                             reply.parts = [TextPart("".join(pieces))]
                         yield TextDelta(item)
                     else:
+                        clock.mark("first_audio")
                         yield item  # AudioChunk
                 else:
                     ran_out = True
@@ -395,13 +427,15 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
             if refused is not None:
                 take_back()
             else:
+                clock.mark("done")
                 reply.parts = [TextPart("".join(pieces))]
                 reply.status = status
+                reply.timings = dict(clock.marks)
         session.save(conversation)
     if refused is not None:
         yield InputRejected(refused)
     else:
-        yield TurnDone(status, "".join(pieces), error, completion)
+        yield TurnDone(status, "".join(pieces), error, completion, dict(clock.marks))
 
 
 def _wait_for_engine(services: Services, token: CancelToken):

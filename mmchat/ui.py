@@ -9,6 +9,7 @@ region is muted, because it would read the answer token by token).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +26,8 @@ from .events import (
 )
 from .session import ChatSession, ConversationStore
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
+from .voice.loop import STATE_WORDS, VoiceLoop
+from .voice.socket import VoiceLoops
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,121 @@ CSS = """
 .mmchat-sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 footer { display: none !important; }
+#voice-preview { width: 100%; max-width: 360px; aspect-ratio: 4 / 3; background: #111; border-radius: 8px; }
+#voice-state { font-weight: 600; min-height: 1.5em; }
 """
 
 # Stop and New chat silence the spoken answer at once, before the server even hears of it.
 SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) => a.pause()); }"""
+# Voice mode in the page: the microphone (20 ms of 16-bit PCM at a time) and a camera frame
+# a second go to the server over the voice socket (mmchat/voice/socket.py, which says why
+# not Gradio's streaming microphone); the server says what it hears. Barge-in stops the
+# spoken answer here at once, before the server's stop reaches the model.
+VOICE_JS = """
+<script>
+window.mmchatVoice = (() => {
+  const WORDS = %s;
+  const TAP = "class Tap extends AudioWorkletProcessor { process(inputs) {" +
+    " const channel = inputs[0][0]; if (channel) this.port.postMessage(channel.slice(0)); return true; } }" +
+    " registerProcessor('mmchat-tap', Tap);";
+  let socket = null, stream = null, context = null, frames = null;
+  const show = (words) => { const state = document.getElementById("voice-state"); if (state) state.textContent = words; };
+  const silence = () => document.querySelectorAll("#speech audio").forEach((a) => a.pause());
+  const send = (kind, payload) => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    const message = new Uint8Array(1 + payload.byteLength);
+    message[0] = kind;
+    message.set(new Uint8Array(payload), 1);
+    socket.send(message);
+  };
+  const media = async () => {
+    const audio = {echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1};
+    try {
+      return await navigator.mediaDevices.getUserMedia({audio, video: {width: {ideal: 640}, height: {ideal: 480}}});
+    } catch (error) {  // no camera (or no permission for it): voice alone still works
+      return await navigator.mediaDevices.getUserMedia({audio});
+    }
+  };
+  async function start(token) {
+    stop();
+    if (!token) return;
+    try {
+      stream = await media();
+    } catch (error) {
+      show("Voice mode needs the microphone: " + error.message);
+      return;
+    }
+    context = new AudioContext({latencyHint: "interactive"});
+    await context.resume();
+    await context.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], {type: "application/javascript"})));
+    const rate = context.sampleRate, size = Math.round(rate / 50);  // 20 ms
+    const url = new URL("voice/" + token, document.baseURI);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(url);
+    socket.onopen = () => socket.send(JSON.stringify({type: "hello", sample_rate: rate}));
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (event) => {
+      const heard = JSON.parse(event.data);
+      show(WORDS[heard.state] || heard.state);
+      if (heard.barged_in || heard.state === "hearing") silence();
+      if (heard.turn !== null) document.querySelector("#voice-answer")?.click();
+    };
+    socket.onclose = (event) => { if (socket && event.target === socket) show("Voice mode is disconnected; turn it off and on again."); };
+    const tap = new AudioWorkletNode(context, "mmchat-tap");
+    const mute = context.createGain();
+    mute.gain.value = 0;  // the tap must reach the output to be run; nothing is heard
+    context.createMediaStreamSource(stream).connect(tap).connect(mute).connect(context.destination);
+    let pending = new Float32Array(0);
+    tap.port.onmessage = (event) => {
+      const joined = new Float32Array(pending.length + event.data.length);
+      joined.set(pending); joined.set(event.data, pending.length);
+      pending = joined;
+      while (pending.length >= size) {
+        const pcm = new Int16Array(size);
+        for (let i = 0; i < size; i++) pcm[i] = Math.max(-1, Math.min(1, pending[i])) * 32767;
+        send(1, pcm.buffer);
+        pending = pending.slice(size);
+      }
+    };
+    const preview = document.getElementById("voice-preview");
+    if (preview && stream.getVideoTracks().length) {
+      preview.srcObject = stream;
+      const canvas = document.createElement("canvas");
+      frames = setInterval(() => {
+        if (!preview.videoWidth) return;
+        const scale = Math.min(1, 640 / preview.videoWidth);
+        canvas.width = Math.round(preview.videoWidth * scale);
+        canvas.height = Math.round(preview.videoHeight * scale);
+        canvas.getContext("2d").drawImage(preview, 0, 0, canvas.width, canvas.height);
+        canvas.toBlob((blob) => blob && blob.arrayBuffer().then((jpeg) => send(2, jpeg)), "image/jpeg", 0.85);
+      }, 1000);
+    }
+    show(WORDS.listening);
+  }
+  function stop() {
+    const closing = socket;
+    socket = null;
+    if (closing) closing.close();
+    if (frames) clearInterval(frames);
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    if (context) context.close();
+    stream = context = frames = null;
+    const preview = document.getElementById("voice-preview");
+    if (preview) preview.srcObject = null;
+    show("");
+  }
+  return {start, stop};
+})();
+</script>
+""" % json.dumps(STATE_WORDS)
+# The camera's picture and voice mode's state (a live region: screen readers hear it change).
+VOICE_PANEL = """
+<div id="voice-view">
+  <video id="voice-preview" autoplay muted playsinline aria-label="What the camera sees"></video>
+  <p id="voice-state" role="status" aria-live="polite"></p>
+</div>
+"""
+START_VOICE_JS = """(token) => { window.mmchatVoice.start(token); return []; }"""
 SKIP = gr.skip()
 STILL_LOADING = "The page is still starting; please try again in a moment."
 EDIT_LABEL = "Edit your last message (its photos are kept)"
@@ -134,6 +248,7 @@ class ChatHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.store = ConversationStore(services.config.data_dir)
+        self.voice_loops = VoiceLoops(lambda session: VoiceLoop(session, services))
 
     def new_session(self) -> ChatSession:
         return ChatSession(self.store)
@@ -142,7 +257,7 @@ class ChatHandlers:
               answering=False, editing=False, waiting=None):
         number = next(_announcements) if isinstance(announcement, str) else SKIP
         return (render(session.conversation, answering, waiting), box, announcement, export, editing,
-                session.conversation.id, reviewed, speech, number)
+                session.conversation.id, reviewed, speech, number, timings_table(session.conversation))
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
              progress: gr.Progress | None = None, editing: bool = False):
@@ -286,7 +401,45 @@ class ChatHandlers:
         restored = self.store.load(conversation_id) if conversation_id else None
         if restored is not None:
             session.conversation = restored
-        return session, render(session.conversation), session.conversation.id, self.export(session)
+        return (session, render(session.conversation), session.conversation.id, self.export(session),
+                timings_table(session.conversation))
+
+    def on_close(self, session: ChatSession | None) -> None:
+        """The browser tab is gone: stop its answer and its voice mode."""
+        if session is None:
+            return
+        session.cancel_scope.cancel()
+        self.voice_loops.close(session)
+
+    # --- voice mode ---
+
+    def on_voice_mode(self, session: ChatSession | None, on: bool):
+        """Voice mode on: the panel, and the token the page's script opens the voice socket
+        with; off: the script stops, and a question half said is forgotten."""
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return gr.update(value=False), gr.update(visible=False), "", SKIP
+        if not on:
+            loop = self.voice_loops.get(session)
+            if loop is not None:
+                loop.stop_listening()
+            return SKIP, gr.update(visible=False), "", SKIP
+        try:
+            token = self.voice_loops.open(session)
+        except UserFacingError as exc:  # speech recognition could not be loaded
+            gr.Warning(_plain(exc.message))
+            return gr.update(value=False), gr.update(visible=False), "", SKIP
+        return SKIP, gr.update(visible=True), token, gr.update(visible=self.services.tts is not None)
+
+    def on_voice_turn(self, session: ChatSession | None, max_new_tokens, temperature, voice, rate):
+        """Answer, aloud, the question the microphone heard (the page's script asks when the socket says one ended)."""
+        loop = self.voice_loops.get(session) if session is not None else None
+        number = loop.next_turn() if loop is not None else None
+        if number is None:  # dropped meanwhile (barge-in, voice mode off)
+            return
+        params = _params(max_new_tokens, temperature)
+        speech = Speech(voice or "auto", float(rate)) if self.services.tts is not None else None
+        yield from self.play(session, loop.answer(number, params, speech))
 
     def model_status(self):
         status = self.services.engine.status
@@ -306,7 +459,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
         # Filled by on_load: Gradio deep-copies initial state values, and a session holds locks.
-        session_state = gr.State(None, delete_callback=lambda s: s and s.cancel_scope.cancel())
+        session_state = gr.State(None, delete_callback=handlers.on_close)
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
@@ -349,8 +502,25 @@ def build_ui(services: Services) -> gr.Blocks:
             inputs=[textbox],
             label="Examples",
         )
+        voice_mode = gr.Checkbox(
+            value=False, label="Voice mode: talk hands-free; the camera's view goes with each question, "
+            "answers are spoken, and talking interrupts them", elem_id="voice-mode",
+            interactive=services.stt is not None,
+            info=None if services.stt is not None else "Needs speech recognition (--stt-backend).",
+        )
+        with gr.Row(visible=False, elem_id="voice-panel") as voice_panel:
+            gr.HTML(VOICE_PANEL, padding=False)
+            gr.Markdown("Just talk; it answers aloud. Say **stop** to silence the answer, **new chat** to start "
+                        "over, **describe** for a description of what the camera sees, and **what changed?** to "
+                        "compare with the previous question's view.")
+        voice_token = gr.Textbox(visible="hidden", elem_id="voice-token", label="Voice connection")
+        voice_answer = gr.Button("Answer the spoken question", visible="hidden", elem_id="voice-answer")
+        with gr.Accordion("Timings", open=False):
+            timings = gr.Markdown(elem_id="timings")
         with gr.Accordion("Settings", open=False):
-            max_tokens = gr.Slider(16, 4096, value=config.max_new_tokens, step=16, label="Longest answer (tokens)")
+            # Down to the configured value, which may be below the slider's usual range (--max-new-tokens 8).
+            max_tokens = gr.Slider(min(16, config.max_new_tokens), 4096, value=config.max_new_tokens, step=16,
+                                   label="Longest answer (tokens)")
             temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
                                     label="Temperature (0 = always the same answer)")
             speak = gr.Checkbox(value=config.speak_answers, label="Speak answers aloud",
@@ -364,11 +534,12 @@ def build_ui(services: Services) -> gr.Blocks:
         timer = gr.Timer(1.0)
 
         timer.tick(handlers.model_status, outputs=[status, timer], show_progress="hidden")
-        demo.load(handlers.on_load, inputs=[saved_id], outputs=[session_state, chatbot, saved_id, export_button])
+        demo.load(handlers.on_load, inputs=[saved_id],
+                  outputs=[session_state, chatbot, saved_id, export_button, timings])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
         turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output,
-                        announcement_number]
+                        announcement_number, timings]
         # Gradio runs every answer at once and lets a question in while one streams:
         # the turn layer's admission line (shared with the API) bounds the answers
         # being generated, and a new turn in a session stops the one running there.
@@ -386,6 +557,14 @@ def build_ui(services: Services) -> gr.Blocks:
         chatbot.clear(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
         speak.change(lambda on: gr.update(visible=on), inputs=[speak], outputs=[speech_output])
         announcement_number.change(None, inputs=[announcer], js=ANNOUNCE_JS)
+
+        voice_mode.change(handlers.on_voice_mode, inputs=[session_state, voice_mode],
+                          outputs=[voice_mode, voice_panel, voice_token, speech_output])
+        voice_token.change(None, inputs=[voice_token], js=START_VOICE_JS)
+        voice_answer.click(handlers.on_voice_turn, inputs=[session_state, max_tokens, temperature, voice, rate],
+                           show_progress="hidden", **answer)
+    demo.mmchat_voice = handlers.voice_loops  # the server routes the voice socket to these
+    demo.mmchat_voice_handlers = handlers  # for tests that drive the page's handlers with its routes
     return demo
 
 
@@ -424,6 +603,28 @@ def bundled_model_hint(config) -> str | None:
         "on a plain background and ask \"What colour is the shape?\", \"How many shapes are there?\" or "
         "\"What is written in the image?\"."
     )
+
+
+STAGE_NAMES = {"transcript": "transcript", "first_token": "first token", "first_audio": "first audio",
+               "done": "answer done"}
+
+
+def timings_table(conversation: Conversation) -> str:
+    """Each answer's stages (Markdown): seconds from the end of the question (for a spoken
+    one, the end of the speech) to its transcript, first token, first audio, and end."""
+    rows = []
+    for index, turn in enumerate(conversation.turns):
+        if turn.role != "assistant" or not turn.timings or index == 0:
+            continue
+        question = conversation.turns[index - 1].text.replace("\n", " ").replace("|", "/")
+        question = question if len(question) <= 40 else question[:39] + "…"
+        cells = [f"{turn.timings[stage]:.2f} s" if stage in turn.timings else "–" for stage in STAGE_NAMES]
+        rows.append(f"| {len(rows) + 1} | {question} | " + " | ".join(cells) + " |")
+    if not rows:
+        return "Each answer's timings appear here."
+    header = "| # | question | " + " | ".join(STAGE_NAMES.values()) + " |\n|" + " --- |" * (len(STAGE_NAMES) + 2)
+    return ("Seconds from the end of each question (for a spoken one, the end of your speech):\n\n"
+            + header + "\n" + "\n".join(rows))
 
 
 def waiting_message(ahead: int) -> str:
@@ -481,7 +682,7 @@ def launch_options(config) -> dict:
         share=config.share,
         allowed_paths=[str(config.data_dir), str(ASSETS)],
         max_file_size=int(config.max_upload_mb * 1_000_000),
-        head=HEAD,
+        head=HEAD + VOICE_JS,
         css=CSS,
         theme=gr.themes.Soft(),
     )

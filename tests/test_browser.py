@@ -349,3 +349,71 @@ def test_export_downloads_a_zip_whose_markdown_shows_the_photo(config, qwen_engi
     assert "What is in this photo?" in text
     (link,) = re.findall(r"!\[photo\]\(([^)]+)\)", text)
     assert (markdown.parent / link).read_bytes() == photos[0].read_bytes()
+
+
+
+def _camera_file(tmp_path, colour: str) -> Path:
+    """A still picture as Chromium's fake camera plays it (.y4m): a shapes-vlm scene."""
+    from fixture_models import draw_test_image
+
+    picture, video = tmp_path / "scene.png", tmp_path / "camera.y4m"
+    draw_test_image("circle", colour).convert("RGB").resize((240, 240)).save(picture)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-i", str(picture), "-t", "1", "-r", "10",
+                    "-pix_fmt", "yuv420p", str(video)], check=True)
+    return video
+
+
+@needs_chromium
+@pytest.mark.skipif(not all(shutil.which(tool) for tool in ("espeak-ng", "sox", "ffmpeg")),
+                    reason="espeak-ng, sox and ffmpeg make the test speech and video")
+def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, speech_to_text, text_to_speech,
+                                                                       tmp_path):
+    """Hands-free, as a user runs it (the app's server: page and voice socket on one port):
+    voice mode on, a question spoken into the (fake) microphone about what the (fake)
+    camera shows is heard, transcribed, answered right by shapes-vlm, and spoken; the
+    page shows the turn and its timings."""
+    from playwright.sync_api import expect
+
+    from fixture_models import shapes_vlm_path
+    from mmchat.config import Config
+    from mmchat.engine.local import create_local_engine
+    from test_api_support import LiveServer
+
+    # Chromium plays the file in a loop: the long quiet after the words keeps it to one question here.
+    said = tmp_path / "said.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path / "raw.wav"),
+                    "What color is the shape?"], check=True)
+    subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "48000", "-c", "1", str(said), "pad", "3", "60"],
+                   check=True)
+    camera = _camera_file(tmp_path, "red")
+    engine = create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+    services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), engine,
+                                  speech_to_text, text_to_speech)
+    with LiveServer(services, build_ui(services)) as server, \
+            chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={said}", f"--use-file-for-fake-video-capture={camera}",
+                     "--autoplay-policy=no-user-gesture-required") as page:
+        page.goto(server.url + "/", wait_until="load", timeout=60_000)
+        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        page.get_by_label("Voice mode").check()
+        state = page.locator("#voice-state")
+        expect(state).to_have_attribute("role", "status")
+        expect(state).to_contain_text("Listening", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#voice-preview').videoWidth > 0", timeout=30_000)
+
+        question = page.locator('[data-testid="user"]').last
+        expect(question).to_contain_text("shape", timeout=60_000)
+        expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # the camera's frame went with it
+        expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=60_000)
+        page.wait_for_function(
+            "() => { const a = document.querySelector('#speech audio'); return a && a.duration > 0; }",
+            timeout=60_000)
+        expect(state).to_contain_text("Listening", timeout=30_000)
+
+        page.get_by_text("Timings").click()
+        timings = page.locator("#timings")
+        expect(timings).to_contain_text("first audio")
+        expect(timings.locator("tbody tr")).to_have_count(1)
+        row = timings.locator("tbody tr").first.inner_text()
+        assert row.count(" s") >= 4, row  # transcript, first token, first audio, done: all measured
+        assert not page.errors, f"console errors: {page.errors}"

@@ -74,7 +74,7 @@ def test_a_restart_brings_the_conversation_back(handlers, services, photos):
     session, *_ = handlers.on_load("")
     _ask(handlers, session, "Remember this", [str(photos[0])])
     restarted = ChatHandlers(services)  # a new server process reads the same data folder
-    restored, chat, saved_id, export = restarted.on_load(session.conversation.id)
+    restored, chat, saved_id, export, _timings = restarted.on_load(session.conversation.id)
     assert restored.conversation.turns == session.conversation.turns
     assert chat == render(session.conversation)
     assert restarted.on_load("../../etc/passwd")[0].conversation.turns == []  # ids from the browser are checked

@@ -7,6 +7,7 @@ speech starts (barge-in acts on it) and when a turn has ended, with its audio;
 The page's voice mode feeds it what Gradio streams and hands each turn to `turn.submit`.
 """
 
+from mmchat.voice.echo import EchoGuard, EchoMatch
 from mmchat.voice.endpoint import (
     EndpointDetector, EndpointEvent, EndpointSettings, FalseStart, HoldCallback, SpeechStarted, TurnEnded,
 )
@@ -14,6 +15,7 @@ from mmchat.voice.hold import TrailingWordHold, ends_mid_thought
 from mmchat.voice.streaming import StreamingTranscriber
 
 __all__ = [
-    "EndpointDetector", "EndpointEvent", "EndpointSettings", "FalseStart", "HoldCallback", "SpeechStarted",
+    "EchoGuard", "EchoMatch", "EndpointDetector", "EndpointEvent", "EndpointSettings", "FalseStart", "HoldCallback",
+    "SpeechStarted",
     "StreamingTranscriber", "TrailingWordHold", "TurnEnded", "ends_mid_thought",
 ]

@@ -1,0 +1,340 @@
+"""SQLiteStore: conversations, their turns and parts, and their photos and recordings,
+in one SQLite file in the data folder (the media as files beside it, by content hash)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from .legacy import import_json_folder
+from .media import MediaFiles
+from .schema import LOCAL_OWNER, connect, migrate, title_from, turn_text, write_transaction
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "mmchat.sqlite3"
+# An upload is kept (copied in) a moment before the turn that uses it is saved; until
+# then no part refers to it. Unused media younger than this are left alone, so the
+# collector never takes a photo from under a turn about to be saved; older ones go.
+MEDIA_GRACE_SECONDS = 600.0
+TITLE_MAX = 200
+_SAFE_ID = re.compile(r"^[0-9a-f]{32}$")
+_JSON_IMPORTED = "json_imported"
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One line of the history list."""
+
+    id: str
+    title: str
+    created: float  # Unix seconds
+    updated: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A part as it will be written: media resolved to a hash (None: the file is gone)."""
+
+    kind: str
+    text: str | None = None
+    digest: str | None = None
+    path: str | None = None
+    language: str | None = None
+    duration: float | None = None
+
+
+class SQLiteStore:
+    """The conversations of every owner, in `data_dir`/mmchat.sqlite3.
+
+    Safe to share between threads: one connection, used under a lock (two saves a turn
+    need no more). Other processes may open the same folder: WAL lets them read while
+    one writes, and a writer waits up to `schema.BUSY_SECONDS` for another's lock.
+
+    Opening it brings the schema up to date, imports the JSON conversations of the
+    older store once, and clears media left unused (by a crash, or a question refused).
+    """
+
+    def __init__(self, data_dir: str | Path, *, media_grace: float = MEDIA_GRACE_SECONDS,
+                 import_json: bool = True) -> None:
+        self.root = Path(data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / DATABASE_NAME
+        self.media = MediaFiles(self.root / "media")
+        self.media_grace = media_grace
+        self._lock = threading.RLock()
+        self._db = connect(self.path)
+        try:
+            migrate(self._db)
+            if import_json and self._meta(_JSON_IMPORTED) is None:
+                import_json_folder(self, self.root / "conversations")
+                self._set_meta(_JSON_IMPORTED, str(time.time()))
+            with self._lock, write_transaction(self._db) as db:
+                self._collect(db, stray_files=True)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- conversations ---
+
+    def save(self, conversation: Conversation, owner: str = LOCAL_OWNER) -> None:
+        """Write `conversation` as it is now, in one transaction: new, or replacing what was
+        saved before. Its photos and recordings must be files; those outside the store
+        are copied in (one that is gone is kept as not available).
+        Raises PermissionError if the conversation belongs to another owner."""
+        self._write(conversation, owner, time.time(), only_if_new=False)
+
+    def import_conversation(self, conversation: Conversation, owner: str = LOCAL_OWNER,
+                            created: float | None = None, updated: float | None = None) -> bool:
+        """Add `conversation` unless one with its id exists (then nothing changes): False
+        if it existed. For imports, which bring their own times."""
+        stamp = time.time()
+        return self._write(conversation, owner, stamp if updated is None else updated,
+                           created=created, only_if_new=True)
+
+    def load(self, conversation_id: str, owner: str = LOCAL_OWNER) -> Conversation | None:
+        """The conversation, or None if there is none with this id for this owner."""
+        if not _SAFE_ID.match(conversation_id or ""):  # the id comes from the browser
+            return None
+        with self._lock:
+            # One statement, so one consistent state even while another process writes.
+            rows = self._db.execute(
+                """SELECT t.position, t.role, t.status, t.timings, p.kind, p.text, p.media_hash, m.extension,
+                          p.missing_path, p.language, p.duration
+                   FROM conversations c
+                   LEFT JOIN turns t ON t.conversation_id = c.id
+                   LEFT JOIN parts p ON p.turn_id = t.id
+                   LEFT JOIN media m ON m.hash = p.media_hash
+                   WHERE c.id = ? AND c.owner = ?
+                   ORDER BY t.position, p.position""", (conversation_id, owner)).fetchall()
+        if not rows:
+            return None
+        turns: list[Turn] = []
+        position = None
+        for turn_position, role, status, timings, kind, text, digest, extension, missing, language, duration in rows:
+            if turn_position is None:  # a conversation without turns
+                continue
+            if turn_position != position:
+                turns.append(Turn(role, [], status, json.loads(timings) if timings else {}))
+                position = turn_position
+            if kind is not None:
+                path = str(self.media.path_for(digest, extension)) if digest else missing
+                turns[-1].parts.append(_part(kind, text, path, language, duration))
+        return Conversation(turns, conversation_id)
+
+    def list_conversations(self, owner: str = LOCAL_OWNER, query: str | None = None, limit: int = 100,
+                           offset: int = 0) -> list[ConversationSummary]:
+        """`owner`'s conversations, the most recently changed first; with `query`, only
+        those whose title or text holds every one of its words (any case, any part of a word)."""
+        sql = "SELECT id, title, created, updated FROM conversations WHERE owner = ?"
+        values: list = [owner]
+        condition, search_values = _search_condition(query or "")
+        if condition:
+            sql += f" AND id IN (SELECT conversation_id FROM conversation_text WHERE {condition})"
+            values += search_values
+        sql += " ORDER BY updated DESC, id LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*values, limit, offset)).fetchall()
+        return [ConversationSummary(*row) for row in rows]
+
+    def rename(self, conversation_id: str, title: str, owner: str = LOCAL_OWNER) -> bool:
+        """Give the conversation a title of the user's; an empty one brings back the
+        title from its first question. False if there is no such conversation."""
+        title = " ".join((title or "").split())[:TITLE_MAX]
+        with self._lock, write_transaction(self._db) as db:
+            if db.execute("SELECT 1 FROM conversations WHERE id = ? AND owner = ?",
+                          (conversation_id, owner)).fetchone() is None:
+                return False
+            custom = bool(title)
+            if not custom:
+                title = title_from(self._first_question(db, conversation_id))
+            db.execute("UPDATE conversations SET title = ?, title_custom = ? WHERE id = ?",
+                       (title, int(custom), conversation_id))
+            db.execute("UPDATE conversation_text SET title = ? WHERE conversation_id = ?", (title, conversation_id))
+        return True
+
+    def delete(self, conversation_id: str, owner: str = LOCAL_OWNER) -> bool:
+        """Delete the conversation, and the media no other conversation uses. False if
+        there was no such conversation."""
+        with self._lock, write_transaction(self._db) as db:
+            deleted = db.execute("DELETE FROM conversations WHERE id = ? AND owner = ?",
+                                 (conversation_id, owner)).rowcount
+            if deleted:
+                db.execute("DELETE FROM conversation_text WHERE conversation_id = ?", (conversation_id,))
+                self._collect(db)
+        return bool(deleted)
+
+    # --- media ---
+
+    def keep_media(self, source: str | Path) -> str:
+        """Store a copy of the file `source` (an upload), unless the same content is
+        stored already; the path to use in a part. It stays while a part uses it."""
+        staged = self.media.stage(source)
+        try:
+            with self._lock, write_transaction(self._db) as db:
+                db.execute("""INSERT INTO media (hash, extension, size, kept) VALUES (?, ?, ?, ?)
+                              ON CONFLICT (hash) DO UPDATE SET kept = excluded.kept""",
+                           (staged.digest, staged.extension, staged.size, time.time()))
+                (extension,) = db.execute("SELECT extension FROM media WHERE hash = ?",
+                                          (staged.digest,)).fetchone()
+                # Placed under the write lock: the collector, which removes files under
+                # it too, can't remove this content between its row and its file.
+                return str(self.media.place(staged, extension))
+        finally:
+            self.media.discard(staged)
+
+    def collect_garbage(self) -> int:
+        """Remove media that no part uses (beyond the grace time); how many."""
+        with self._lock, write_transaction(self._db) as db:
+            return self._collect(db)
+
+    # --- inside ---
+
+    def _write(self, conversation: Conversation, owner: str, updated: float, *, created: float | None = None,
+               only_if_new: bool) -> bool:
+        if not _SAFE_ID.match(conversation.id):
+            raise ValueError(f"not a conversation id: {conversation.id!r}")
+        # Copies of outside files happen before the transaction, which stays short.
+        turns = [(turn, [self._prepare(part) for part in turn.parts]) for turn in conversation.turns]
+        with self._lock, write_transaction(self._db) as db:
+            found = db.execute("SELECT owner FROM conversations WHERE id = ?", (conversation.id,)).fetchone()
+            if found is not None:
+                if only_if_new:
+                    return False
+                if found[0] != owner:
+                    raise PermissionError(f"conversation {conversation.id} belongs to another user")
+                db.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation.id,))  # parts follow
+                db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (updated, conversation.id))
+            else:
+                db.execute("INSERT INTO conversations (id, owner, created, updated) VALUES (?, ?, ?, ?)",
+                           (conversation.id, owner, updated if created is None else created, updated))
+            for position, (turn, parts) in enumerate(turns):
+                turn_id = db.execute(
+                    "INSERT INTO turns (conversation_id, position, role, status, timings) VALUES (?, ?, ?, ?, ?)",
+                    (conversation.id, position, turn.role, turn.status,
+                     json.dumps(turn.timings) if turn.timings else None)).lastrowid
+                db.executemany(
+                    """INSERT INTO parts (turn_id, position, kind, text, media_hash, missing_path, language, duration)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [(turn_id, index, *self._part_values(db, part)) for index, part in enumerate(parts)])
+            first = next((t.text for t in conversation.turns if t.role == "user"), "")
+            db.execute("UPDATE conversations SET title = CASE WHEN title_custom THEN title ELSE ? END WHERE id = ?",
+                       (title_from(first), conversation.id))
+            (title,) = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation.id,)).fetchone()
+            db.execute("DELETE FROM conversation_text WHERE conversation_id = ?", (conversation.id,))
+            db.execute("INSERT INTO conversation_text (conversation_id, title, body) VALUES (?, ?, ?)",
+                       (conversation.id, title, "\n".join(t.text for t in conversation.turns if t.text)))
+            self._collect(db)  # what the previous version used and this one doesn't
+        return True
+
+    def _prepare(self, part: Part) -> _Prepared:
+        if isinstance(part, TextPart):
+            return _Prepared("text", part.text)
+        if isinstance(part, ImagePart):
+            kind, text, language, duration = "image", None, None, None
+        else:
+            kind, text, language, duration = "audio", part.transcript, part.language, part.duration
+        path, digest = part.path, self.media.digest_of(part.path)
+        if digest is None and Path(path).is_file():
+            try:
+                path = self.keep_media(path)
+                digest = self.media.digest_of(path)
+            except OSError as exc:
+                log.warning("saving %s without its file %s, which can't be read: %s", kind, path, exc)
+        return _Prepared(kind, text, digest, path, language, duration)
+
+    def _part_values(self, db: sqlite3.Connection, part: _Prepared) -> tuple:
+        digest = part.digest
+        if digest is not None and db.execute("SELECT 1 FROM media WHERE hash = ?", (digest,)).fetchone() is None:
+            # A file of the store whose row was collected (kept, then unused too long):
+            # adopt it again if it is still there.
+            file = Path(part.path)
+            if file.is_file():
+                db.execute("INSERT INTO media (hash, extension, size, kept) VALUES (?, ?, ?, ?)",
+                           (digest, file.suffix, file.stat().st_size, time.time()))
+            else:
+                digest = None
+        missing = part.path if part.kind != "text" and digest is None else None
+        return part.kind, part.text, digest, missing, part.language, part.duration
+
+    def _collect(self, db: sqlite3.Connection, stray_files: bool = False) -> int:
+        """Inside a write transaction: delete the media rows no part uses, and their files.
+        `stray_files`: also the files without a row (a crash between placing a file and
+        committing its row, or a copy never placed)."""
+        cutoff = time.time() - self.media_grace
+        unused = db.execute(
+            """SELECT hash, extension FROM media WHERE kept < ?
+               AND NOT EXISTS (SELECT 1 FROM parts WHERE parts.media_hash = media.hash)""", (cutoff,)).fetchall()
+        db.executemany("DELETE FROM media WHERE hash = ?", [(digest,) for digest, _ in unused])
+        # Removed before the commit, under the write lock: if the commit is lost the rows
+        # come back without files, still unused, and the next collection deletes them.
+        for digest, extension in unused:
+            self.media.remove(digest, extension)
+        if stray_files:
+            for digest, path in self.media.stray_files(cutoff):
+                if digest is None or db.execute("SELECT 1 FROM media WHERE hash = ?", (digest,)).fetchone() is None:
+                    path.unlink(missing_ok=True)
+        return len(unused)
+
+    @staticmethod
+    def _first_question(db: sqlite3.Connection, conversation_id: str) -> str:
+        rows = db.execute(
+            """SELECT p.text FROM parts p WHERE p.kind IN ('text', 'audio') AND p.turn_id =
+                   (SELECT id FROM turns WHERE conversation_id = ? AND role = 'user' ORDER BY position LIMIT 1)
+               ORDER BY p.position""", (conversation_id,)).fetchall()
+        return turn_text([text for (text,) in rows])
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._lock, write_transaction(self._db) as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                       (key, value))
+
+
+def _part(kind: str, text: str | None, path: str | None, language: str | None, duration: float | None) -> Part:
+    if kind == "text":
+        return TextPart(text or "")
+    if kind == "image":
+        return ImagePart(path or "")
+    return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)
+
+
+def _search_condition(query: str) -> tuple[str, list]:
+    """The WHERE condition on conversation_text for `query`'s words, and its values.
+
+    Words of three characters or more go through the trigram index; shorter ones
+    (which it can't index) are matched with LIKE, a scan, still fine for one person's
+    history. The words are quoted: a query is never read as FTS5 syntax.
+    """
+    words = query.split()
+    conditions, values = [], []
+    indexed = [w for w in words if len(w) >= 3]
+    if indexed:
+        conditions.append("conversation_text MATCH ?")
+        values.append(" ".join('"' + w.replace('"', '""') + '"' for w in indexed))
+    for word in (w for w in words if len(w) < 3):
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
+        conditions.append("(title LIKE ? ESCAPE '\\' OR body LIKE ? ESCAPE '\\')")
+        values += [pattern, pattern]
+    return " AND ".join(conditions), values

@@ -1,0 +1,374 @@
+"""Voice mode for one session: the microphone and camera in, turns out, barge-in.
+
+    loop = VoiceLoop(session, services)
+    heard = loop.hear(48_000, chunk)          # every microphone chunk, in order
+    loop.see(frame)                           # camera frames (about one a second)
+    if heard.turn:                            # the person finished a question
+        for event in loop.answer(heard.turn, params, speech): ...   # turn events, as turn.submit's
+
+`hear` runs the endpoint detector and the streaming transcriber on each chunk, so when
+the question ends only its last stretch is left to transcribe. Speech that starts while
+the assistant answers stops the answer at once (barge-in: the session's cancel scope),
+unless it is the assistant's own voice coming back through the speakers (`EchoGuard`).
+`answer` turns the finished question, with the camera's frame at its end, into a turn
+of the shared turn layer, or carries out a spoken command ("stop", "new chat"...).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+
+from mmchat.audio import SAMPLE_RATE
+from mmchat.engine import GenerationParams
+from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
+from mmchat.session import ChatSession
+from mmchat.voice.commands import Command, spoken_command
+from mmchat.voice.echo import EchoGuard
+from mmchat.voice.endpoint import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded
+from mmchat.voice.hold import TrailingWordHold
+from mmchat.voice.streaming import StreamingTranscriber
+
+log = logging.getLogger(__name__)
+
+State = Literal["listening", "hearing", "thinking", "speaking"]
+STATE_WORDS: dict[State, str] = {
+    "listening": "Listening",
+    "hearing": "Hearing you",
+    "thinking": "Thinking",
+    "speaking": "Speaking (talk to interrupt)",
+}
+
+# What the describe command asks; the accessibility issue's describe mode will own it.
+DESCRIBE_QUESTION = (
+    "Describe what the camera sees for someone who cannot see it: the most important thing first, "
+    "in one short sentence."
+)
+# A camera frame older than this is not "what the camera sees now" (the camera was turned off).
+FRAME_FRESH_SECONDS = 5.0
+# The page plays what it is sent a little after it arrives (its audio buffer); the
+# assistant counts as speaking until then.
+PLAYBACK_SLACK_SECONDS = 0.3
+# Speech over the assistant's voice is told from its echo on this much of it (from the first
+# speech frame): a first look early, for a quick barge-in, and a last one where EchoGuard's
+# figures are sure (on 300 ms a person passes for echo about one time in eight; on 500 ms, seldom).
+ECHO_CHECKS_SECONDS = (0.3, 0.5)
+# Whisper's own confidence that a stretch was no speech at all: above it, a transcript is a
+# guess at noise ("Thank you.") and no question.
+NO_SPEECH_LIMIT = 0.6
+
+
+@dataclass
+class HeardTurn:
+    """A question the person has finished saying, waiting for `VoiceLoop.answer`."""
+
+    number: int
+    ended: TurnEnded
+    speech_ended_at: float  # time.monotonic() when the last word ended (as the server heard it)
+    frame: np.ndarray | None  # the camera's frame at the end of the question (RGB)
+    # Its transcript is finished at once, on a thread, while the page asks for the answer.
+    transcribed: threading.Event = field(default_factory=threading.Event)
+    transcript: Transcript | None = None
+    transcribed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one microphone chunk changed."""
+
+    state: State
+    turn: int | None = None  # the number of a question that just ended (for `answer`)
+    barged_in: bool = False  # the person spoke over the answer: it was stopped
+    speech_ended_at: float | None = None  # the question's end of speech (time.monotonic()), with `turn`
+
+
+class VoiceLoop:
+    """One session's voice mode. `hear` and `see` are called by the page's streams;
+    `answer` by the event that answers a heard question (another thread)."""
+
+    def __init__(self, session: ChatSession, services, *, settings: EndpointSettings | None = None,
+                 echo_guard: EchoGuard | None = None) -> None:
+        if services.stt is None:
+            raise ValueError("voice mode needs speech recognition")
+        from mmchat.stt import speech_language
+
+        self.session = session
+        self.services = services
+        stt = services.stt.wait()  # loaded at start-up; the first chunk waits for it at most
+        language = speech_language(services.config)
+        self._detector = EndpointDetector(
+            settings or EndpointSettings.from_config(services.config),
+            hold=TrailingWordHold(stt, language=language),
+        )
+        self._transcriber = StreamingTranscriber(stt, language=language)
+        self.echo_guard = echo_guard or EchoGuard()
+        # The microphone side (detector, transcriber) takes one chunk at a time; `answer`
+        # borrows it to finish a transcript, and the chunks that come meanwhile wait.
+        self._mic = threading.Lock()
+        self._state = threading.Lock()  # the fields below
+        self._numbers = itertools.count(1)
+        self._pending: dict[int, HeardTurn] = {}
+        self._answering: int | None = None
+        self._speaking_until = 0.0  # time.monotonic() when the page will have played all it was sent
+        # turn_start of the detector's turn under way once it is known whose it is:
+        self._person_turn: int | None = None  # the person's
+        self._echo_turn: int | None = None  # our own voice coming back
+        self._doubt: SpeechStarted | None = None  # speech during playback, not yet told from echo
+        self._checked: tuple[SpeechStarted | None, int] = (None, 0)  # the echo checks done on it
+        self._frame: np.ndarray | None = None
+        self._frame_at = 0.0
+        self._last_frame_path: str | None = None  # the previous question's frame, as stored
+        # (stream position at a chunk's end, when it arrived): the stream clock to wall time.
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=600)
+        self._temporary = Path(tempfile.mkdtemp(prefix="mmchat-voice-"))
+
+    # --- the microphone and the camera ---
+
+    def hear(self, sample_rate: int, samples: np.ndarray) -> Heard:
+        """Take one microphone chunk ([N] or [N, C], any rate)."""
+        with self._mic:
+            events = self._detector.feed(samples, sample_rate)
+            now = time.monotonic()
+            self._arrivals.append((self._detector.position, now))
+            self._transcriber.update(self._detector)
+            turn, barged_in = None, False
+            for event in events:
+                if isinstance(event, SpeechStarted):
+                    barged_in |= self._speech_started(event, now)
+                elif isinstance(event, TurnEnded):
+                    self._doubt = None
+                    turn = self._turn_ended(event, now) or turn
+                elif isinstance(event, FalseStart):
+                    self._doubt = self._echo_turn = None
+            if self._doubt is not None and self._detector.in_turn:
+                barged_in |= self._tell_from_echo()
+            ended_at = None
+            if turn is not None:
+                with self._state:
+                    ended_at = self._pending[turn].speech_ended_at if turn in self._pending else None
+            return Heard(self.state, turn, barged_in, ended_at)
+
+    def see(self, frame: np.ndarray | None) -> None:
+        """The camera's latest frame (RGB uint8); only the newest is kept."""
+        if frame is not None:
+            with self._state:
+                self._frame, self._frame_at = frame, time.monotonic()
+
+    def stop_listening(self) -> None:
+        """Voice mode off: forget the question under way (an answer already running goes on)."""
+        with self._mic:
+            self._detector.reset()
+            self._transcriber.abandon()
+        with self._state:
+            self._pending.clear()
+
+    @property
+    def state(self) -> State:
+        with self._state:
+            if self._detector.in_turn and self._person_turn == self._detector.turn_start and self._heard_speech():
+                return "hearing"
+            if time.monotonic() < self._speaking_until:
+                return "speaking"
+            if self._answering is not None or self._pending:
+                return "thinking"
+            return "listening"
+
+    def _heard_speech(self) -> bool:
+        return self._detector.silence_ms < self._detector.settings.end_of_turn_ms
+
+    @property
+    def _busy(self) -> bool:
+        """The assistant is answering or still playing an answer."""
+        return self._answering is not None or bool(self._pending) or time.monotonic() < self._speaking_until
+
+    def _speech_started(self, started: SpeechStarted, now: float) -> bool:
+        """Barge in if the assistant is answering (True); while it talks, only once the
+        speech is told from the assistant's own voice (`_tell_from_echo`)."""
+        with self._state:
+            busy, playing = self._busy, now < self._speaking_until
+        if playing:
+            self._doubt = started
+            return self._tell_from_echo()
+        self._person_turn = self._detector.turn_start
+        if busy:
+            self.barge_in()
+        return busy
+
+    def _tell_from_echo(self) -> bool:
+        """At each of ECHO_CHECKS_SECONDS of speech: the person's voice barges in (True);
+        our own voice, at the last check, is ignored to its end."""
+        started, detector = self._doubt, self._detector
+        heard = detector.turn_audio()[started.start - detector.turn_start :]
+        seconds = len(heard) / SAMPLE_RATE
+        if seconds < ECHO_CHECKS_SECONDS[0]:
+            return False
+        due = [limit for limit in ECHO_CHECKS_SECONDS if limit <= seconds]
+        if self._checked == (started, len(due)):
+            return False  # this check is done; the next one is not due yet
+        self._checked = (started, len(due))
+        if not self.echo_guard.is_echo(heard):
+            self._doubt = None
+            self._person_turn = detector.turn_start
+            self.barge_in()
+            return True
+        if len(due) == len(ECHO_CHECKS_SECONDS):
+            self._doubt = None
+            self._echo_turn = detector.turn_start
+        return False
+
+    def barge_in(self) -> None:
+        """Stop the answer (kept, marked stopped) and drop the questions not yet answered."""
+        with self._state:
+            self._pending.clear()
+            self._speaking_until = 0.0
+        self.session.cancel_scope.cancel()
+
+    def _turn_ended(self, ended: TurnEnded, now: float) -> int | None:
+        if self._echo_turn == ended.start:  # our own voice from start to end
+            self._echo_turn = None
+            self._transcriber.abandon()
+            return None
+        with self._state:
+            overlapped_playback = now - (ended.at - ended.start) / SAMPLE_RATE < self._speaking_until
+        if overlapped_playback and self.echo_guard.is_echo(ended.audio):
+            self._transcriber.abandon()
+            return None
+        with self._state:
+            frame = self._frame if now - self._frame_at <= FRAME_FRESH_SECONDS else None
+            number = next(self._numbers)
+            heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), frame)
+        threading.Thread(target=self._finish_transcript, args=(heard,), name="mmchat-voice-transcript",
+                         daemon=True).start()
+        return number
+
+    def _finish_transcript(self, heard: HeardTurn) -> None:
+        try:
+            # The microphone side's transcriber: the chunks that come meanwhile wait for it.
+            with self._mic:
+                heard.transcript = self._transcriber.finish(heard.ended)
+        except Exception:  # noqa: BLE001 - the question is dropped, the loop goes on listening
+            log.exception("voice: transcribing a question failed")
+        finally:
+            heard.transcribed_at = time.monotonic()
+            heard.transcribed.set()
+
+    def _wall_time(self, position: int, now: float) -> float:
+        """When the server received the stream's audio at `position` (the chunk it was in)."""
+        for end, arrived in self._arrivals:
+            if end >= position:
+                return arrived - (end - position) / SAMPLE_RATE
+        return now
+
+    # --- answering ---
+
+    def next_turn(self) -> int | None:
+        """The oldest heard question not yet answered (the page asks for it by its number's event)."""
+        with self._state:
+            return min(self._pending, default=None)
+
+    def answer(self, number: int, params: GenerationParams, speech) -> Iterator[TurnEvent]:
+        """Answer heard question `number` (or carry out its command); turn events as
+        `turn.submit` yields them. Nothing, if it was dropped (barge-in, voice mode off)."""
+        from mmchat.turn import UserInput, submit
+
+        with self._state:
+            heard = self._pending.pop(number, None)
+            if heard is None:
+                return
+            self._answering = number
+        files: list[Path] = []
+        try:
+            heard.transcribed.wait()
+            transcript, transcribed_at = heard.transcript, heard.transcribed_at
+            if transcript is None:
+                yield InputRejected("Your question could not be transcribed; please say it again.")
+                return
+            text = transcript.text.strip()
+            if not text or transcript.no_speech_prob > NO_SPEECH_LIMIT:
+                log.info("voice: no words in %.1f s of sound", heard.ended.speech_seconds)
+                return
+            command = spoken_command(text)
+            if command is Command.STOP:
+                self.barge_in()
+                yield Notice("Stopped.")
+                return
+            if command is Command.NEW_CHAT:
+                self.session.new_chat()
+                self._last_frame_path = None
+                yield Notice("New chat started.")
+                return
+            images = []
+            if command is Command.COMPARE and self._last_frame_path and Path(self._last_frame_path).is_file():
+                images.append(self._last_frame_path)
+            if heard.frame is not None:
+                images.append(str(self._write_frame(heard.frame, number)))
+                files.append(Path(images[-1]))
+            elif command is Command.DESCRIBE:
+                yield InputRejected("Turn the camera on to have it described (or upload a photo).")
+                return
+            recording = self._write_recording(heard.ended.audio, number)
+            files.append(recording)
+            if command is Command.DESCRIBE:
+                user_input = UserInput(DESCRIBE_QUESTION, tuple(images), asked_at=heard.speech_ended_at,
+                                       stages_done=(("transcript", transcribed_at),))
+            else:
+                user_input = UserInput("", tuple(images), str(recording), audio_transcript=transcript,
+                                       asked_at=heard.speech_ended_at, stages_done=(("transcript", transcribed_at),))
+            for event in submit(self.session, user_input, self.services, params, speech):
+                if isinstance(event, QuestionAdded) and heard.frame is not None:
+                    self._last_frame_path = self._stored_frame()
+                elif isinstance(event, AudioChunk):
+                    self._playing(event)
+                yield event
+        finally:
+            with self._state:
+                if self._answering == number:
+                    self._answering = None
+            for path in files:
+                path.unlink(missing_ok=True)
+
+    def _playing(self, chunk: AudioChunk) -> None:
+        """The page is sent `chunk` to play: the assistant speaks until it has played."""
+        self.echo_guard.played(chunk.samples, chunk.sample_rate)
+        with self._state:
+            start = max(time.monotonic(), self._speaking_until)
+            self._speaking_until = start + chunk.duration + PLAYBACK_SLACK_SECONDS
+
+    def _stored_frame(self) -> str | None:
+        """The path the turn layer stored this question's frame at (its last photo)."""
+        with self.session.lock:
+            index = self.session.conversation.last_user_index()
+            if index is None:
+                return None
+            images = self.session.conversation.turns[index].images
+            return images[-1].path if images else None
+
+    def _write_frame(self, frame: np.ndarray, number: int) -> Path:
+        from PIL import Image
+
+        path = self._temporary / f"frame-{number}.jpg"
+        Image.fromarray(np.ascontiguousarray(frame[..., :3]).astype(np.uint8)).save(path, quality=90)
+        return path
+
+    def _write_recording(self, audio: np.ndarray, number: int) -> Path:
+        import soundfile
+
+        path = self._temporary / f"question-{number}.wav"
+        soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+        return path
+
+    def close(self) -> None:
+        """The session ended: stop the background transcription, remove temporary files."""
+        self.stop_listening()
+        for path in self._temporary.glob("*"):
+            path.unlink(missing_ok=True)
+        self._temporary.rmdir()

@@ -1,0 +1,286 @@
+"""Voice mode end to end below the page: microphone chunks in (48 kHz, 100 ms, as the
+browser sends them), the camera's frame, real Silero VAD, the bundled Whisper tiny.en,
+the trained shapes-vlm and the bundled voice; barge-in and echo from other threads."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import voice_services_for, with_config
+from fixture_models import draw_test_image, shapes_vlm_path
+from mmchat.config import Config
+from mmchat.engine import GenerationParams
+from mmchat.engine.local import create_local_engine
+from mmchat.events import AudioChunk, Notice, TextDelta, TurnDone
+from mmchat.session import ChatSession, ConversationStore
+from mmchat.voice.loop import DESCRIBE_QUESTION, VoiceLoop
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng and sox make the test speech"
+)
+
+MIC_RATE = 48_000
+CHUNK = MIC_RATE // 10
+GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)
+# tiny.en writes American spelling; shapes-vlm was trained on "colour" and reads both.
+QUESTION = "What color is the shape?"
+
+
+@pytest.fixture(scope="module")
+def say(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("said")
+    made: dict[str, np.ndarray] = {}
+
+    def make(text: str, voice: str = "en-us") -> np.ndarray:
+        if (text, voice) not in made:
+            raw, wav = folder / f"{len(made)}.raw.wav", folder / f"{len(made)}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
+            subprocess.run(["sox", str(raw), "-b", "32", "-e", "floating-point", "-r", str(MIC_RATE), str(wav)],
+                           check=True)
+            made[text, voice] = sf.read(wav, dtype="float32")[0]
+        return made[text, voice]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def shapes_engine():
+    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+
+
+@pytest.fixture
+def voice(config, shapes_engine, speech_to_text, text_to_speech):
+    services = voice_services_for(with_config(config, max_new_tokens=8), shapes_engine, speech_to_text,
+                                  text_to_speech)
+    session = ChatSession(ConversationStore(config.data_dir))
+    loop = VoiceLoop(session, services)
+    yield loop
+    loop.close()
+
+
+def _quiet(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * MIC_RATE), np.float32)
+
+
+def _feed(loop: VoiceLoop, audio: np.ndarray, *, paced: bool = False, rate: int = MIC_RATE) -> list:
+    """Feed `audio` in 100 ms chunks (in real time when `paced`); what each chunk changed, in order."""
+    heard, chunk = [], rate // 10
+    for start in range(0, len(audio), chunk):
+        heard.append(loop.hear(rate, audio[start : start + chunk]))
+        if paced:
+            time.sleep(chunk / rate)
+    return heard
+
+
+def _turns(heard) -> list[int]:
+    return [h.turn for h in heard if h.turn is not None]
+
+
+def _frame(colour: str, shape: str = "circle") -> np.ndarray:
+    return np.asarray(draw_test_image(shape, colour).convert("RGB").resize((240, 240)))
+
+
+def test_a_spoken_question_about_the_camera_is_answered_aloud_and_kept_with_its_timings(voice, say):
+    voice.see(_frame("red"))
+    turns = _turns(_feed(voice, np.concatenate([_quiet(0.5), say(QUESTION), _quiet(1.2)])))
+    assert len(turns) == 1
+    events = list(voice.answer(turns[0], GREEDY, speech=object()))
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.status == "complete", events
+    assert done.text.strip() == "red"
+    assert any(isinstance(e, AudioChunk) and e.duration > 0.1 for e in events), "the answer is spoken"
+
+    conversation = voice.session.conversation
+    question, reply = conversation.turns
+    assert len(question.images) == 1  # the camera's frame, stored like an upload
+    assert "shape" in question.text.lower()
+    recording = [p for p in question.parts if hasattr(p, "transcript")][0]
+    assert sf.info(recording.path).duration > 1.0  # the question's audio is kept too
+    for stage in ("transcript", "first_token", "first_audio", "done"):
+        assert stage in reply.timings
+    assert reply.timings["transcript"] <= reply.timings["first_token"] <= reply.timings["done"]
+    saved = voice.session.store.load(conversation.id)
+    assert saved.turns[1].timings == reply.timings  # kept with the turn, on disk
+
+
+def test_what_changed_sends_the_previous_frame_too(voice, say):
+    voice.see(_frame("red"))
+    first = _turns(_feed(voice, np.concatenate([say(QUESTION), _quiet(1.2)])))
+    list(voice.answer(first[0], GREEDY, speech=None))
+    voice.see(_frame("blue"))
+    second = _turns(_feed(voice, np.concatenate([say("What has changed?"), _quiet(1.2)])))
+    assert len(second) == 1
+    events = list(voice.answer(second[0], GREEDY, speech=None))
+    assert isinstance(events[-1], TurnDone)
+    question = voice.session.conversation.turns[2]
+    assert len(question.images) == 2
+    earlier = voice.session.conversation.turns[0].images[0].path
+    assert Path(question.images[0].path).read_bytes() == Path(earlier).read_bytes()  # the previous view, first
+
+
+def test_spoken_commands_stop_start_a_new_chat_and_describe(voice, say):
+    voice.see(_frame("green"))
+    first = _turns(_feed(voice, np.concatenate([say(QUESTION), _quiet(1.2)])))
+    list(voice.answer(first[0], GREEDY, speech=None))
+    answered = voice.session.conversation
+
+    stop = _turns(_feed(voice, np.concatenate([say("Stop."), _quiet(1.2)])))
+    assert [type(e) for e in voice.answer(stop[0], GREEDY, speech=None)] == [Notice]
+    assert voice.session.conversation is answered and len(answered.turns) == 2  # no question was added
+
+    new = _turns(_feed(voice, np.concatenate([say("New conversation."), _quiet(1.2)])))
+    events = list(voice.answer(new[0], GREEDY, speech=None))
+    assert events == [Notice("New chat started.")]
+    assert voice.session.conversation is not answered and not voice.session.conversation.turns
+
+    voice.see(_frame("green"))  # the camera streams a frame a second
+    describe = _turns(_feed(voice, np.concatenate([say("Describe."), _quiet(1.2)])))
+    events = list(voice.answer(describe[0], GREEDY, speech=None))
+    assert isinstance(events[-1], TurnDone)
+    question = voice.session.conversation.turns[0]
+    assert question.text == DESCRIBE_QUESTION and len(question.images) == 1
+
+
+def test_silence_and_a_cough_make_no_question(voice):
+    rng = np.random.default_rng(0)
+    cough = (rng.standard_normal(int(0.08 * MIC_RATE)) * 0.3).astype(np.float32)
+    heard = _feed(voice, np.concatenate([_quiet(20), cough, _quiet(5)]))
+    assert not _turns(heard)
+    assert voice.state == "listening"
+
+
+@pytest.fixture
+def endless_voice(config, qwen_engine, speech_to_text, text_to_speech):
+    """Voice mode on a model that never ends an answer by itself: there is always speech to interrupt."""
+    saved = qwen_engine.model.generation_config.eos_token_id
+    qwen_engine.model.generation_config.eos_token_id = None
+    services = voice_services_for(with_config(config, max_new_tokens=400), qwen_engine, speech_to_text,
+                                  text_to_speech)
+    loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
+    try:
+        yield loop
+    finally:
+        loop.close()
+        qwen_engine.model.generation_config.eos_token_id = saved
+
+
+def _answer_in_background(loop: VoiceLoop, number: int, params: GenerationParams):
+    events: list = []
+    thread = threading.Thread(target=lambda: events.extend(loop.answer(number, params, speech=object())),
+                              name="test-voice-answer")
+    thread.start()
+    return thread, events
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+LONG = GenerationParams(max_new_tokens=400, temperature=1.0, seed=1)
+
+
+def test_speaking_over_the_answer_stops_it_and_the_new_question_is_answered(endless_voice, say):
+    loop = endless_voice
+    first = _turns(_feed(loop, np.concatenate([say(QUESTION), _quiet(1.2)])))
+    thread, events = _answer_in_background(loop, first[0], LONG)
+    _wait_for(lambda: any(isinstance(e, AudioChunk) for e in events))  # it is talking
+    assert loop.state == "speaking"
+
+    heard = _feed(loop, np.concatenate([say("What is this?"), _quiet(1.2)]), paced=True)
+    assert any(h.barged_in for h in heard)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(events[-1], TurnDone) and events[-1].status == "interrupted"
+    stopped = loop.session.conversation.turns[1]
+    assert stopped.status == "interrupted" and stopped.text  # the partial answer is kept
+
+    second = _turns(heard)
+    assert len(second) == 1
+    thread, events = _answer_in_background(loop, second[0], GenerationParams(max_new_tokens=6, temperature=0.0))
+    thread.join(60)
+    assert isinstance(events[-1], TurnDone) and events[-1].status == "complete"
+    assert "this" in loop.session.conversation.turns[2].text.lower()
+
+
+def test_its_own_voice_coming_back_is_no_question_and_no_barge_in(endless_voice, say):
+    loop = endless_voice
+    first = _turns(_feed(loop, np.concatenate([say(QUESTION), _quiet(1.2)])))
+    thread, events = _answer_in_background(loop, first[0], LONG)
+    _wait_for(lambda: sum(isinstance(e, AudioChunk) for e in events) >= 2)
+    # What the page was sent to play comes back through the microphone: 150 ms late, 12 dB down,
+    # with a little room noise, as speakers and a microphone on one desk would give it.
+    spoken = [e for e in events if isinstance(e, AudioChunk)][:2]
+    rate = spoken[0].sample_rate
+    played = np.concatenate([e.samples for e in spoken])
+    rng = np.random.default_rng(1)
+    echo = np.concatenate([np.zeros(int(0.15 * rate), np.float32), played * 0.25, np.zeros(rate, np.float32)])
+    echo = (echo + rng.standard_normal(len(echo)).astype(np.float32) * 0.002).astype(np.float32)
+    heard = _feed(loop, echo, paced=True, rate=rate)
+    try:
+        assert not any(h.barged_in for h in heard)
+        assert not _turns(heard)
+        # The answer went on: still running, or ended by itself (its token limit), not stopped.
+        assert not any(isinstance(e, TurnDone) and e.status != "complete" for e in events), events[-1]
+    finally:
+        loop.barge_in()
+        thread.join(10)
+
+
+def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timings(
+        config, shapes_engine, speech_to_text, text_to_speech, say):
+    """The page's side of voice mode through the app's own routes: voice mode on gives a
+    token; the socket takes 20 ms PCM chunks and a JPEG frame and says when a question
+    ended; the page's answer event then answers it aloud, with its timings."""
+    import io
+    import json
+
+    from PIL import Image
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from mmchat.server import build_app
+    from mmchat.ui import ChatHandlers, build_ui
+    from mmchat.voice.socket import AUDIO, FRAME, UNKNOWN_TOKEN
+
+    services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
+                                  speech_to_text, text_to_speech)
+    demo = build_ui(services)
+    handlers: ChatHandlers = demo.mmchat_voice_handlers
+    session, *_ = handlers.on_load("")
+    _, _, token, _ = handlers.on_voice_mode(session, True)
+    assert token
+    jpeg = io.BytesIO()
+    Image.fromarray(_frame("yellow")).save(jpeg, format="JPEG")
+    audio = (np.concatenate([_quiet(0.3), say(QUESTION), _quiet(1.2)]) * 32767).astype("<i2")
+    step = MIC_RATE // 50
+    with TestClient(build_app(services, demo)) as client:
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/voice/not-a-token") as other:
+            other.receive_text()
+        assert refused.value.code == UNKNOWN_TOKEN
+        with client.websocket_connect(f"/voice/{token}") as socket:
+            socket.send_text(json.dumps({"type": "hello", "sample_rate": MIC_RATE}))
+            socket.send_bytes(bytes([FRAME]) + jpeg.getvalue())
+            for start in range(0, len(audio), step):
+                socket.send_bytes(bytes([AUDIO]) + audio[start : start + step].tobytes())
+            said = []
+            while not any(message["turn"] for message in said):
+                said.append(json.loads(socket.receive_text()))
+            states = [message["state"] for message in said]
+            assert states[:2] == ["listening", "hearing"] and states[-1] == "thinking"
+            views = list(handlers.on_voice_turn(session, 8, 0.0, "auto", 1.0))  # the page asks: answer it
+    chat, timings = views[-1][0], views[-1][-1]
+    assert chat[-1] == {"role": "assistant", "content": "yellow"}
+    assert any(isinstance(view[7], tuple) for view in views), "the answer was spoken"
+    assert "first audio" in timings and "| 1 |" in timings
+    handlers.on_close(session)
