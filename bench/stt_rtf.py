@@ -19,7 +19,8 @@ on the weights' values, so random weights are a fair stand-in. The last row is t
 full adapter (mmchat.stt, faster-whisper, beam 5 + VAD) on the real weights, for
 scale; it has no openai-whisper counterpart without real weights.
 
-Each measurement is warmed up once, then run --runs times; min and median are shown.
+Each measurement is warmed up once, then run --runs times, the measurements of a clip
+taking turns; min and median are shown, with the load average before and after.
 
     .venv/bin/python bench/stt_rtf.py [--runs 5] [--tokens 64] [clip ...]
 """
@@ -94,13 +95,17 @@ def fixed_work_openai(model: whisper.model.Whisper, audio: np.ndarray, tokens: i
     return run
 
 
-def seconds_per_run(run: Callable[[], None], runs: int) -> list[float]:
-    run()  # warm-up: first-call allocations and kernel selection are not steady state
-    times = []
+def seconds_per_run(measured: list[Callable[[], None]], runs: int) -> list[list[float]]:
+    """[measurement][run] seconds; each run goes through all measurements in turn, so a
+    change in a shared machine's load reaches them alike rather than the one then running."""
+    for run in measured:
+        run()  # warm-up: first-call allocations and kernel selection are not steady state
+    times: list[list[float]] = [[] for _ in measured]
     for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
+        for i, run in enumerate(measured):
+            started = time.perf_counter()
+            run()
+            times[i].append(time.perf_counter() - started)
     return times
 
 
@@ -133,6 +138,7 @@ def main() -> None:
     reference = whisper.model.Whisper(TINY_EN).eval()
     adapter = FasterWhisperSpeechToText(faster["int8"], name="tiny.en")
 
+    load = os.getloadavg()
     fixed = f"30 s windows: features+encoder+{args.tokens} tokens greedy"
     rows = []
     for clip, audio in clips.items():
@@ -144,14 +150,16 @@ def main() -> None:
             ("openai-whisper", random, "float32", fixed, fixed_work_openai(reference, audio, args.tokens)),
             ("faster-whisper", real, "int8", "full transcribe (beam 5, VAD)", lambda a=audio: adapter.transcribe(a)),
         ]
-        for backend, weights_used, compute, work, run in measured:
-            rtf = [t / seconds for t in seconds_per_run(run, args.runs)]
+        timings = seconds_per_run([run for *_, run in measured], args.runs)
+        for (backend, weights_used, compute, work, _), times in zip(measured, timings):
+            rtf = [t / seconds for t in times]
             clip_name = f"{clip} ({seconds:.0f} s)"
             rows.append((backend, weights_used, compute, clip_name, work, min(rtf), statistics.median(rtf)))
 
     print(
         f"CPU, {threads} threads; torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}, "
-        f"openai-whisper {whisper.__version__}; {args.runs} runs after 1 warm-up\n"
+        f"openai-whisper {whisper.__version__}; {args.runs} runs after 1 warm-up; load average "
+        f"{load[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
     header = ("backend", "weights", "compute", "clip", "work", "RTF min", "RTF median")
     table = [header] + [(*row[:5], f"{row[5]:.3f}", f"{row[6]:.3f}") for row in rows]

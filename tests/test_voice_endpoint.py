@@ -403,3 +403,45 @@ def test_a_cancelled_turn_leaves_the_tail_undone(tiny_en):
     # Neither the tail nor pieces still queued in the background were worked on.
     assert len(done) == 1 and stt.live_calls_while_finishing == 0
     assert stream.remainder_samples > 0
+
+
+class RecordingBeams:
+    """The real tiny.en, noting the beam each call asks for and how much audio it gets."""
+
+    def __init__(self, stt):
+        self._stt, self.name, self.multilingual = stt, stt.name, stt.multilingual
+        self.calls: list[tuple[int | None, int]] = []
+
+    def transcribe(self, audio, **options):
+        self.calls.append((options.get("beam_size"), len(audio)))
+        return self._stt.transcribe(audio, **options)
+
+
+def test_the_hold_decodes_greedily(say, tiny_en):
+    stt = RecordingBeams(tiny_en)
+    hold = TrailingWordHold(stt)
+    stream = np.concatenate([silence(0.5), say("Tell me what you see and"), silence(0.9),
+                             say("what color the shape is."), silence(2.0)])
+    held, _ = feed(stream, EndpointDetector(hold=hold))
+    assert [type(e) for e in held] == [SpeechStarted, TurnEnded]
+    assert stt.calls and {beam for beam, _ in stt.calls} == {1}, stt.calls
+
+
+def test_streaming_pieces_and_the_remainder_use_their_own_beams(tiny_en):
+    from mmchat.voice.streaming import StreamingTranscriber
+
+    stt = RecordingBeams(tiny_en)
+    detector = EndpointDetector(EndpointSettings(end_of_turn_ms=2000))
+    stream = StreamingTranscriber(stt, language="en", piece_beam_size=5, final_beam_size=1)
+    audio = np.concatenate([silence(0.5, SAMPLE_RATE), load_audio(JFK, max_seconds=60), silence(2.5, SAMPLE_RATE)])
+    texts = []
+    for offset in range(0, len(audio), SAMPLE_RATE // 10):
+        for event in detector.feed(audio[offset : offset + SAMPLE_RATE // 10], SAMPLE_RATE):
+            if isinstance(event, TurnEnded):
+                texts.append(stream.finish(event).text)
+        stream.update(detector)
+
+    assert len(texts) == 1 and wer(JFK_TEXT, texts[0]) <= 0.15, texts
+    *pieces, (final_beam, final_samples) = stt.calls
+    assert pieces and {beam for beam, _ in pieces} == {5}, stt.calls
+    assert final_beam == 1 and final_samples == stream.remainder_samples

@@ -4,6 +4,7 @@
     transcript = stt.transcribe(load_audio(...), language=speech_language(config),
                                 cancel=token)      # Stop ends it at the next segment
     if not transcript.text: ...                    # nothing was heard
+    stt.transcribe(piece, language="en", beam_size=1)   # a quick look: greedy decoding
 
 Backends are imported only when chosen, so the app starts without torch when
 faster-whisper is used, and without CTranslate2 when openai-whisper is.
@@ -33,6 +34,7 @@ class SpeechToText(Protocol):
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: CancelToken | None = None,
+        beam_size: int | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (see mmchat.audio.load_audio).
 
@@ -41,9 +43,22 @@ class SpeechToText(Protocol):
         Once `cancel` reads cancelled, the work stops at its next step (a segment or
         a 30 s window) and returns what was decoded so far, without a final 1.0
         progress; the caller tells a cut-short Transcript by its own token.
+        `beam_size` is the decoder's beam for this call: 1 is greedy decoding, None
+        the backend's default for a whole recording (faster-whisper: 5; openai-whisper:
+        greedy, as its own transcribe does). Higher-temperature retries of a window
+        that decoded badly sample instead, whatever the beam. bench/stt_short.py
+        measures what it buys on short utterances (the voice mode's pieces).
+        Raises ValueError for a beam that is not a whole number of at least 1.
         Raises ModelUnavailableError for a language an English-only model can't do.
         """
         ...
+
+
+def check_beam_size(beam_size: int) -> int:
+    """`beam_size` if a decoder can use it, else ValueError (0 or less means nothing)."""
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be a whole number of at least 1, got {beam_size!r}")
+    return beam_size
 
 
 def speech_language(config: Config) -> str | None:

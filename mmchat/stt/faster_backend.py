@@ -14,7 +14,7 @@ from mmchat.audio import SAMPLE_RATE
 from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
-from mmchat.stt import weights
+from mmchat.stt import check_beam_size, weights
 from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
 
 # 250 ms is Silero's own default (faster-whisper lowers it to 0): shorter "speech" is a
@@ -26,11 +26,14 @@ _VAD = VadOptions(min_speech_duration_ms=250, speech_pad_ms=400)
 class FasterWhisperSpeechToText:
     """Transcribes with a loaded faster-whisper model (built by `load`)."""
 
-    def __init__(self, model: WhisperModel, *, name: str, beam_size: int = 5) -> None:
+    def __init__(self, model: WhisperModel, *, name: str, beam_size: int = 5, vad: bool = True) -> None:
         self._model = model
         self.name = name
         self.multilingual = model.model.is_multilingual
-        self._beam_size = beam_size
+        self._beam_size = beam_size  # when a call names none
+        # False only for bench/stt_short.py, which measures what the VAD pass costs; the
+        # app keeps it on, as it is what keeps Whisper from writing text for silence.
+        self._vad = vad
 
     def transcribe(
         self,
@@ -39,8 +42,10 @@ class FasterWhisperSpeechToText:
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: CancelToken | None = None,
+        beam_size: int | None = None,
     ) -> Transcript:
         weights.check_language(self.name, self.multilingual, language)
+        beam_size = check_beam_size(self._beam_size if beam_size is None else beam_size)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         cancel = cancel or CancelToken.standalone()
@@ -49,8 +54,8 @@ class FasterWhisperSpeechToText:
         segments, info = self._model.transcribe(
             audio,
             language=language,
-            beam_size=self._beam_size,
-            vad_filter=True,
+            beam_size=beam_size,
+            vad_filter=self._vad,
             vad_parameters=_VAD,
             # Conditioning on earlier text is what lets one hallucination repeat
             # through the rest of a long recording.

@@ -15,7 +15,7 @@ from mmchat.audio import SAMPLE_RATE
 from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
-from mmchat.stt import vad, weights
+from mmchat.stt import check_beam_size, vad, weights
 from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
 
 
@@ -39,8 +39,12 @@ class OpenAIWhisperSpeechToText:
         language: str | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: CancelToken | None = None,
+        beam_size: int | None = None,
     ) -> Transcript:
         weights.check_language(self.name, self.multilingual, language)
+        # openai-whisper reads no beam as greedy, and a beam of 1 as a beam search of
+        # one, which is greedy with more bookkeeping: both 1 and None are greedy here.
+        beams = {} if beam_size is None or check_beam_size(beam_size) == 1 else {"beam_size": beam_size}
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         cancel = cancel or CancelToken.standalone()
@@ -61,6 +65,7 @@ class OpenAIWhisperSpeechToText:
                     fp16=self._fp16,
                     condition_on_previous_text=False,  # one hallucination must not seed the next
                     verbose=None,  # no console output
+                    **beams,
                 )
                 language = language or result["language"]  # detected once, on the first speech
                 offset = start / SAMPLE_RATE

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from mmchat.audio import SAMPLE_RATE
-from mmchat.stt import SpeechToText
+from mmchat.stt import SpeechToText, check_beam_size
 
 TRAILING_WORDS = frozenset({
     "and", "or", "but", "so", "because", "if", "then", "um", "uh", "uhm", "er", "erm", "hmm", "like",
@@ -27,20 +27,26 @@ class TrailingWordHold:
     """A hold callback for EndpointDetector, on a quick transcript of the turn's tail.
 
     The transcription runs inside `feed`, once per pause that reached end_of_turn_ms,
-    on `tail_seconds` of audio at most (Whisper tiny.en: a few hundred ms on a 2-core
-    CPU); the detector catches up on the chunks that queued meanwhile.
+    on `tail_seconds` of audio at most (Whisper tiny.en, greedy: about 0.7 s on a
+    shared 2-core CPU); the detector catches up on the chunks that queued meanwhile.
     """
 
     def __init__(self, stt: SpeechToText, *, language: str | None = "en", tail_seconds: float = 4.0,
-                 words: frozenset[str] = TRAILING_WORDS) -> None:
+                 words: frozenset[str] = TRAILING_WORDS, beam_size: int = 1) -> None:
         self._stt = stt
         self._language = language
         self._tail = int(tail_seconds * SAMPLE_RATE)
         self._words = words
+        # Greedy: the detector waits on this call, and only the last word counts; a beam
+        # of 5 costs more on every pause for a better guess at words further back
+        # (bench/stt_short.py).
+        self._beam_size = check_beam_size(beam_size)
         self.last_text = ""  # what the last question heard, for logs and tests
 
     def __call__(self, audio: np.ndarray) -> bool:
-        self.last_text = self._stt.transcribe(audio[-self._tail :], language=self._language).text.strip()
+        self.last_text = self._stt.transcribe(
+            audio[-self._tail :], language=self._language, beam_size=self._beam_size
+        ).text.strip()
         return ends_mid_thought(self.last_text, self._words)
 
 

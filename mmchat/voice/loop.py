@@ -35,8 +35,9 @@ from mmchat.session import ChatSession
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
 from mmchat.voice.endpoint import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded
-from mmchat.voice.hold import TrailingWordHold
-from mmchat.voice.streaming import StreamingTranscriber
+from mmchat.voice.hold import TrailingWordHold, ends_mid_thought
+from mmchat.voice.speculate import Speculation
+from mmchat.voice.streaming import FINAL_BEAM, StreamingTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,10 @@ class VoiceLoop:
         self.services = services
         stt = services.stt.wait()  # loaded at start-up; the first chunk waits for it at most
         language = speech_language(services.config)
-        self._detector = EndpointDetector(
-            settings or EndpointSettings.from_config(services.config),
-            hold=TrailingWordHold(stt, language=language),
-        )
+        self._quick_hold = TrailingWordHold(stt, language=language)
+        self._detector = EndpointDetector(settings or EndpointSettings.from_config(services.config), hold=self._hold)
         self._transcriber = StreamingTranscriber(stt, language=language)
+        self._speculation = Speculation(stt, language=language, beam_size=FINAL_BEAM)
         self.echo_guard = echo_guard or EchoGuard()
         # The microphone side (detector, transcriber) takes one chunk at a time; `answer`
         # borrows it to finish a transcript, and the chunks that come meanwhile wait.
@@ -140,6 +140,7 @@ class VoiceLoop:
             now = time.monotonic()
             self._arrivals.append((self._detector.position, now))
             self._transcriber.update(self._detector)
+            self._speculation.update(self._detector)
             turn, barged_in = None, False
             for event in events:
                 if isinstance(event, SpeechStarted):
@@ -157,6 +158,13 @@ class VoiceLoop:
                     ended_at = self._pending[turn].speech_ended_at if turn in self._pending else None
             return Heard(self.state, turn, barged_in, ended_at)
 
+    def _hold(self, audio: np.ndarray) -> bool:
+        """Wait longer at this pause? From the pause's speculative transcript when there is one."""
+        guess = self._speculation.for_pause(self._detector)
+        if guess is None:
+            return self._quick_hold(audio)
+        return ends_mid_thought(guess.text)
+
     def see(self, frame: np.ndarray | None) -> None:
         """The camera's latest frame (RGB uint8); only the newest is kept."""
         if frame is not None:
@@ -168,6 +176,7 @@ class VoiceLoop:
         with self._mic:
             self._detector.reset()
             self._transcriber.abandon()
+            self._speculation.drop()
         with self._state:
             self._pending.clear()
 
@@ -253,8 +262,13 @@ class VoiceLoop:
     def _finish_transcript(self, heard: HeardTurn) -> None:
         try:
             # The microphone side's transcriber: the chunks that come meanwhile wait for it.
+            guess = self._speculation.for_turn(heard.ended)
             with self._mic:
-                heard.transcript = self._transcriber.finish(heard.ended)
+                if guess is not None:  # transcribed at the pause that turned out to end the turn
+                    self._transcriber.abandon()
+                    heard.transcript = guess
+                else:
+                    heard.transcript = self._transcriber.finish(heard.ended)
         except Exception:  # noqa: BLE001 - the question is dropped, the loop goes on listening
             log.exception("voice: transcribing a question failed")
         finally:
