@@ -417,3 +417,48 @@ def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, 
         row = timings.locator("tbody tr").first.inner_text()
         assert row.count(" s") >= 4, row  # transcript, first token, first audio, done: all measured
         assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+@pytest.mark.skipif(not all(shutil.which(tool) for tool in ("espeak-ng", "sox", "ffmpeg")),
+                    reason="espeak-ng, sox and ffmpeg make the test speech and video")
+def test_speaking_over_a_long_spoken_answer_stops_it_and_is_answered(config, qwen_engine, speech_to_text,
+                                                                    text_to_speech, tmp_path):
+    """Barge-in in the page: the question, then, while the long answer is being spoken,
+    another question: the first answer stops (kept, marked stopped), the second is answered."""
+    from playwright.sync_api import expect
+
+    from test_api_support import LiveServer
+
+    for name, words in (("first", "What color is the shape?"), ("second", "What is this?")):
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path / f"{name}.wav"), words],
+                       check=True)
+    said = tmp_path / "said.wav"
+    subprocess.run(["sox", str(tmp_path / "first.wav"), "-r", "48000", "-c", "1", str(tmp_path / "a.wav"),
+                    "pad", "3", "9"], check=True)
+    subprocess.run(["sox", str(tmp_path / "second.wav"), "-r", "48000", "-c", "1", str(tmp_path / "b.wav"),
+                    "pad", "0", "60"], check=True)
+    subprocess.run(["sox", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), str(said)], check=True)
+    saved_eos = qwen_engine.model.generation_config.eos_token_id
+    qwen_engine.model.generation_config.eos_token_id = None  # an answer that goes on until stopped
+    services = voice_services_for(with_config(config, max_new_tokens=1000), qwen_engine, speech_to_text,
+                                  text_to_speech)
+    try:
+        with LiveServer(services, build_ui(services)) as server, \
+                chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                         f"--use-file-for-fake-audio-capture={said}", f"--use-file-for-fake-video-capture="
+                         f"{_camera_file(tmp_path, 'blue')}", "--autoplay-policy=no-user-gesture-required") as page:
+            page.goto(server.url + "/", wait_until="load", timeout=60_000)
+            expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+            page.get_by_label("Voice mode").check()
+            expect(page.locator("#voice-state")).to_contain_text("Speaking", timeout=60_000)
+            answers = page.locator('[data-testid="bot"]')
+            expect(answers.first).not_to_have_text("", timeout=30_000)
+            # The second question comes while the first answer is still being written and spoken.
+            expect(page.locator('[data-testid="user"]').last).to_contain_text("this", timeout=60_000)
+            expect(answers.first).to_contain_text("(stopped)", timeout=15_000)
+            expect(answers).to_have_count(2, timeout=30_000)
+            expect(answers.last).not_to_have_text("", timeout=30_000)
+            assert not page.errors, f"console errors: {page.errors}"
+    finally:
+        qwen_engine.model.generation_config.eos_token_id = saved_eos

@@ -251,7 +251,7 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
 
     from mmchat.server import build_app
     from mmchat.ui import ChatHandlers, build_ui
-    from mmchat.voice.socket import AUDIO, FRAME, UNKNOWN_TOKEN
+    from mmchat.voice.socket import AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
                                   speech_to_text, text_to_speech)
@@ -268,6 +268,10 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
         with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/voice/not-a-token") as other:
             other.receive_text()
         assert refused.value.code == UNKNOWN_TOKEN
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(f"/voice/{token}") as bad:
+            bad.send_text(json.dumps({"type": "hello", "sample_rate": 12}))  # no microphone records at 12 Hz
+            bad.receive_text()
+        assert refused.value.code == BAD_MESSAGE
         with client.websocket_connect(f"/voice/{token}") as socket:
             socket.send_text(json.dumps({"type": "hello", "sample_rate": MIC_RATE}))
             socket.send_bytes(bytes([FRAME]) + jpeg.getvalue())

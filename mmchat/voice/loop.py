@@ -60,9 +60,11 @@ FRAME_FRESH_SECONDS = 5.0
 # assistant counts as speaking until then.
 PLAYBACK_SLACK_SECONDS = 0.3
 # Speech over the assistant's voice is told from its echo on this much of it (from the first
-# speech frame): a first look early, for a quick barge-in, and a last one where EchoGuard's
-# figures are sure (on 300 ms a person passes for echo about one time in eight; on 500 ms, seldom).
-ECHO_CHECKS_SECONDS = (0.3, 0.5)
+# speech frame): a first look as early as EchoGuard can match at all (its min_seconds), so
+# the answer stops within about 300 ms of the person's first word, and a last one where its
+# figures are sure (on 300 ms a person passes for echo about one time in eight; on 500 ms,
+# seldom), for those the first look took for echo.
+ECHO_CHECKS_SECONDS = (0.25, 0.5)
 # Whisper's own confidence that a stretch was no speech at all: above it, a transcript is a
 # guess at noise ("Thank you.") and no question.
 NO_SPEECH_LIMIT = 0.6

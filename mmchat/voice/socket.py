@@ -42,7 +42,7 @@ MAX_MESSAGE_BYTES = 8_000_000  # a camera frame as a JPEG is well under this
 RATES = range(8_000, 192_001)
 MAX_FRAME_PIXELS = 4096 * 4096  # far above any webcam; a picture bigger than this is not a frame
 # The socket closes with these (4000-4999 are the application's own codes).
-UNKNOWN_TOKEN, BAD_MESSAGE = 4404, 4400
+UNKNOWN_TOKEN, BAD_MESSAGE, REPLACED = 4404, 4400, 4409
 
 
 class VoiceLoops:
@@ -86,6 +86,9 @@ class VoiceLoops:
 
 def voice_router(loops: VoiceLoops) -> APIRouter:
     router = APIRouter()
+    # One socket feeds a session at a time: two would interleave their audio into one
+    # stream. The newest wins (the page reconnected, or voice mode was turned on again).
+    feeding: dict[str, WebSocket] = {}
 
     @router.websocket("/voice/{token}")
     async def voice_socket(socket: WebSocket, token: str) -> None:
@@ -94,6 +97,9 @@ def voice_router(loops: VoiceLoops) -> APIRouter:
             await socket.close(code=UNKNOWN_TOKEN)
             return
         await socket.accept()
+        previous, feeding[token] = feeding.get(token), socket
+        if previous is not None:
+            await previous.close(code=REPLACED)
         rate, shown = None, None
         try:
             while True:
@@ -123,8 +129,10 @@ def voice_router(loops: VoiceLoops) -> APIRouter:
         except WebSocketDisconnect:
             pass
         finally:
-            # The page closed the socket (voice mode off, tab gone): a half-said question goes.
-            loop.stop_listening()
+            if feeding.get(token) is socket:
+                del feeding[token]
+                # The page closed the socket (voice mode off, tab gone): a half-said question goes.
+                loop.stop_listening()
 
     return router
 
