@@ -24,7 +24,7 @@ from .errors import UserFacingError
 from .events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
-from .session import ChatSession, ConversationStore
+from .session import ChatSession
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
 from .voice.loop import STATE_WORDS, VoiceLoop
 from .voice.socket import VoiceLoops
@@ -247,7 +247,7 @@ class ChatHandlers:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.store = ConversationStore(services.config.data_dir)
+        self.store = services.open_store()  # the process's one store, in Services
         self.voice_loops = VoiceLoops(lambda session: VoiceLoop(session, services))
 
     def new_session(self) -> ChatSession:
@@ -497,11 +497,6 @@ def build_ui(services: Services) -> gr.Blocks:
             edit_button = gr.Button("Edit last message", size="sm", min_width=100)
             new_chat_button = gr.Button("New chat", size="sm", min_width=100)
             export_button = gr.DownloadButton("Export (Markdown, .zip)", value=None, size="sm", min_width=100)
-        gr.Examples(
-            examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
-            inputs=[textbox],
-            label="Examples",
-        )
         voice_mode = gr.Checkbox(
             value=False, label="Voice mode: talk hands-free; the camera's view goes with each question, "
             "answers are spoken, and talking interrupts them", elem_id="voice-mode",
@@ -515,6 +510,11 @@ def build_ui(services: Services) -> gr.Blocks:
                         "compare with the previous question's view.")
         voice_token = gr.Textbox(visible="hidden", elem_id="voice-token", label="Voice connection")
         voice_answer = gr.Button("Answer the spoken question", visible="hidden", elem_id="voice-answer")
+        gr.Examples(
+            examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
+            inputs=[textbox],
+            label="Examples",
+        )
         with gr.Accordion("Timings", open=False):
             timings = gr.Markdown(elem_id="timings")
         with gr.Accordion("Settings", open=False):

@@ -250,6 +250,7 @@ class VoiceLoop:
             return None
         with self._state:
             overlapped_playback = now - (ended.at - ended.start) / SAMPLE_RATE < self._speaking_until
+        # A safety net: speech during playback was told from echo at its start already.
         if overlapped_playback and self.echo_guard.is_echo(ended.audio):
             self._transcriber.abandon()
             return None
