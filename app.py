@@ -19,6 +19,7 @@ def build_services(config: Config):
     from mmchat.model_handle import ModelHandle
     from mmchat.turn import Services
 
+    store = open_store(config)  # before the model: a data folder it can't use ends the start at once
     if config.engine == "remote":  # the model runs elsewhere: torch is never imported for it
         from mmchat.engine.remote import create_remote_engine
 
@@ -43,7 +44,20 @@ def build_services(config: Config):
 
         # Load the default voice now, in the background, so the first spoken answer is quick.
         ModelHandle(lambda progress: tts(Speech(config.voice, config.speech_rate)), "voice").start()
-    return Services(config=config, engine=engine, stt=stt, tts=tts)
+    return Services(config=config, engine=engine, stt=stt, tts=tts, store=store)
+
+
+def open_store(config: Config):
+    """The conversation store, once per process. Its first start in a data folder brings
+    in the JSON conversations of earlier versions and logs how many it imported."""
+    from mmchat.store import SQLiteStore, StoreError
+
+    try:
+        store = SQLiteStore(config.data_dir)
+    except StoreError as exc:
+        raise SystemExit(f"Can't use the conversations in {config.data_dir}: {exc}") from None
+    log.info("Conversations are kept in %s", store.path)
+    return store
 
 
 def _explain_when_unavailable(engine, config: Config) -> None:

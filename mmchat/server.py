@@ -51,6 +51,16 @@ def build_app(services: Services, demo=None) -> FastAPI:
 
 
 def serve(demo, services: Services) -> None:
+    try:
+        _serve(demo, services)
+    finally:
+        # After the server has stopped: closing the last connection checkpoints the
+        # write-ahead log into the database, so a clean stop leaves one file behind.
+        if services.store is not None:
+            services.store.close()
+
+
+def _serve(demo, services: Services) -> None:
     config = services.config
     if config.share:  # a share link needs Gradio's own server, which cannot carry the API routes
         from .ui import launch_options

@@ -41,6 +41,7 @@ from .history import HistoryTooLong, fit_history
 from .images import check_image
 from .model_handle import ModelHandle
 from .session import ChatSession
+from .store import SQLiteStore
 from .tts import TextToSpeech
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,26 @@ class Services:
     stt: ModelHandle | None = None  # of a SpeechToText
     tts: Callable[[Speech], "TextToSpeech"] | None = None  # a cached voice for a Speech setting
     admission: Admission | None = None  # built from config.concurrency when not given
+    # The saved conversations: one store per process, shared by all that keep conversations
+    # (the page; the API's chat completions are stateless and keep none). app.py opens it
+    # at start; see open_store.
+    store: SQLiteStore | None = None
 
     def __post_init__(self) -> None:
         if self.admission is None:
             self.admission = Admission(self.config.concurrency)
+
+    def open_store(self) -> SQLiteStore:
+        """The store, opened in config.data_dir on first use when none was given. Lazily,
+        not in __post_init__: Services are also made for one request (the API) or one
+        test, which should not open, migrate and import a data folder each time."""
+        with _STORE_OPENING:
+            if self.store is None:
+                self.store = SQLiteStore(self.config.data_dir)
+            return self.store
+
+
+_STORE_OPENING = threading.Lock()
 
 
 # --- input checks ---
@@ -148,8 +165,12 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
 
 
 def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part]) -> list[Part]:
-    """Copy the uploads of an accepted question into the conversation's media folder
-    (uploads are temporary files); on failure nothing is left behind."""
+    """Copy the uploads of an accepted question into the store (uploads are temporary files).
+
+    Copies already made when one fails are not deleted here: a stored file may be
+    another conversation's too (the same content is kept once), and the store removes
+    those no saved turn uses by itself, after a grace time.
+    """
     kept: list[Part] = []
     try:
         for part in parts:
@@ -157,15 +178,8 @@ def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[
                 part = dataclasses.replace(part, path=session.keep_upload(part.path, conversation))
             kept.append(part)
     except OSError as exc:
-        _delete_media(kept)
         raise InputError(f"Your message could not be stored on the server ({exc.strerror or exc}).") from exc
     return kept
-
-
-def _delete_media(parts: list[Part]) -> None:
-    for part in parts:
-        if isinstance(part, (ImagePart, AudioPart)):
-            Path(part.path).unlink(missing_ok=True)
 
 
 def transcribe_recording(path: str, services: Services, cancel: CancelToken | None = None):
@@ -289,8 +303,7 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
     session.save(conversation)  # the question is safe before the answer starts
 
     def take_back() -> None:  # refused before any answer: the conversation is as it was
-        _remove_turns(conversation, question, reply)
-        _delete_media(question.parts)
+        _remove_turns(conversation, question, reply)  # its uploads: see _keep_uploads
 
     yield QuestionAdded()
     yield from _answer(session, conversation, reply, token, services, params, speech, take_back, clock)

@@ -12,7 +12,8 @@ from fixture_models import fixture_model_path
 from mmchat.config import Config
 from mmchat.engine.local import create_local_engine
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.session import ChatSession
+from mmchat.store import SQLiteStore
 from mmchat.turn import Services
 
 FAMILIES = ("tiny-qwen3-vl", "tiny-idefics3")
@@ -44,18 +45,25 @@ def config(tmp_path) -> Config:
     return Config(device="cpu", data_dir=tmp_path / "data", temperature=0.0, stt_backend="none", tts_backend="none")
 
 
-def make_services(config: Config, engine) -> Services:
-    return Services(config=config, engine=ModelHandle.ready(engine))
+def make_services(config: Config, engine, store: SQLiteStore | None = None) -> Services:
+    return Services(config=config, engine=ModelHandle.ready(engine), store=store)
 
 
 @pytest.fixture
-def services(config, qwen_engine) -> Services:
-    return make_services(config, qwen_engine)
+def store(config) -> SQLiteStore:
+    """The app's conversation store in the test's data folder."""
+    with SQLiteStore(config.data_dir) as opened:
+        yield opened
 
 
 @pytest.fixture
-def session(config) -> ChatSession:
-    return ChatSession(ConversationStore(config.data_dir))
+def services(config, qwen_engine, store) -> Services:
+    return make_services(config, qwen_engine, store)
+
+
+@pytest.fixture
+def session(store) -> ChatSession:
+    return ChatSession(store)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from conftest import make_services, with_config
 from mmchat.conversation import ImagePart
 from mmchat.engine import GenerationParams
 from mmchat.events import InputRejected, Notice, QuestionAdded, TextDelta, TurnDone
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.store import SQLiteStore
 from mmchat.turn import UserInput, edit_last, regenerate, submit
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
@@ -30,13 +30,14 @@ def test_a_question_with_photos_is_added_then_answered_in_pieces(session, servic
     user, answer = session.conversation.turns
     assert len(user.images) == 2 and user.text == "What colours?"
     assert answer.text == "".join(deltas) == events[-1].text
-    # the photos were copied into the session's media folder (uploads are temporary)
-    assert all(str(session.media_dir) in image.path for image in user.images)
+    # the photos were copied into the store (uploads are temporary)
+    assert all(session.store.media.digest_of(image.path) for image in user.images)
 
 
 def test_the_conversation_is_saved_and_comes_back(session, services, photos):
     list(submit(session, UserInput("Hi", (str(photos[0]),)), services, GREEDY))
-    restored = ConversationStore(services.config.data_dir).load(session.conversation.id)
+    with SQLiteStore(services.config.data_dir) as reopened:  # as after a restart
+        restored = reopened.load(session.conversation.id)
     assert restored is not None and restored.turns == session.conversation.turns
 
 
@@ -124,8 +125,7 @@ def test_edit_keeps_the_photos_and_answers_the_new_words(session, services, phot
     assert len(session.conversation.turns) == 2
 
 
-def test_a_long_chat_drops_old_turns_and_says_a_photo_left(config, qwen_engine, photos):
-    session = ChatSession(ConversationStore(config.data_dir))
+def test_a_long_chat_drops_old_turns_and_says_a_photo_left(config, qwen_engine, session, photos):
     list(submit(session, UserInput("First, with a photo", (str(photos[0]),)), make_services(config, qwen_engine), GREEDY))
     alone = qwen_engine.count_tokens([
         {"role": "system", "content": config.system_prompt},
@@ -139,9 +139,8 @@ def test_a_long_chat_drops_old_turns_and_says_a_photo_left(config, qwen_engine, 
     assert len(session.conversation.turns) == 4  # dropped from the prompt, not from the chat
 
 
-def test_a_message_too_big_for_the_budget_is_refused(config, qwen_engine, photos):
+def test_a_message_too_big_for_the_budget_is_refused(config, qwen_engine, session, photos):
     tiny = make_services(with_config(config, history_tokens=10), qwen_engine)
-    session = ChatSession(ConversationStore(config.data_dir))
     events = list(submit(session, UserInput("Hello", (str(photos[0]),)), tiny, GREEDY))
     assert isinstance(events[-1], InputRejected) and "budget of 10" in events[-1].message
     assert session.conversation.turns == []

@@ -18,7 +18,8 @@ from mmchat.admission import Admission
 from mmchat.engine import Completion, GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Progress, QuestionAdded, Queued, TextDelta, TurnDone
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.session import ChatSession
+from mmchat.store import SQLiteStore
 from mmchat.turn import Services, Speech, UserInput, regenerate, submit
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
@@ -70,14 +71,19 @@ def one_at_a_time(config, qwen_engine) -> Services:
     return make_services(with_config(config, concurrency=1), qwen_engine)
 
 
-def new_session(config) -> ChatSession:
-    return ChatSession(ConversationStore(config.data_dir))
+def new_session(store: SQLiteStore) -> ChatSession:
+    """Another tab's session: every tab's conversations go to the one store, as in the app."""
+    return ChatSession(store)
+
+
+def stored_files(store: SQLiteStore) -> list:
+    return sorted(store.media.root.glob("??/*"))
 
 
 # --- one admission line ---
 
-def test_an_answer_beyond_the_limit_waits_its_place_in_line_then_runs(config, one_at_a_time):
-    first, second = new_session(config), new_session(config)
+def test_an_answer_beyond_the_limit_waits_its_place_in_line_then_runs(one_at_a_time, store):
+    first, second = new_session(store), new_session(store)
     a = Consumer(submit(first, UserInput("Tell a story"), one_at_a_time, ENDLESS), pause_after=TextDelta)
     a.start()
     assert a.paused.wait(60)  # A holds the only place, mid-answer
@@ -93,8 +99,8 @@ def test_an_answer_beyond_the_limit_waits_its_place_in_line_then_runs(config, on
     assert one_at_a_time.admission.running == 0 and one_at_a_time.admission.waiting == 0
 
 
-def test_stop_while_waiting_in_line_leaves_the_line_and_never_starts(config, one_at_a_time):
-    first, second = new_session(config), new_session(config)
+def test_stop_while_waiting_in_line_leaves_the_line_and_never_starts(one_at_a_time, store):
+    first, second = new_session(store), new_session(store)
     a = Consumer(submit(first, UserInput("Tell a story"), one_at_a_time, ENDLESS), pause_after=TextDelta)
     a.start()
     assert a.paused.wait(60)
@@ -112,8 +118,8 @@ def test_stop_while_waiting_in_line_leaves_the_line_and_never_starts(config, one
     assert one_at_a_time.admission.running == 0
 
 
-def test_a_tab_closed_while_waiting_in_line_gives_up_its_place(config, one_at_a_time):
-    first, second = new_session(config), new_session(config)
+def test_a_tab_closed_while_waiting_in_line_gives_up_its_place(one_at_a_time, store):
+    first, second = new_session(store), new_session(store)
     a = Consumer(submit(first, UserInput("Tell a story"), one_at_a_time, ENDLESS), pause_after=TextDelta)
     a.start()
     assert a.paused.wait(60)
@@ -154,12 +160,12 @@ def _run_to_slot(entering):
         return done.value
 
 
-def test_two_sessions_at_once_each_get_their_own_answer(config, qwen_engine, photos):
+def test_two_sessions_at_once_each_get_their_own_answer(config, qwen_engine, photos, store):
     services = make_services(with_config(config, concurrency=2), qwen_engine)
-    sessions = [new_session(config) for _ in range(2)]
+    sessions = [new_session(store) for _ in range(2)]
     alone = []
     for photo in photos:  # what each question gets when asked alone
-        session = new_session(config)
+        session = new_session(store)
         alone.append([e for e in submit(session, UserInput("Colour?", (str(photo),)), services, GREEDY)][-1].text)
     together = [Consumer(submit(s, UserInput("Colour?", (str(p),)), services, GREEDY)) for s, p in zip(sessions, photos)]
     for consumer in together:
@@ -172,8 +178,8 @@ def test_two_sessions_at_once_each_get_their_own_answer(config, qwen_engine, pho
 
 # --- one running turn per session ---
 
-def test_a_new_question_while_an_answer_streams_stops_it_and_is_answered(config, services):
-    session = new_session(config)
+def test_a_new_question_while_an_answer_streams_stops_it_and_is_answered(services, store):
+    session = new_session(store)
     old = Consumer(submit(session, UserInput("Tell a story"), services, ENDLESS), pause_after=TextDelta)
     old.start()
     assert old.paused.wait(60)
@@ -190,8 +196,8 @@ def test_a_new_question_while_an_answer_streams_stops_it_and_is_answered(config,
     assert still_running() == []
 
 
-def test_regenerate_while_an_answer_streams_never_leaves_two_answers(config, services):
-    session = new_session(config)
+def test_regenerate_while_an_answer_streams_never_leaves_two_answers(services, store):
+    session = new_session(store)
     list(submit(session, UserInput("First"), services, GREEDY))
     old = Consumer(submit(session, UserInput("Second"), services, ENDLESS), pause_after=TextDelta)
     old.start()
@@ -304,13 +310,13 @@ def test_stop_while_transcribing_ends_the_turn_and_the_transcription(speaking_se
     assert not turn.is_alive() and turn.seen[-1] == TurnDone("interrupted", "")
     assert session.conversation.turns == []  # nothing was asked yet
     assert still_running() == []
-    assert not session.media_dir.exists() or not any(session.media_dir.iterdir())
+    assert stored_files(session.store) == []  # the recording was never kept
 
 
 # --- nothing lost ---
 
-def test_new_chat_during_an_answer_saves_the_conversation_that_was_answered(config, services):
-    session = new_session(config)
+def test_new_chat_during_an_answer_saves_the_conversation_that_was_answered(config, services, store):
+    session = new_session(store)
     turn = Consumer(submit(session, UserInput("Tell a story"), services, ENDLESS), pause_after=TextDelta)
     turn.start()
     assert turn.paused.wait(60)
@@ -318,30 +324,38 @@ def test_new_chat_during_an_answer_saves_the_conversation_that_was_answered(conf
     session.new_chat()
     turn.resume.set()
     turn.join(60)
-    saved = ConversationStore(config.data_dir).load(answered.id)
+    with SQLiteStore(config.data_dir) as reopened:
+        saved = reopened.load(answered.id)
     assert saved is not None and [t.role for t in saved.turns] == ["user", "assistant"]
     assert saved.turns[1].status == "interrupted" and saved.turns[1].text == turn.seen[-1].text
     assert session.conversation.turns == []  # the new chat is empty
 
 
-def test_a_refused_question_leaves_no_files_behind(config, qwen_engine, session, photos):
+def test_a_refused_question_leaves_nothing_saved_and_no_files_behind(config, qwen_engine, photos):
     tight = make_services(with_config(config, history_tokens=10), qwen_engine)
-    events = list(submit(session, UserInput("Hello", (str(photos[0]),)), tight, GREEDY))
-    assert isinstance(events[-1], InputRejected)
-    assert session.conversation.turns == []
-    assert not session.media_dir.exists() or not any(session.media_dir.iterdir())
-    too_many = list(submit(session, UserInput("Which?", tuple(str(photos[0]) for _ in range(5))), tight, GREEDY))
-    assert isinstance(too_many[-1], InputRejected)
-    assert not session.media_dir.exists() or not any(session.media_dir.iterdir())
+    # No grace time: the store removes an unused upload at its next write, as it does
+    # in the app once the grace time is over.
+    with SQLiteStore(config.data_dir, media_grace=0) as store:
+        session = ChatSession(store)
+        events = list(submit(session, UserInput("Hello", (str(photos[0]),)), tight, GREEDY))
+        assert isinstance(events[-1], InputRejected)
+        assert session.conversation.turns == []
+        # It was saved before the answer started; taken back, it is gone from the store too.
+        assert store.load(session.conversation.id) is None and store.list_conversations() == []
+        assert stored_files(store) == []
+        too_many = list(submit(session, UserInput("Which?", tuple(str(photos[0]) for _ in range(5))), tight, GREEDY))
+        assert isinstance(too_many[-1], InputRejected)
+        assert stored_files(store) == []
 
 
-def test_the_question_is_saved_before_the_answer_starts(config, services):
-    session = new_session(config)
+def test_the_question_is_saved_before_the_answer_starts(config, services, store):
+    session = new_session(store)
     events = submit(session, UserInput("Hi"), services, GREEDY)
     for event in events:
         if isinstance(event, QuestionAdded):
             break
-    saved = ConversationStore(config.data_dir).load(session.conversation.id)
+    with SQLiteStore(config.data_dir) as reopened:  # another process's view, mid-answer
+        saved = reopened.load(session.conversation.id)
     assert saved is not None and saved.turns[0].text == "Hi"
     list(events)
 

@@ -65,6 +65,10 @@ PLAYBACK_SLACK_SECONDS = 0.3
 # figures are sure (on 300 ms a person passes for echo about one time in eight; on 500 ms,
 # seldom), for those the first look took for echo.
 ECHO_CHECKS_SECONDS = (0.25, 0.5)
+# The early look barges in only when the match is clearly poor: on so little audio some of
+# the assistant's own echo scores under EchoGuard's threshold, and stopping the answer for
+# its own voice is worse than a quarter second more of talking over the person.
+EARLY_ECHO_SCORE = 0.15
 # Whisper's own confidence that a stretch was no speech at all: above it, a transcript is a
 # guess at noise ("Thank you.") and no question.
 NO_SPEECH_LIMIT = 0.6
@@ -226,12 +230,14 @@ class VoiceLoop:
         if self._checked == (started, len(due)):
             return False  # this check is done; the next one is not due yet
         self._checked = (started, len(due))
-        if not self.echo_guard.is_echo(heard):
+        final = len(due) == len(ECHO_CHECKS_SECONDS)
+        limit = self.echo_guard.threshold if final else min(EARLY_ECHO_SCORE, self.echo_guard.threshold)
+        if self.echo_guard.similarity(heard) < limit:
             self._doubt = None
             self._person_turn = detector.turn_start
             self.barge_in()
             return True
-        if len(due) == len(ECHO_CHECKS_SECONDS):
+        if final:
             self._doubt = None
             self._echo_turn = detector.turn_start
         return False
