@@ -2,12 +2,18 @@
 
 Only an utterance that is nothing but the command (give or take "please" and the like)
 counts, so "stop sign, what does it say?" is a question and "stop." is a command.
+What "describe" may be said as lives with describe mode's other presets (mmchat/presets.py),
+which the page's typed commands use too.
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum
+
+from mmchat.presets import DESCRIBE, normalized, whole_utterance
+
+__all__ = ["Command", "normalized", "spoken_command"]
 
 
 class Command(Enum):
@@ -17,28 +23,17 @@ class Command(Enum):
     COMPARE = "compare"  # a question about what changed: the previous frame goes with it
 
 
-# What is said around a command without changing it.
-_FILLER = r"(?:please|now|okay|ok|hey|oh|um|uh|just|can you|could you|mmchat|thanks|thank you)"
 _PATTERNS = {
     Command.STOP: r"(?:stop|stop talking|stop it|be quiet|quiet|shut up|cancel|enough|that's enough|停|停止|别说了)",
     Command.NEW_CHAT: r"(?:(?:start )?(?:a )?new (?:chat|conversation)|start over|新对话|新聊天)",
-    Command.DESCRIBE: r"(?:describe(?: (?:this|it|that|the scene|what you see|what's in front of me))?"
-                      r"|what do you see|what's in front of me|描述|描述一下)",
+    Command.DESCRIBE: DESCRIBE.words,
     # Questions, not commands: they keep their words and only gain the previous frame.
     # "what change" is how Whisper tiny often hears a quick "what changed".
     Command.COMPARE: r"(?:compare|what(?:'s| has| is)? change[ds]?|what(?:'s| is) different|what's new|有什么变化|哪里不一样)",
 }
-_COMMANDS = {
-    command: re.compile(rf"^(?:{_FILLER} )*{pattern}(?: {_FILLER})*$") for command, pattern in _PATTERNS.items()
-}
+_COMMANDS = {command: whole_utterance(pattern) for command, pattern in _PATTERNS.items()}
 # COMPARE also counts inside a longer question ("what changed on the table?").
 _COMPARE_ANYWHERE = re.compile(r"\b(?:compare|what(?:'s| has| is)? changed?|what(?:'s| is) different)\b|有什么变化|哪里不一样")
-
-
-def normalized(text: str) -> str:
-    """Lower case, punctuation gone, spaces single: how Whisper's words are matched."""
-    text = re.sub(r"[^\w\s']", " ", text.lower().replace("’", "'"))
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def spoken_command(text: str) -> Command | None:

@@ -31,6 +31,7 @@ import numpy as np
 from mmchat.audio import SAMPLE_RATE
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
+from mmchat.presets import DESCRIBE, Verbosity
 from mmchat.session import ChatSession
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
@@ -49,11 +50,9 @@ STATE_WORDS: dict[State, str] = {
     "speaking": "Speaking (talk to interrupt)",
 }
 
-# What the describe command asks; the accessibility issue's describe mode will own it.
-DESCRIBE_QUESTION = (
-    "Describe what the camera sees for someone who cannot see it: the most important thing first, "
-    "in one short sentence."
-)
+# What the describe command asks: describe mode's prompt (mmchat/presets.py), brief, as
+# its first answer should be (details come when asked).
+DESCRIBE_QUESTION = DESCRIBE.question(Verbosity.BRIEF)
 # A camera frame older than this is not "what the camera sees now" (the camera was turned off).
 FRAME_FRESH_SECONDS = 5.0
 # The page plays what it is sent a little after it arrives (its audio buffer); the

@@ -31,7 +31,7 @@ class Speculation:
     """One per microphone stream; `update` is called from the feeding thread after each feed."""
 
     def __init__(self, stt: SpeechToText, *, language: str | None = "en", beam_size: int = 5,
-                 pause_ms: float = 250.0, max_seconds: float = 10.0) -> None:
+                 pause_ms: float = 150.0, max_seconds: float = 10.0) -> None:
         self._stt = stt
         self._language = language
         self._beam_size = beam_size
