@@ -28,10 +28,8 @@ worker stopped too: its TurnDone).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import queue
 import random
-import statistics
 import subprocess
 import sys
 import tempfile

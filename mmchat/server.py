@@ -30,7 +30,7 @@ def build_app(services: Services, demo=None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router(services))  # before the page's mount, which takes every other path
     if demo is not None and getattr(demo, "mmchat_voice", None) is not None:
-        from .voice.socket import voice_router
+        from .voice.websocket import voice_router
 
         app.include_router(voice_router(demo.mmchat_voice))  # voice mode's microphone and camera
     if demo is not None:

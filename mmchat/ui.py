@@ -27,7 +27,7 @@ from .events import (
 from .session import ChatSession
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
 from .voice.loop import STATE_WORDS, VoiceLoop
-from .voice.socket import VoiceLoops
+from .voice.websocket import VoiceLoops
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ footer { display: none !important; }
 # Stop and New chat silence the spoken answer at once, before the server even hears of it.
 SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) => a.pause()); }"""
 # Voice mode in the page: the microphone (20 ms of 16-bit PCM at a time) and a camera frame
-# a second go to the server over the voice socket (mmchat/voice/socket.py, which says why
+# a second go to the server over the voice socket (mmchat/voice/websocket.py, which says why
 # not Gradio's streaming microphone); the server says what it hears. Barge-in stops the
 # spoken answer here at once, before the server's stop reaches the model.
 VOICE_JS = """

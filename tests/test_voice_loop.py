@@ -251,7 +251,7 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
 
     from mmchat.server import build_app
     from mmchat.ui import ChatHandlers, build_ui
-    from mmchat.voice.socket import AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
+    from mmchat.voice.websocket import AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
                                   speech_to_text, text_to_speech)
