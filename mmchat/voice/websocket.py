@@ -93,10 +93,10 @@ def voice_router(loops: VoiceLoops) -> APIRouter:
     @router.websocket("/voice/{token}")
     async def voice_socket(socket: WebSocket, token: str) -> None:
         loop = loops.by_token(token)
+        await socket.accept()  # before any close, so the page gets our code, not a refused handshake
         if loop is None:
             await socket.close(code=UNKNOWN_TOKEN)
             return
-        await socket.accept()
         previous, feeding[token] = feeding.get(token), socket
         if previous is not None:
             await previous.close(code=REPLACED)
