@@ -111,6 +111,10 @@ window.mmchatVoice = (() => {
   async function start(token) {
     stop();
     if (!token) return;
+    if (!navigator.mediaDevices) {  // browsers give the microphone only to https pages and localhost
+      show("Voice mode needs the page over https (or at http://127.0.0.1 on this computer) to use the microphone.");
+      return;
+    }
     try {
       stream = await media();
     } catch (error) {
