@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import queue
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,13 +37,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixture_models import draw_test_image, shapes_vlm_path  # noqa: E402
+from speech import espeak  # noqa: E402
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine import GenerationParams  # noqa: E402
 from mmchat.engine.local import create_local_engine  # noqa: E402
@@ -64,13 +63,6 @@ QUESTIONS = ["What color is the shape?", "How many shapes are there?", "What sha
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle", "star"]
 STAGES = ("end of turn", "transcript", "first token", "first audio")
-
-
-def spoken(text: str, folder: Path) -> np.ndarray:
-    raw, wav = folder / "raw.wav", folder / "said.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-b", "32", "-e", "floating-point", "-r", str(MIC_RATE), str(wav)], check=True)
-    return sf.read(wav, dtype="float32")[0]
 
 
 class Microphone:
@@ -129,7 +121,7 @@ def run_voice(voice: str, turns: int, engine, stt, folder: Path, seed: int) -> l
     loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
     microphone = Microphone(loop)
     rng = random.Random(seed)
-    said = {text: spoken(text, folder) for text in QUESTIONS}
+    said = {text: espeak(text, folder, rate=MIC_RATE) for text in QUESTIONS}
     results = []
     try:
         for turn in range(turns + 1):  # the first one warms up
@@ -172,8 +164,8 @@ def run_barge_ins(count: int, voice: str, stt, folder: Path) -> list[tuple[float
                         lambda speech: tts)
     loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
     microphone = Microphone(loop)
-    question = spoken(QUESTIONS[0], folder)
-    interruption = spoken("Wait, what is this one?", folder)
+    question = espeak(QUESTIONS[0], folder, rate=MIC_RATE)
+    interruption = espeak("Wait, what is this one?", folder, rate=MIC_RATE)  # trimmed: its sound starts at once
     lead = MIC_RATE // 4
     results = []
     try:
@@ -195,7 +187,7 @@ def run_barge_ins(count: int, voice: str, stt, folder: Path) -> list[tuple[float
                 raise RuntimeError("the answer was never spoken")
             time.sleep(1.0)  # well into the spoken answer
             generating = next((t for t in threading.enumerate() if t.name == "mmchat-generate"), None)
-            microphone.say(np.concatenate([np.zeros(lead, np.float32), interruption]), onset=lead + _onset(interruption))
+            microphone.say(np.concatenate([np.zeros(lead, np.float32), interruption]), onset=lead)
             onset = microphone.onsets.get(timeout=30)
             told = microphone.barge_ins.get(timeout=30)
             if generating is not None:
@@ -213,12 +205,6 @@ def run_barge_ins(count: int, voice: str, stt, folder: Path) -> list[tuple[float
         microphone.close()
         loop.close()
     return results
-
-
-def _onset(audio: np.ndarray) -> int:
-    """The first sample of `audio` louder than -40 dBFS: where the speech starts."""
-    loud = np.flatnonzero(np.abs(audio) > 0.01)
-    return int(loud[0]) if len(loud) else 0
 
 
 def percentile(values: list[float], q: float) -> float:

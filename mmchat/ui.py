@@ -457,9 +457,10 @@ class ChatHandlers:
         return f"⏳ {status.message}{percent}", gr.Timer(active=True)
 
 
-def build_ui(services: Services) -> gr.Blocks:
+def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blocks:
+    """The page; `handlers`: its event handlers, when the caller (a test) wants to drive them too."""
     config = services.config
-    handlers = ChatHandlers(services)
+    handlers = handlers or ChatHandlers(services)
 
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
         # Filled by on_load: Gradio deep-copies initial state values, and a session holds locks.
@@ -568,7 +569,6 @@ def build_ui(services: Services) -> gr.Blocks:
         voice_answer.click(handlers.on_voice_turn, inputs=[session_state, max_tokens, temperature, voice, rate],
                            show_progress="hidden", **answer)
     demo.mmchat_voice = handlers.voice_loops  # the server routes the voice socket to these
-    demo.mmchat_voice_handlers = handlers  # for tests that drive the page's handlers with its routes
     return demo
 
 

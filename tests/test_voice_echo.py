@@ -6,16 +6,15 @@ voice, a person speaking over the echo, silence and nothing played must not."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from mmchat.audio import SAMPLE_RATE, load_audio
 from mmchat.voice import EchoGuard
+from speech import speech_maker
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng and sox make the test speech"
@@ -31,21 +30,7 @@ PERSON = "Wait, stop, I wanted to ask about something else entirely."
 @pytest.fixture(scope="module")
 def say(tmp_path_factory):
     """Text -> espeak-ng speech at 16 kHz, trimmed to the voice."""
-    folder = tmp_path_factory.mktemp("speech")
-    made: dict[tuple, np.ndarray] = {}
-
-    def make(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
-        key = (text, voice, speed)
-        if key not in made:
-            raw, wav = folder / f"{len(made)}.raw.wav", folder / f"{len(made)}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-            subprocess.run(["sox", str(raw), "-b", "32", "-e", "floating-point", "-r", str(R), str(wav)], check=True)
-            audio, _ = sf.read(wav, dtype="float32")
-            loud = np.flatnonzero(np.abs(audio) > 0.01)
-            made[key] = audio[loud[0] : loud[-1] + 1]
-        return made[key]
-
-    return make
+    return speech_maker(tmp_path_factory.mktemp("speech"), R)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
-import soundfile as sf
 
 from mmchat.audio import SAMPLE_RATE, load_audio
 from mmchat.config import Config, parse_config
@@ -20,6 +18,7 @@ from mmchat.stt import create_speech_to_text
 from mmchat.voice import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded
 from mmchat.voice.endpoint import FRAME
 from mmchat.voice.hold import TrailingWordHold, ends_mid_thought
+from speech import speech_maker
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng and sox make the test speech"
@@ -48,23 +47,7 @@ def wer(reference: str, hypothesis: str) -> float:
 @pytest.fixture(scope="module")
 def say(tmp_path_factory):
     """Text -> espeak-ng speech at 48 kHz, trimmed to the voice (so its onset is known)."""
-    folder = tmp_path_factory.mktemp("speech")
-    made: dict[str, np.ndarray] = {}
-
-    def make(text: str) -> np.ndarray:
-        if text not in made:
-            raw, wav = folder / f"{len(made)}.raw.wav", folder / f"{len(made)}.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
-            # Float output: 16-bit would be dithered, a different noise floor every run.
-            subprocess.run(["sox", str(raw), "-b", "32", "-e", "floating-point", "-r", str(MIC_RATE), str(wav)],
-                           check=True)
-            audio, rate = sf.read(wav, dtype="float32")
-            assert rate == MIC_RATE
-            loud = np.flatnonzero(np.abs(audio) > 0.01)
-            made[text] = audio[loud[0] : loud[-1] + 1]
-        return made[text]
-
-    return make
+    return speech_maker(tmp_path_factory.mktemp("speech"), MIC_RATE)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the trained shapes-vlm and the bundled voice; barge-in and echo from other threa
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,9 +18,10 @@ from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
-from mmchat.events import AudioChunk, Notice, TextDelta, TurnDone
+from mmchat.events import AudioChunk, Notice, TurnDone
 from mmchat.session import ChatSession, ConversationStore
 from mmchat.voice.loop import DESCRIBE_QUESTION, VoiceLoop
+from speech import speech_maker
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng and sox make the test speech"
@@ -36,19 +36,8 @@ QUESTION = "What color is the shape?"
 
 @pytest.fixture(scope="module")
 def say(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("said")
-    made: dict[str, np.ndarray] = {}
-
-    def make(text: str, voice: str = "en-us") -> np.ndarray:
-        if (text, voice) not in made:
-            raw, wav = folder / f"{len(made)}.raw.wav", folder / f"{len(made)}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
-            subprocess.run(["sox", str(raw), "-b", "32", "-e", "floating-point", "-r", str(MIC_RATE), str(wav)],
-                           check=True)
-            made[text, voice] = sf.read(wav, dtype="float32")[0]
-        return made[text, voice]
-
-    return make
+    """Text -> espeak-ng speech at 48 kHz, trimmed to the voice."""
+    return speech_maker(tmp_path_factory.mktemp("said"), MIC_RATE)
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +244,8 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
                                   speech_to_text, text_to_speech)
-    demo = build_ui(services)
-    handlers: ChatHandlers = demo.mmchat_voice_handlers
+    handlers = ChatHandlers(services)
+    demo = build_ui(services, handlers)
     session, *_ = handlers.on_load("")
     _, _, token, _ = handlers.on_voice_mode(session, True)
     assert token

@@ -123,7 +123,8 @@ class VoiceLoop:
         self._numbers = itertools.count(1)
         self._pending: dict[int, HeardTurn] = {}
         self._answering: int | None = None
-        self._speaking_until = 0.0  # time.monotonic() when the page will have played all it was sent
+        # EchoGuard schedules what the page is sent to play; a barge-in cuts it off here.
+        self._playback_cut = -np.inf
         # turn_start of the detector's turn under way once it is known whose it is:
         self._person_turn: int | None = None  # the person's
         self._echo_turn: int | None = None  # our own voice coming back
@@ -146,22 +147,20 @@ class VoiceLoop:
             self._arrivals.append((self._detector.position, now))
             self._transcriber.update(self._detector)
             self._speculation.update(self._detector)
-            turn, barged_in = None, False
+            heard, barged_in = None, False
             for event in events:
                 if isinstance(event, SpeechStarted):
                     barged_in |= self._speech_started(event, now)
                 elif isinstance(event, TurnEnded):
                     self._doubt = None
-                    turn = self._turn_ended(event, now) or turn
+                    heard = self._turn_ended(event, now) or heard
                 elif isinstance(event, FalseStart):
                     self._doubt = self._echo_turn = None
             if self._doubt is not None and self._detector.in_turn:
                 barged_in |= self._tell_from_echo()
-            ended_at = None
-            if turn is not None:
-                with self._state:
-                    ended_at = self._pending[turn].speech_ended_at if turn in self._pending else None
-            return Heard(self.state, turn, barged_in, ended_at)
+            if heard is None:
+                return Heard(self.state, barged_in=barged_in)
+            return Heard(self.state, heard.number, barged_in, heard.speech_ended_at)
 
     def _hold(self, audio: np.ndarray) -> bool:
         """Wait longer at this pause? From the pause's speculative transcript when there is one."""
@@ -190,7 +189,7 @@ class VoiceLoop:
         with self._state:
             if self._detector.in_turn and self._person_turn == self._detector.turn_start and self._heard_speech():
                 return "hearing"
-            if time.monotonic() < self._speaking_until:
+            if time.monotonic() < self._playing_until():
                 return "speaking"
             if self._answering is not None or self._pending:
                 return "thinking"
@@ -202,13 +201,18 @@ class VoiceLoop:
     @property
     def _busy(self) -> bool:
         """The assistant is answering or still playing an answer."""
-        return self._answering is not None or bool(self._pending) or time.monotonic() < self._speaking_until
+        return self._answering is not None or bool(self._pending) or time.monotonic() < self._playing_until()
+
+    def _playing_until(self) -> float:
+        """When the page will have played what it was sent, unless a barge-in stopped it (0)."""
+        end = self.echo_guard.playing_until
+        return end + PLAYBACK_SLACK_SECONDS if end > self._playback_cut else 0.0
 
     def _speech_started(self, started: SpeechStarted, now: float) -> bool:
         """Barge in if the assistant is answering (True); while it talks, only once the
         speech is told from the assistant's own voice (`_tell_from_echo`)."""
         with self._state:
-            busy, playing = self._busy, now < self._speaking_until
+            busy, playing = self._busy, now < self._playing_until()
         if playing:
             self._doubt = started
             return self._tell_from_echo()
@@ -245,16 +249,17 @@ class VoiceLoop:
         """Stop the answer (kept, marked stopped) and drop the questions not yet answered."""
         with self._state:
             self._pending.clear()
-            self._speaking_until = 0.0
+            # Still remembered by the guard: what was played may yet come back as echo.
+            self._playback_cut = self.echo_guard.playing_until
         self.session.cancel_scope.cancel()
 
-    def _turn_ended(self, ended: TurnEnded, now: float) -> int | None:
+    def _turn_ended(self, ended: TurnEnded, now: float) -> HeardTurn | None:
         if self._echo_turn == ended.start:  # our own voice from start to end
             self._echo_turn = None
             self._transcriber.abandon()
             return None
         with self._state:
-            overlapped_playback = now - (ended.at - ended.start) / SAMPLE_RATE < self._speaking_until
+            overlapped_playback = now - (ended.at - ended.start) / SAMPLE_RATE < self._playing_until()
         # A safety net: speech during playback was told from echo at its start already.
         if overlapped_playback and self.echo_guard.is_echo(ended.audio):
             self._transcriber.abandon()
@@ -265,7 +270,7 @@ class VoiceLoop:
             heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), frame)
         threading.Thread(target=self._finish_transcript, args=(heard,), name="mmchat-voice-transcript",
                          daemon=True).start()
-        return number
+        return heard
 
     def _finish_transcript(self, heard: HeardTurn) -> None:
         try:
@@ -361,9 +366,6 @@ class VoiceLoop:
     def _playing(self, chunk: AudioChunk) -> None:
         """The page is sent `chunk` to play: the assistant speaks until it has played."""
         self.echo_guard.played(chunk.samples, chunk.sample_rate)
-        with self._state:
-            start = max(time.monotonic(), self._speaking_until)
-            self._speaking_until = start + chunk.duration + PLAYBACK_SLACK_SECONDS
 
     def _stored_frame(self) -> str | None:
         """The path the turn layer stored this question's frame at (its last photo)."""
