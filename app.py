@@ -79,9 +79,10 @@ def _explain_when_unavailable(engine, config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mmchat.server import serve
+    from mmchat.server import check_options, serve
     from mmchat.ui import build_ui
 
+    check_options(config)  # before minutes of loading a model
     services = build_services(config)
     serve(build_ui(services), services)  # the page and the HTTP API (/v1) on one port
 

@@ -169,6 +169,18 @@ class Config:
     concurrency: int = _opt(
         "How many answers are generated at once (others wait in a queue).", 1
     )
+    auth: bool = _opt(
+        "Ask people to log in, each to their own conversations, photos, recordings and exports "
+        "(and the HTTP API to a user's API key). Add users with: python -m mmchat.users add NAME. "
+        "Without it, everyone who can reach the page shares one history.",
+        False,
+    )
+    session_hours: float = _opt(
+        "With --auth: hours a log-in lasts, however active; then the person logs in again.", 168.0
+    )
+    session_idle_hours: float = _opt(
+        "With --auth: hours without a request after which a log-in ends.", 24.0
+    )
 
     # --- HTTP API (OpenAI-compatible, under /v1 on the page's port) ---
     api_key: str = _opt(

@@ -10,10 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-import os
-import tempfile
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Union
@@ -25,6 +22,9 @@ Status = Literal["complete", "interrupted", "error"]
 @dataclass(frozen=True)
 class TextPart:
     text: str
+    # Describe mode's task that wrote `text` (its prompt), as a presets.Task tag such as
+    # "describe:brief": the chat shows the task's name, and the model gets `text`.
+    preset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,20 @@ class Turn:
         pieces = []
         for part in self.parts:
             if isinstance(part, TextPart):
+                pieces.append(part.text)
+            elif isinstance(part, AudioPart) and part.transcript:
+                pieces.append(part.transcript)
+        return "\n".join(p for p in pieces if p)
+
+    @property
+    def shown_text(self) -> str:
+        """The words as people see them: like `text`, with a describe-mode task's name
+        ("Describe (brief)") in place of its prompt."""
+        pieces = []
+        for part in self.parts:
+            if isinstance(part, TextPart) and part.preset:
+                pieces.append(_task_name(part))
+            elif isinstance(part, TextPart):
                 pieces.append(part.text)
             elif isinstance(part, AudioPart) and part.transcript:
                 pieces.append(part.transcript)
@@ -203,43 +217,18 @@ class Conversation:
             for recording in (p for p in turn.parts if isinstance(p, AudioPart)):
                 target = link(recording.path)
                 lines.append(f"[recording]({target})" if target else "*(recording not available)*")
-            lines.append(turn.text)
+            lines.append(turn.shown_text)
             if turn.status == "interrupted":
                 lines.append("*(stopped)*")
             lines.append("")
         return "\n".join(lines)
 
-    def write_export(self, path: Path) -> None:
-        """Write a .zip holding one folder (named after `path`) with `conversation.md` and
-        the photos and recordings it links to, so the links work once it is unpacked."""
-        folder = Path(path).stem
-        links: dict[str, str] = {}
-        counts = {"photo": 0, "recording": 0}
-        for turn in self.turns:
-            for part in turn.parts:
-                if not isinstance(part, (ImagePart, AudioPart)) or part.path in links:
-                    continue
-                if not Path(part.path).is_file():  # left out, and marked so in the text
-                    continue
-                kind = "photo" if isinstance(part, ImagePart) else "recording"
-                counts[kind] += 1
-                links[part.path] = f"{kind}s/{kind}-{counts[kind]}{Path(part.path).suffix.lower()}"
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and moved into place, so a download never gets a half-written file.
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-        os.close(handle)
-        try:
-            with zipfile.ZipFile(partial, "w") as archive:
-                archive.writestr(f"{folder}/conversation.md", self.to_markdown(links),
-                                 compress_type=zipfile.ZIP_DEFLATED)
-                for source, name in links.items():
-                    # Photos and recordings are compressed already; storing them is fast.
-                    archive.write(source, f"{folder}/{name}", compress_type=zipfile.ZIP_STORED)
-            os.replace(partial, path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+
+def _task_name(part: TextPart) -> str:
+    from .presets import Task  # presets need nothing from here; imported late to keep it so
+
+    task = Task.from_tag(part.preset)
+    return task.shown if task is not None else part.text
 
 
 def _data_url(path: str) -> str:
@@ -270,7 +259,7 @@ def _turn_to_dict(turn: Turn) -> dict:
     parts = []
     for part in turn.parts:
         if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
+            parts.append({"type": "text", "text": part.text, **({"preset": part.preset} if part.preset else {})})
         elif isinstance(part, ImagePart):
             parts.append({"type": "image", "path": part.path})
         else:
@@ -286,7 +275,7 @@ def _turn_from_dict(data: dict) -> Turn:
     parts: list[Part] = []
     for part in data["parts"]:
         if part["type"] == "text":
-            parts.append(TextPart(part["text"]))
+            parts.append(TextPart(part["text"], part.get("preset")))
         elif part["type"] == "image":
             parts.append(ImagePart(part["path"]))
         else:

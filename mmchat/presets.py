@@ -292,6 +292,53 @@ LIGHT = Preset(
 PRESETS: dict[str, Preset] = {p.name: p for p in (DESCRIBE, READ_TEXT, READ_DOCUMENT, CHART, EXERCISE, COMPARE,
                                                   IDENTIFY, LIGHT)}
 
+# --- a preset as asked for ---
+
+VERBOSITY_WORDS = {Verbosity.BRIEF: "brief", Verbosity.NORMAL: "normal", Verbosity.DETAILED: "detailed"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A preset asked for at a verbosity: what a describe-mode question is.
+
+    The question keeps it as a tag ("describe:brief") beside the prompt's exact words, so
+    the chat shows the task's name rather than the prompt, and the answer is tidied the
+    same way when it is regenerated.
+    """
+
+    preset: Preset
+    verbosity: Verbosity = Verbosity.NORMAL
+
+    @property
+    def tag(self) -> str:
+        return f"{self.preset.name}:{self.verbosity.value}"
+
+    @classmethod
+    def from_tag(cls, tag: str | None) -> "Task | None":
+        """The task a tag names; None for no tag, or one this version does not know."""
+        name, _, verbosity = (tag or "").partition(":")
+        if name not in PRESETS:
+            return None
+        try:
+            return cls(PRESETS[name], Verbosity(verbosity or "normal"))
+        except ValueError:
+            return None
+
+    @property
+    def shown(self) -> str:
+        """What the chat shows as the question: "Describe (brief)", "Light level"."""
+        if self.preset.prompt is None or self.verbosity is Verbosity.NORMAL:
+            return self.preset.label
+        return f"{self.preset.label} ({VERBOSITY_WORDS[self.verbosity]})"
+
+    def question(self) -> str:
+        """The words sent to the model ("" for a task answered without it)."""
+        return "" if self.preset.prompt is None else self.preset.question(self.verbosity)
+
+    def finish(self, answer: str) -> str:
+        return self.preset.finish(answer, self.verbosity)
+
+
 # --- naming a preset in words ---
 
 # Said around a command without changing it (voice mode's commands share these).

@@ -4,7 +4,8 @@
     serve(build_ui(services), services)             # uvicorn on config.host:config.port
 
 Both share one `Services`, so the page and the API answer through the same admission
-line and the same limits.
+line and the same limits. With --auth (mmchat/users) a log-in gate stands in front of
+the page and its files, and the API takes users' keys.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .api import api_router
-from .api.auth import load_keys, warn_if_open
+from .api.auth import ACCOUNTS_STATE, load_keys, warn_if_open
 from .api.errors import install_error_handlers
 from .errors import UserFacingError
 from .turn import Services
@@ -29,6 +30,12 @@ def build_app(services: Services, demo=None) -> FastAPI:
     app = FastAPI(title="mmchat", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.include_router(api_router(services))  # before the page's mount, which takes every other path
+    accounts = _accounts(services.config) if services.config.auth else None
+    if accounts is not None:
+        from .users.web import login_router, user_of_request
+
+        setattr(app.state, ACCOUNTS_STATE, accounts)  # the API's key check takes users' keys from here
+        app.include_router(login_router(accounts))
     if demo is not None and getattr(demo, "mmchat_voice", None) is not None:
         from .voice.websocket import voice_router
 
@@ -40,6 +47,9 @@ def build_app(services: Services, demo=None) -> FastAPI:
 
         demo.queue()  # answers set their own limits (none: the turn layer's admission line bounds them)
         options = launch_options(services.config)
+        if accounts is not None:
+            _gate(app, services, accounts, demo)
+            options["auth_dependency"] = user_of_request  # what Gradio gives handlers as gr.Request.username
         # Every launch option the mount knows carries over as is, so one added in ui.py
         # works here too; the others belong to Gradio's own server, which is not used.
         accepted = inspect.signature(gr.mount_gradio_app).parameters
@@ -48,6 +58,43 @@ def build_app(services: Services, demo=None) -> FastAPI:
             log.warning("Not available when the page is served with the API: %s", ", ".join(unused))
         gr.mount_gradio_app(app, demo, path="/", **{k: v for k, v in options.items() if k in accepted})
     return app
+
+
+def _accounts(config):
+    from .users import Accounts, SessionLimits
+
+    return Accounts(config.data_dir, SessionLimits(lifetime_seconds=config.session_hours * 3600,
+                                                   idle_seconds=config.session_idle_hours * 3600))
+
+
+def _gate(app: FastAPI, services: Services, accounts, demo) -> None:
+    """With --auth: every page route behind a log-in, and each file to its owner only."""
+    import gradio as gr
+    from gradio.utils import get_upload_folder
+
+    from .users.files import FileAccess
+    from .users.web import LoginGate, file_paths
+
+    store = services.open_store()
+    # Served from where they are (not copied into Gradio's cache, which would hand
+    # them to anyone logged in), each request checked by the gate: see users/files.py.
+    gr.set_static_paths([store.media.root, store.root / "exports"])
+    files = FileAccess(store, get_upload_folder(), page_files=lambda: file_paths(getattr(demo, "config", None)))
+    app.add_middleware(LoginGate, accounts=accounts, files=files)
+
+
+def close_accounts(app: FastAPI) -> None:
+    accounts = getattr(app.state, ACCOUNTS_STATE, None)
+    if accounts is not None:
+        accounts.close()
+
+
+def check_options(config) -> None:
+    """Refuse, before anything is loaded, options that can't be served together."""
+    if config.auth and config.share:
+        raise SystemExit("--auth can't be used with --share: a share link goes through Gradio's own server, "
+                         "which has no log-in of mmchat's. Serve with --auth and --host 0.0.0.0 instead, "
+                         "or share without --auth.")
 
 
 def serve(demo, services: Services) -> None:
@@ -62,6 +109,7 @@ def serve(demo, services: Services) -> None:
 
 def _serve(demo, services: Services) -> None:
     config = services.config
+    check_options(config)
     if config.share:  # a share link needs Gradio's own server, which cannot carry the API routes
         from .ui import launch_options
 
@@ -75,6 +123,22 @@ def _serve(demo, services: Services) -> None:
         app = build_app(services, demo)
     except UserFacingError as exc:  # e.g. an unreadable keys file: say so, no traceback
         raise SystemExit(exc.message) from None
+    if config.auth:
+        _explain_accounts(app, config)
     log.info("Serving the page at http://%s:%d/ and the OpenAI-compatible API at http://%s:%d/v1",
              config.host, config.port, config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+    try:
+        uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+    finally:
+        close_accounts(app)
+
+
+def _explain_accounts(app: FastAPI, config) -> None:
+    accounts = getattr(app.state, ACCOUNTS_STATE)
+    count = accounts.user_count()
+    if count == 0:
+        log.warning("--auth is on and there are no users yet, so no one can log in. Add one (the server "
+                    "can keep running) with: python -m mmchat.users --data-dir %s add NAME", config.data_dir)
+    else:
+        log.info("--auth: %d user%s may log in; the HTTP API needs a user's key (python -m mmchat.users "
+                 "add-key NAME)", count, "" if count == 1 else "s")

@@ -40,6 +40,7 @@ from .events import (
 from .history import HistoryTooLong, fit_history
 from .images import check_image
 from .model_handle import ModelHandle
+from .presets import Task
 from .session import ChatSession
 from .store import SQLiteStore
 from .tts import TextToSpeech
@@ -67,6 +68,9 @@ class UserInput:
     # speaking) and the stages already done by then, for the answer's timings. None: now.
     asked_at: float | None = None
     stages_done: tuple[tuple[str, float], ...] = ()  # (stage, time.monotonic())
+    # Describe mode: a task preset asked for about `images` (any typed text is not sent:
+    # the preset's prompt is). The chat shows the task's name; the model gets the prompt.
+    task: Task | None = None
 
 
 class StageClock:
@@ -157,11 +161,27 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
             return None
         yield Transcribed(transcript)
         parts.append(AudioPart(user_input.audio, transcript.text.strip(), transcript.language, transcript.duration))
-    if text:
+    task = user_input.task
+    if task is not None:
+        if len(user_input.images) < task.preset.images:
+            raise InputError(_needs_photos(task))
+        parts.append(TextPart(task.question(), task.tag))
+    elif text:
         parts.append(TextPart(text))
     if not any(isinstance(p, (TextPart, AudioPart)) for p in parts):
         raise InputError("Please type or say a question" + (" about the photo." if parts else "."))
     return parts
+
+
+def _needs_photos(task: Task) -> str:
+    if task.preset.needs_two_photos:
+        return f"{task.preset.label} needs two photos: add both (the earlier one first), or take two with the camera."
+    return f"{task.preset.label} needs a photo: add one, or turn on the camera."
+
+
+def task_of(question: Turn) -> Task | None:
+    """The describe-mode task a question was asked as, if any."""
+    return next((Task.from_tag(p.preset) for p in question.parts if isinstance(p, TextPart) and p.preset), None)
 
 
 def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part]) -> list[Part]:
@@ -394,16 +414,24 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     refused: str | None = None
     slot = None
     ran_out = False  # the engine's stream ended by itself
+    question = conversation.turns[conversation.turns.index(reply) - 1]
+    task = task_of(question)
     try:
-        engine = yield from _wait_for_engine(services, token)
-        if engine is not None:
-            fitted = _fit(conversation, reply, engine, services)
-            if fitted.notice:
-                yield Notice(fitted.notice)
+        if task is not None and task.preset.measure is not None:  # answered from the pixels: no model, no line
+            engine, messages = _Measured(task, question), []
             voice = yield from _voice_for(speech, services)
-            slot = yield from services.admission.enter(token)
+            slot = _NO_SLOT
+        else:
+            engine = yield from _wait_for_engine(services, token)
+            if engine is not None:
+                fitted = _fit(conversation, reply, engine, services)
+                messages = fitted.messages
+                if fitted.notice:
+                    yield Notice(fitted.notice)
+                voice = yield from _voice_for(speech, services)
+                slot = yield from services.admission.enter(token)
         if slot is not None:
-            with contextlib.closing(_generate(engine, fitted.messages, params, token, voice)) as items:
+            with contextlib.closing(_generate(engine, messages, params, token, voice)) as items:
                 for item in items:
                     if isinstance(item, Completion):
                         completion = item
@@ -441,14 +469,42 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 take_back()
             else:
                 clock.mark("done")
-                reply.parts = [TextPart("".join(pieces))]
+                answer = "".join(pieces)
+                if task is not None and status == "complete":  # e.g. a brief description kept to one sentence
+                    answer = task.finish(answer)
+                reply.parts = [TextPart(answer)]
                 reply.status = status
                 reply.timings = dict(clock.marks)
         session.save(conversation)
     if refused is not None:
         yield InputRejected(refused)
     else:
-        yield TurnDone(status, "".join(pieces), error, completion, dict(clock.marks))
+        yield TurnDone(status, reply.text, error, completion, dict(clock.marks))
+
+
+class _NoSlot:
+    """The place in line of an answer that needs none (it does not use the model)."""
+
+    def release(self) -> None:
+        pass
+
+
+_NO_SLOT = _NoSlot()
+
+
+class _Measured:
+    """A task answered from the photo's pixels (the light level), streamed like a model's
+    answer so it is shown, spoken and saved the same way."""
+
+    def __init__(self, task: Task, question: Turn) -> None:
+        self.task, self.question = task, question
+
+    def stream(self, messages, params, token) -> Iterator[str | Completion]:
+        if not self.question.images:
+            raise UserFacingError(_needs_photos(self.task))
+        words = self.task.preset.measure(self.question.images[-1].path)
+        yield words
+        yield Completion("stop", 0, 0)
 
 
 def _wait_for_engine(services: Services, token: CancelToken):

@@ -24,8 +24,12 @@ from .errors import UserFacingError
 from .events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
+from . import transfer
+from .describe import DEFAULT_TASK, DEFAULT_VERBOSITY, SHORTCUT, Describer, chosen_task, task_choices, verbosity_choices
 from .session import ChatSession
+from .store import LOCAL_OWNER
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
+from .users.accounts import exports_folder
 from .voice.loop import STATE_WORDS, VoiceLoop
 from .voice.websocket import VoiceLoops
 
@@ -58,11 +62,33 @@ HEAD = """
     // Gradio's chat drops the alt text of photos; a photo button without a name is a blank to a screen reader.
     document.querySelectorAll('[data-testid="user"] img[alt=""], [data-testid="user"] img:not([alt])')
       .forEach((img) => { img.alt = "Photo you sent"; });
+    // The message box is named by its placeholder alone: Gradio does not tie its label to it.
+    const box = document.querySelector("#message textarea");
+    if (box && box.getAttribute("aria-label") !== "Message") box.setAttribute("aria-label", "Message");
+    // The empty spoken-answer player has an aria-label on an element without a role (not allowed).
+    document.querySelectorAll("#speech .empty[aria-label]:not([role])").forEach((e) => e.removeAttribute("aria-label"));
+    // Gradio gives each radio choice a group of its own: one name per list makes it one
+    // group for screen readers ("2 of 3") and for the arrow keys.
+    document.querySelectorAll("#describe-verbosity input[type=radio]").forEach((input) => {
+      if (input.name !== "mmchat-verbosity") input.name = "mmchat-verbosity";
+    });
+    const verbosity = document.getElementById("describe-verbosity");
+    if (verbosity && verbosity.getAttribute("role") !== "radiogroup") {
+      verbosity.setAttribute("role", "radiogroup");
+      verbosity.setAttribute("aria-label", "Detail");
+    }
+    const describe = document.getElementById("describe-button");
+    if (describe && !describe.hasAttribute("aria-keyshortcuts")) describe.setAttribute("aria-keyshortcuts", "Alt+Shift+D");
   };
   new MutationObserver(setup).observe(document.documentElement, {childList: true, subtree: true});
-  // Escape stops the answer from anywhere on the page, for keyboard and screen-reader users.
+  // Escape stops the answer from anywhere on the page, for keyboard and screen-reader users;
+  // Alt+Shift+D describes (by the key's place: on a Mac, Option+Shift+D types a letter).
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") document.querySelector("#stop-button")?.click();
+    if (event.altKey && event.shiftKey && !event.ctrlKey && !event.metaKey && event.code === "KeyD") {
+      event.preventDefault();
+      document.querySelector("#describe-button")?.click();
+    }
   });
   window.addEventListener("DOMContentLoaded", setup);
 })();
@@ -75,6 +101,17 @@ CSS = """
 footer { display: none !important; }
 #voice-preview { width: 100%; max-width: 360px; aspect-ratio: 4 / 3; background: #111; border-radius: 8px; }
 #voice-state { font-weight: 600; min-height: 1.5em; }
+/* The spoken answer's player plays in the page but is not shown: after an answer it reads
+   "0:00 / 0:00" and its controls only duplicate Stop (Esc). */
+#speech { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+#shortcuts { font-size: 0.85em; opacity: 0.9; }
+/* Where the keyboard is must show on every control (WCAG 2.4.7): Gradio removes the outline from some. */
+:focus-visible { outline: 3px solid #4338ca !important; outline-offset: 2px; }
+/* Gradio's small icon buttons (Fullscreen, Download, Copy ...) are 18 px; a finger or a shaky hand needs 24 (2.5.8). */
+.icon-button, a.download-link { min-width: 24px; min-height: 24px; }
+/* A photo's Download is a button inside a link: the link is what downloads, so it takes the pointer
+   (else the button hides it, and the link's own target is 1 px wide). */
+a.download-link > .icon-button { pointer-events: none; }
 """
 
 # Stop and New chat silence the spoken answer at once, before the server even hears of it.
@@ -232,8 +269,8 @@ def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
     content += [{"path": p.path} for p in turn.parts if isinstance(p, AudioPart)]
-    if turn.text:
-        content.append(turn.text)
+    if turn.shown_text:  # a describe-mode question shows its task's name, not its prompt
+        content.append(turn.shown_text)
     return {"role": "user", "content": content}
 
 
@@ -253,9 +290,12 @@ class ChatHandlers:
         self.services = services
         self.store = services.open_store()  # the process's one store, in Services
         self.voice_loops = VoiceLoops(lambda session: VoiceLoop(session, services))
+        self.describer = Describer(services, self.voice_loops)
 
-    def new_session(self) -> ChatSession:
-        return ChatSession(self.store)
+    def new_session(self, request: gr.Request | None = None) -> ChatSession:
+        """A session whose conversations are the logged-in user's (with --auth), else the local person's."""
+        owner = getattr(request, "username", None) if request is not None else None
+        return ChatSession(self.store, owner=owner or LOCAL_OWNER)
 
     def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP,
               answering=False, editing=False, waiting=None):
@@ -264,14 +304,21 @@ class ChatHandlers:
                 session.conversation.id, reviewed, speech, number, timings_table(session.conversation))
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
-             progress: gr.Progress | None = None, editing: bool = False):
+             progress: gr.Progress | None = None, editing: bool = False, keep_box: bool = False):
         """Drive a turn, yielding view updates for each of its events.
 
         `editing`: the turn edits the last message from the box in edit mode. The box
         leaves edit mode once the edit is under way (else the next Enter would send the
         edited words again as a new question) and stays in it when the edit is refused.
+        `keep_box`: the question did not come from the box (Describe of an earlier photo),
+        so what is typed there stays.
+
+        An answer spoken by mmchat's voice is not announced to the screen reader as well:
+        the two would talk at once.
         """
         left_edit_mode = not editing
+        spoken = False
+        _cleared_box = (lambda: SKIP) if keep_box else _cleared
         for event in events:
             if isinstance(event, InputRejected):
                 shown = _plain(event.message)
@@ -283,11 +330,11 @@ class ChatHandlers:
                 continue
             if not left_edit_mode:
                 left_edit_mode = True
-                yield self._view(session, box=_cleared(), answering=True)
+                yield self._view(session, box=_cleared_box(), answering=True)
             if isinstance(event, Transcribed):
-                yield self._view(session, box=_cleared(), reviewed=None)
+                yield self._view(session, box=_cleared_box(), reviewed=None)
             elif isinstance(event, QuestionAdded):  # added with its reply, which is being written
-                yield self._view(session, box=_cleared(), reviewed=None, answering=True)
+                yield self._view(session, box=_cleared_box(), reviewed=None, answering=True)
             elif isinstance(event, Progress):
                 if progress is not None:
                     progress(event.fraction, desc=event.message)
@@ -301,23 +348,29 @@ class ChatHandlers:
             elif isinstance(event, TextDelta):
                 yield self._view(session, answering=True)
             elif isinstance(event, AudioChunk):
+                spoken = True
                 yield self._view(session, speech=_pcm16(event), answering=True)
             elif isinstance(event, TurnDone):
                 if event.status == "error":
                     gr.Warning(_plain(event.error))
                 announcement = {
-                    "complete": event.text,
-                    "interrupted": "Stopped. " + event.text,
+                    "complete": SKIP if spoken else event.text,  # heard already, in mmchat's voice
+                    "interrupted": "Stopped. " + ("" if spoken else event.text),
                     "error": _plain(event.error or ""),
                 }[event.status]
                 yield self._view(session, announcement=announcement, export=self.export(session))
 
     def export(self, session: ChatSession) -> str | None:
-        """The conversation as a .zip (Markdown and the photos and recordings it links to), for the Export button."""
+        """The conversation as a .zip (Markdown with the photos and recordings it links to,
+        and the JSON that Import takes back), for the Export button."""
         if not session.conversation.turns:
             return None
-        path = self.store.root / "exports" / f"mmchat-{session.conversation.id[:8]}.zip"
-        session.conversation.write_export(path)
+        conversation = session.conversation
+        path = exports_folder(self.store.root, session.owner) / f"mmchat-{conversation.id[:8]}.zip"
+        summary = self.store.summary(conversation.id, session.owner)
+        details = transfer.Details() if summary is None else transfer.Details(
+            summary.title if summary.custom_title else None, summary.created, summary.updated)
+        transfer.write_export(conversation, path, details)
         return str(path)
 
     def on_submit(self, session: ChatSession, message: dict, editing: bool, reviewed_audio: str | None,
@@ -362,6 +415,27 @@ class ChatHandlers:
         box = gr.update(value={"text": transcript.text.strip(), "files": message.get("files", [])})
         yield self._view(session, box=box, announcement="Check the words, then press Enter to send.", reviewed=audio)
 
+    def on_describe(self, session: ChatSession, message: dict, task_name: str, verbosity: str,
+                    max_new_tokens, temperature, speak: bool, voice: str, rate):
+        """Describe (button or shortcut): the chosen task about the box's photos, the camera's
+        view (voice mode) or the conversation's last photo (mmchat/describe.py)."""
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return
+        message = message or {"text": "", "files": []}
+        files = [f if isinstance(f, str) else f["path"] for f in message.get("files", [])]
+        photos = [f for f in files if not _is_audio(f)]
+        task = chosen_task(task_name, verbosity)
+        params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
+        events = self.describer.events(session, task, photos, params, speech)
+        yield from self.play(session, events, message if photos else None, keep_box=not photos)
+
+    def on_verbosity(self, session: ChatSession | None, verbosity: str) -> None:
+        """Voice mode's spoken tasks follow the chosen verbosity at once."""
+        loop = self.voice_loops.get(session) if session is not None else None
+        if loop is not None:
+            loop.verbosity = chosen_task(None, verbosity).verbosity
+
     def on_regenerate(self, session: ChatSession, max_new_tokens, temperature, speak, voice, rate):
         if session is None:
             gr.Warning(STILL_LOADING)
@@ -399,10 +473,11 @@ class ChatHandlers:
         return self._view(session, box=_cleared(), announcement="New chat started.",
                           export=None, reviewed=None)
 
-    def on_load(self, conversation_id: str):
-        """A session for this browser, with the conversation it had open (reloads, restarts)."""
-        session = self.new_session()
-        restored = self.store.load(conversation_id) if conversation_id else None
+    def on_load(self, conversation_id: str, request: gr.Request = None):
+        """A session for this browser, with the conversation it had open (reloads, restarts);
+        another user's conversation id opens a new chat."""
+        session = self.new_session(request)
+        restored = self.store.load(conversation_id, session.owner) if conversation_id else None
         if restored is not None:
             session.conversation = restored
         return (session, render(session.conversation), session.conversation.id, self.export(session),
@@ -452,9 +527,12 @@ class ChatHandlers:
             text = f"⚠️ **Model unavailable.** {status.error}" + (f"\n\n{hint}" if hint else "")
             return text, gr.Timer(active=False)
         if status.ready:
-            return f"Model: `{self.services.engine.wait().name}`", gr.Timer(active=False)
+            return f"Model: {model_title(self.services.engine.wait().name)} · ready", gr.Timer(active=False)
         percent = "" if status.fraction is None else f" ({status.fraction:.0%})"
         return f"⏳ {status.message}{percent}", gr.Timer(active=True)
+
+
+LOG_OUT_JS = "() => fetch('/logout', {method: 'POST'}).finally(() => { window.location.href = '/login'; })"
 
 
 def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blocks:
@@ -462,15 +540,20 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
     config = services.config
     handlers = handlers or ChatHandlers(services)
 
+    from .sidebar import SidebarHandlers, build_sidebar, connect  # it builds on this module's handlers
+
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
+        sidebar = build_sidebar()  # New chat, the conversations, rename, delete, import
         # Filled by on_load: Gradio deep-copies initial state values, and a session holds locks.
         session_state = gr.State(None, delete_callback=handlers.on_close)
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
 
-        gr.Markdown("## mmchat\nAsk about your photos, by typing or by voice.")
+        gr.Markdown("# mmchat\nAsk about your photos, by typing or by voice.")  # the page's one h1
         status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
+        if config.auth:  # the gate's log-out is a POST (a plain link, any site could make); see mmchat/users
+            gr.Button("Log out", size="sm", elem_id="log-out").click(None, js=LOG_OUT_JS)
         chatbot = gr.Chatbot(
             label="Conversation",
             editable="user",
@@ -488,7 +571,7 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         textbox = gr.MultimodalTextbox(
             label="Message",
             elem_id="message",
-            placeholder="Ask about your photos… (Enter sends, Shift+Enter adds a line, Esc stops)",
+            placeholder="Ask about your photos…",  # short: a longer one wraps to lines on a phone
             file_types=["image", "audio"] if services.stt is not None else ["image"],
             file_count="multiple",
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
@@ -496,11 +579,21 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             autofocus=True,
             stop_btn=True,
         )
+        gr.Markdown("Enter sends · Shift+Enter adds a line · Esc stops · Alt+Shift+D describes",
+                    elem_id="shortcuts", container=False)
+        # Describe mode: one key or button, about the box's photo, the camera or the last photo.
+        with gr.Row(elem_id="describe-row", equal_height=True):
+            describe_button = gr.Button(f"Describe ({SHORTCUT})", variant="primary", size="sm", min_width=170,
+                                        elem_id="describe-button")
+            task = gr.Dropdown(task_choices(), value=DEFAULT_TASK, label="Task", elem_id="describe-task",
+                               min_width=200)
+            verbosity = gr.Radio(verbosity_choices(), value=DEFAULT_VERBOSITY.value, label="Detail",
+                                 elem_id="describe-verbosity", min_width=260)
+        describe_choice = gr.BrowserState([DEFAULT_TASK, DEFAULT_VERBOSITY.value], storage_key="mmchat-describe")
         with gr.Row(elem_id="mmchat-actions"):
             stop_button = gr.Button("Stop", variant="stop", size="sm", min_width=100, elem_id="stop-button")
             regenerate_button = gr.Button("Regenerate", size="sm", min_width=100)
             edit_button = gr.Button("Edit last message", size="sm", min_width=100)
-            new_chat_button = gr.Button("New chat", size="sm", min_width=100)
             export_button = gr.DownloadButton("Export (Markdown, .zip)", value=None, size="sm", min_width=100)
         voice_mode = gr.Checkbox(
             value=False, label="Voice mode: talk hands-free; the camera's view goes with each question, "
@@ -528,8 +621,9 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
                                    label="Longest answer (tokens)")
             temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
                                     label="Temperature (0 = always the same answer)")
-            speak = gr.Checkbox(value=config.speak_answers, label="Speak answers aloud",
-                                interactive=services.tts is not None)
+            speak = gr.Checkbox(value=config.speak_answers, label="Speak answers aloud with mmchat's voice",
+                                info="A spoken answer is not also sent to your screen reader, so the two never "
+                                     "talk at once.", interactive=services.tts is not None)
             voice = gr.Dropdown(voice_choices(config), value=config.voice, label="Voice",
                                 interactive=services.tts is not None)
             rate = gr.Slider(0.5, 2.0, value=config.speech_rate, step=0.05, label="Speaking rate (1 = normal)",
@@ -539,7 +633,7 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         timer = gr.Timer(1.0)
 
         timer.tick(handlers.model_status, outputs=[status, timer], show_progress="hidden")
-        demo.load(handlers.on_load, inputs=[saved_id],
+        loaded = demo.load(handlers.on_load, inputs=[saved_id],
                   outputs=[session_state, chatbot, saved_id, export_button, timings])
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
@@ -558,18 +652,44 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         for trigger in (stop_button.click, textbox.stop):
             trigger(handlers.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
         edit_button.click(handlers.on_edit_button, inputs=[session_state], outputs=[textbox, editing])
-        new_chat_button.click(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs, js=SILENCE_JS)
         chatbot.clear(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
         speak.change(lambda on: gr.update(visible=on), inputs=[speak], outputs=[speech_output])
         announcement_number.change(None, inputs=[announcer], js=ANNOUNCE_JS)
+        connect(sidebar, SidebarHandlers(handlers), session_state=session_state, turn_outputs=turn_outputs,
+                loaded=loaded, announcer=announcer, announcement_number=announcement_number, editing=editing)
 
         voice_mode.change(handlers.on_voice_mode, inputs=[session_state, voice_mode],
-                          outputs=[voice_mode, voice_panel, voice_token, speech_output])
+                          outputs=[voice_mode, voice_panel, voice_token, speech_output]).then(
+            handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
         voice_token.change(None, inputs=[voice_token], js=START_VOICE_JS)
+
+        demo.load(_restore_describe, inputs=[describe_choice], outputs=[task, verbosity], show_progress="hidden")
+        for choice in (task, verbosity):  # remembered in this browser for the next visit
+            choice.change(lambda *chosen: list(chosen), inputs=[task, verbosity], outputs=[describe_choice],
+                          show_progress="hidden")
+        verbosity.change(handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
+        describe_button.click(handlers.on_describe, inputs=[session_state, textbox, task, verbosity, *settings],
+                              **answer)
         voice_answer.click(handlers.on_voice_turn, inputs=[session_state, max_tokens, temperature, voice, rate],
                            show_progress="hidden", **answer)
     demo.mmchat_voice = handlers.voice_loops  # the server routes the voice socket to these
     return demo
+
+
+def model_title(name: str) -> str:
+    """A model as people call it: a folder's name rather than its whole path
+    ("shapes-vlm", not "/home/me/models/shapes-vlm"); a hub id ("Qwen/Qwen3-VL-4B-Instruct") as it is."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        return path.name or name
+    return name
+
+
+def _restore_describe(saved) -> tuple[str, str]:
+    """The task and verbosity this browser chose last time (the defaults for anything unknown)."""
+    saved = saved if isinstance(saved, (list, tuple)) and len(saved) == 2 else (None, None)
+    task = chosen_task(*saved)
+    return task.preset.name, task.verbosity.value
 
 
 def voice_choices(config) -> list[str]:
@@ -680,14 +800,19 @@ def _text_of(value) -> str:
 
 def launch_options(config) -> dict:
     """Keyword arguments for `Blocks.launch` (and, those it takes, `gr.mount_gradio_app`)."""
+    from .theme import page_theme
+
     return dict(
         server_name=config.host,
         server_port=config.port,
         share=config.share,
-        allowed_paths=[str(config.data_dir), str(ASSETS)],
+        # Photos, recordings and exports, never the rest of the data folder (the database).
+        # With --auth not even those: the server serves them to their owners (server._gate).
+        allowed_paths=([] if config.auth else [str(config.data_dir / "media"), str(config.data_dir / "exports")])
+        + [str(ASSETS)],
         max_file_size=int(config.max_upload_mb * 1_000_000),
         head=HEAD + VOICE_JS,
         css=CSS,
-        theme=gr.themes.Soft(),
+        theme=page_theme(),
     )
 

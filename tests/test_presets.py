@@ -23,13 +23,15 @@ from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
+from mmchat.errors import ModelUnavailableError
 from mmchat.light import lightness, read_light
+from mmchat.model_handle import ModelHandle
 from mmchat.presets import (
-    BRIEF_CHARS, COMPARE, DESCRIBE, IDENTIFY, LIGHT, PRESETS, READ_DOCUMENT, READ_TEXT, Verbosity,
+    BRIEF_CHARS, COMPARE, DESCRIBE, IDENTIFY, LIGHT, PRESETS, READ_DOCUMENT, READ_TEXT, Task, Verbosity,
     preset_for_words, trim_brief, without_filler,
 )
 from mmchat.session import ChatSession, ConversationStore
-from mmchat.turn import UserInput, submit
+from mmchat.turn import Services, UserInput, regenerate, submit
 from mmchat.voice.commands import Command, spoken_command
 
 DATA = Path(__file__).parent / "data"
@@ -303,3 +305,58 @@ def test_untrained_prompts_get_the_right_answer(ask_fp32, preset, verbosity):
         answer, _ = ask_fp32(preset.question(verbosity), *scenes)
         answer = preset.finish(answer, verbosity)
         assert all(p.search(answer) for p in _expected(preset.name, scenes)), answer
+
+
+# --- tasks through the turn layer ---
+
+def test_a_task_is_shown_by_its_name_the_model_gets_its_prompt_and_the_answer_is_tidied(ask_fp32, tmp_path):
+    scene = SCENES[0]
+    draw_test_image(*scene).save(tmp_path / "scene.png")
+    session = ChatSession(ConversationStore(tmp_path / "chats"))
+    task = Task(IDENTIFY, Verbosity.BRIEF)
+    answer = _answer(submit(session, UserInput("ignored words", (str(tmp_path / "scene.png"),), task=task),
+                            ask_fp32.services, GREEDY))
+    assert answer == scene[1]
+    question = session.conversation.turns[0]
+    assert question.shown_text == "Identify object and colour (brief)"
+    sent = session.conversation.to_openai()[0]["content"]
+    assert [c["text"] for c in sent if c["type"] == "text"] == [IDENTIFY.question(Verbosity.BRIEF)]
+    # Regenerate asks the same task again, tidied the same way.
+    assert _answer(regenerate(session, ask_fp32.services, GREEDY)) == scene[1]
+    assert ask_fp32.follow_up(session, "What shape was it?") == scene[0]  # the same photo
+
+
+def _no_model(config) -> Services:
+    def fail(progress):
+        raise ModelUnavailableError("The model is not here.")
+
+    handle = ModelHandle(fail)
+    handle.start()
+    handle.loaded(10)
+    return Services(config=config, engine=handle)
+
+
+def test_the_light_task_is_answered_from_the_frame_without_the_model(config, tmp_path):
+    services = _no_model(config)
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    _exposed(HOPPER, -5).save(dark)
+    _exposed(HOPPER, 3).save(bright)
+    session = ChatSession(ConversationStore(tmp_path / "chats"))
+    task = Task(LIGHT)
+    assert _answer(submit(session, UserInput(images=(str(dark),), task=task), services, GREEDY)).startswith("Very dark")
+    assert session.conversation.turns[0].shown_text == "Light level"
+    bright_answer = _answer(submit(session, UserInput(images=(str(bright),), task=task), services, GREEDY))
+    assert bright_answer.startswith(("Bright", "Very bright"))
+    assert _answer(regenerate(session, services, GREEDY)) == bright_answer
+    # An ordinary question does need the model, which is not there.
+    events = list(submit(session, UserInput("What is it?", (str(bright),)), services, GREEDY))
+    assert events[-1].message == "The model is not here."
+
+
+@pytest.mark.parametrize("task, photos", [(Task(DESCRIBE), 0), (Task(LIGHT), 0), (Task(COMPARE), 1)])
+def test_a_task_without_its_photos_is_refused_and_the_chat_is_unchanged(config, tmp_path, task, photos):
+    session = ChatSession(ConversationStore(tmp_path / "chats"))
+    paths = tuple(str(HOPPER) for _ in range(photos))
+    (event,) = submit(session, UserInput(images=paths, task=task), _no_model(config), GREEDY)
+    assert "needs" in event.message and task.preset.label in event.message
+    assert session.conversation.turns == []

@@ -404,6 +404,44 @@ def test_a_failing_step_leaves_the_database_at_the_version_before(tmp_path, monk
         assert len(store.load(ids["photo"]).turns) == 2
 
 
+def test_version_2_upgrades_to_3_with_empty_user_tables_and_conversations_kept(tmp_path):
+    data = tmp_path / "data"
+    ids = _v1_database(data)
+    db = schema.connect(data / "mmchat.sqlite3")
+    assert schema.migrate(db, target=2) == 2
+    db.close()
+    with SQLiteStore(data) as store:
+        db = store._db
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        for table in ("users", "login_sessions", "api_keys"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        # Conversations made before users existed stay the local person's.
+        assert len(store.load(ids["photo"], LOCAL_OWNER).turns) == 2
+        assert store.load(ids["photo"], "alice") is None
+        # A user's sessions and keys go with the user.
+        with schema.write_transaction(db):
+            db.execute("INSERT INTO users VALUES ('alice', 'hash', 0)")
+            db.execute("INSERT INTO login_sessions VALUES ('t', 'alice', 0, 0)")
+            db.execute("INSERT INTO api_keys VALUES ('k', 'kh', 'alice', 0)")
+            db.execute("DELETE FROM users WHERE name = 'alice'")
+        assert db.execute("SELECT count(*) FROM login_sessions").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+        with pytest.raises(sqlite3.IntegrityError):  # no session of a user who does not exist
+            db.execute("INSERT INTO login_sessions VALUES ('t', 'nobody', 0, 0)")
+
+
+def test_whether_an_owner_uses_a_media_file(store, tmp_path):
+    photo = _file(tmp_path, "p.png", b"alice's photo")
+    conversation = Conversation()
+    conversation.add_user([ImagePart(str(photo)), TextPart("What is it?")])
+    store.save(conversation, "alice")
+    stored = store.load(conversation.id, "alice").turns[0].images[0].path
+    digest = store.media.digest_of(stored)
+    assert store.owner_uses_media("alice", digest)
+    assert not store.owner_uses_media("bob", digest)
+    assert not store.owner_uses_media(LOCAL_OWNER, digest)
+
+
 # --- the JSON store's conversations ---
 
 def _json_store(data: Path, uploads: Path) -> list[Conversation]:
@@ -470,3 +508,23 @@ def test_importing_twice_adds_nothing_and_keeps_newer_changes(tmp_path):
 def test_a_store_without_json_conversations_starts_empty(tmp_path):
     with SQLiteStore(tmp_path / "fresh") as store:
         assert store.list_conversations() == []
+
+
+def test_version_3_upgrades_to_4_and_a_describe_question_keeps_its_task(tmp_path):
+    data = tmp_path / "data"
+    ids = _v1_database(data)
+    db = schema.connect(data / "mmchat.sqlite3")
+    assert schema.migrate(db, target=3) == 3
+    db.close()
+    with SQLiteStore(data) as store:
+        photo = store.load(ids["photo"])
+        assert photo.turns[0].parts[1] == TextPart("Which bird is this?")  # no task: an ordinary question
+        described = Conversation()
+        described.add_user([TextPart("Describe what is in front of the camera ...", "describe:brief")])
+        described.add_assistant("A red circle.")
+        store.save(described)
+        assert store.load(described.id).turns == described.turns
+        # Titled and found by what the chat shows, not by the prompt's words.
+        assert store.summary(described.id).title == "Describe (brief)"
+        assert [c.id for c in store.list_conversations(query="describe (brief)")] == [described.id]
+        assert store.rename(described.id, "") and store.summary(described.id).title == "Describe (brief)"

@@ -17,7 +17,7 @@ from mmchat.engine.local import create_local_engine
 from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
-from mmchat.ui import EDIT_LABEL, ChatHandlers, build_ui, render
+from mmchat.ui import EDIT_LABEL, ChatHandlers, build_ui, model_title, render
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -109,9 +109,12 @@ def test_the_same_words_twice_are_announced_twice(handlers):
     assert isinstance(first[8], int) and isinstance(again[8], int) and first[8] != again[8]
 
 
-def test_model_status_reports_ready_with_the_model_name(handlers, services):
+def test_model_status_reports_ready_with_the_models_name_not_its_path(handlers, services):
     text, timer = handlers.model_status()
-    assert "Model:" in text and services.engine.wait().name in text
+    path = services.engine.wait().name  # the fixture's folder
+    assert text == f"Model: {Path(path).name} · ready" and path not in text
+    assert model_title("Qwen/Qwen3-VL-4B-Instruct") == "Qwen/Qwen3-VL-4B-Instruct"  # a hub id stays whole
+    assert model_title("~/models/my-vlm") == "my-vlm"
 
 
 def test_an_answer_being_written_is_not_marked_stopped_until_stop(handlers):

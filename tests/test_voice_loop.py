@@ -20,7 +20,8 @@ from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
 from mmchat.events import AudioChunk, Notice, TurnDone
 from mmchat.session import ChatSession, ConversationStore
-from mmchat.voice.loop import DESCRIBE_QUESTION, VoiceLoop
+from mmchat.presets import DESCRIBE, Verbosity
+from mmchat.voice.loop import VoiceLoop
 from speech import speech_maker
 
 pytestmark = pytest.mark.skipif(
@@ -135,7 +136,14 @@ def test_spoken_commands_stop_start_a_new_chat_and_describe(voice, say):
     events = list(voice.answer(describe[0], GREEDY, speech=None))
     assert isinstance(events[-1], TurnDone)
     question = voice.session.conversation.turns[0]
-    assert question.text == DESCRIBE_QUESTION and len(question.images) == 1
+    assert question.text == DESCRIBE.question(Verbosity.BRIEF) and len(question.images) == 1
+    assert question.shown_text == "Describe (brief)"  # the chat shows the task, not its prompt
+
+    voice.see(_frame("green"))  # any preset by its name: the light level, read from the frame's pixels
+    light = _turns(_feed(voice, np.concatenate([say("How bright is it?"), _quiet(1.2)])))
+    events = list(voice.answer(light[0], GREEDY, speech=None))
+    assert events[-1].status == "complete" and "brightness" in events[-1].text
+    assert voice.session.conversation.turns[-2].shown_text == "Light level"
 
 
 def test_silence_and_a_cough_make_no_question(voice):

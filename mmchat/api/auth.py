@@ -1,4 +1,5 @@
-"""API keys: none needed unless the operator sets some (--api-key, --api-keys-file).
+"""API keys: none needed unless the operator sets some (--api-key, --api-keys-file), or
+the server runs with --auth (then each user's keys, from `python -m mmchat.users add-key`).
 
 On loopback only programs on this machine can reach the API, so no key is the default;
 serving beyond it without one is allowed (a trusted LAN) but warned about at start-up.
@@ -12,6 +13,7 @@ import logging
 from pathlib import Path
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from ..config import Config
 from ..errors import UserFacingError
@@ -43,20 +45,29 @@ def is_loopback(host: str) -> bool:
 
 
 def warn_if_open(config: Config, keys: tuple[str, ...]) -> None:
-    if not keys and not is_loopback(config.host):
+    if not keys and not config.auth and not is_loopback(config.host):  # with --auth users' keys are needed
         log.warning("The HTTP API (/v1) is served on %s without an API key: anyone who can reach this address "
                     "can use the model. Set --api-key KEY (or --api-keys-file FILE), or serve on 127.0.0.1.",
                     config.host)
 
 
+ACCOUNTS_STATE = "mmchat_accounts"  # app.state's users (mmchat.users.Accounts) when served with --auth
+
+
 class KeyCheck:
-    """A FastAPI dependency: the request's `Authorization: Bearer KEY` must be one of `keys`."""
+    """A FastAPI dependency: the request's `Authorization: Bearer KEY` must be one of `keys`,
+    or, with --auth (the app's state holds the accounts), a user's key.
+
+    With --auth a key is always needed. The request's `state.mmchat_user` is then the
+    key's user, or None for the operator's keys (--api-key, --api-keys-file)."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys = tuple(key.encode() for key in keys)
 
-    def __call__(self, request: Request) -> None:
-        if not self._keys:
+    async def __call__(self, request: Request) -> None:
+        accounts = getattr(request.app.state, ACCOUNTS_STATE, None)
+        request.state.mmchat_user = None
+        if not self._keys and accounts is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
@@ -64,5 +75,9 @@ class KeyCheck:
                            code="invalid_api_key")
         given_bytes = given.strip().encode()
         # Every key is compared, in constant time, so timing tells nothing about any of them.
-        if not any([hmac.compare_digest(given_bytes, key) for key in self._keys]):
+        if any([hmac.compare_digest(given_bytes, key) for key in self._keys]):
+            return
+        user = await run_in_threadpool(accounts.user_of_key, given.strip()) if accounts is not None else None
+        if user is None:
             raise ApiError(401, "The API key is not valid for this server.", code="invalid_api_key")
+        request.state.mmchat_user = user

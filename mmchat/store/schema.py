@@ -177,8 +177,46 @@ def _v2_titles_and_search(db: sqlite3.Connection) -> None:
                    (conversation_id, title, "\n".join(text for _, text in said if text)))
 
 
+def _v3_users(db: sqlite3.Connection) -> None:
+    """For --auth: the people who may log in, their log-in sessions and their API keys.
+
+    conversations.owner holds a user's name (or 'local' without --auth); it is not a
+    foreign key, since 'local' is no user. Tokens and keys are kept only as hashes, so
+    a copy of the database lets no one in.
+    """
+    for statement in (
+        """CREATE TABLE users (
+               name TEXT PRIMARY KEY,
+               password_hash TEXT NOT NULL,
+               created REAL NOT NULL)""",
+        # token_hash: SHA-256 of the cookie's random token. last_seen moves on with use
+        # (the idle limit); created does not (the absolute limit).
+        """CREATE TABLE login_sessions (
+               token_hash TEXT PRIMARY KEY,
+               user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+               created REAL NOT NULL,
+               last_seen REAL NOT NULL)""",
+        "CREATE INDEX login_sessions_by_user ON login_sessions (user_name)",
+        # key_id: the key's public part, which names it in `list` and `remove-key`.
+        """CREATE TABLE api_keys (
+               key_id TEXT PRIMARY KEY,
+               key_hash TEXT NOT NULL UNIQUE,
+               user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+               created REAL NOT NULL)""",
+    ):
+        db.execute(statement)
+
+
+def _v4_preset_questions(db: sqlite3.Connection) -> None:
+    """Describe mode: a question written by a task preset keeps the task's tag
+    ("describe:brief") beside its prompt, so the chat can show the task's name."""
+    db.execute("ALTER TABLE parts ADD COLUMN preset TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_conversations,
     _v2_titles_and_search,
+    _v3_users,
+    _v4_preset_questions,
 ]
 LATEST = len(MIGRATIONS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from .legacy import import_json_folder
 from .media import MediaFiles
-from .schema import LOCAL_OWNER, connect, migrate, title_from, turn_text, write_transaction
+from .schema import LOCAL_OWNER, connect, migrate, title_from, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class ConversationSummary:
     title: str
     created: float  # Unix seconds
     updated: float
+    custom_title: bool = False  # renamed by the user (else made from the first question)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class _Prepared:
     path: str | None = None
     language: str | None = None
     duration: float | None = None
+    preset: str | None = None  # a text part's describe-mode task tag
 
 
 class SQLiteStore:
@@ -117,7 +119,7 @@ class SQLiteStore:
             # One statement, so one consistent state even while another process writes.
             rows = self._db.execute(
                 """SELECT t.position, t.role, t.status, t.timings, p.kind, p.text, p.media_hash, m.extension,
-                          p.missing_path, p.language, p.duration
+                          p.missing_path, p.language, p.duration, p.preset
                    FROM conversations c
                    LEFT JOIN turns t ON t.conversation_id = c.id
                    LEFT JOIN parts p ON p.turn_id = t.id
@@ -128,7 +130,8 @@ class SQLiteStore:
             return None
         turns: list[Turn] = []
         position = None
-        for turn_position, role, status, timings, kind, text, digest, extension, missing, language, duration in rows:
+        for (turn_position, role, status, timings, kind, text, digest, extension, missing, language, duration,
+             preset) in rows:
             if turn_position is None:  # a conversation without turns
                 continue
             if turn_position != position:
@@ -136,14 +139,14 @@ class SQLiteStore:
                 position = turn_position
             if kind is not None:
                 path = str(self.media.path_for(digest, extension)) if digest else missing
-                turns[-1].parts.append(_part(kind, text, path, language, duration))
+                turns[-1].parts.append(_part(kind, text, path, language, duration, preset))
         return Conversation(turns, conversation_id)
 
     def list_conversations(self, owner: str = LOCAL_OWNER, query: str | None = None, limit: int = 100,
                            offset: int = 0) -> list[ConversationSummary]:
         """`owner`'s conversations, the most recently changed first; with `query`, only
         those whose title or text holds every one of its words (any case, any part of a word)."""
-        sql = "SELECT id, title, created, updated FROM conversations WHERE owner = ?"
+        sql = "SELECT id, title, created, updated, title_custom FROM conversations WHERE owner = ?"
         values: list = [owner]
         condition, search_values = _search_condition(query or "")
         if condition:
@@ -152,7 +155,14 @@ class SQLiteStore:
         sql += " ORDER BY updated DESC, id LIMIT ? OFFSET ?"
         with self._lock:
             rows = self._db.execute(sql, (*values, limit, offset)).fetchall()
-        return [ConversationSummary(*row) for row in rows]
+        return [ConversationSummary(*row[:4], custom_title=bool(row[4])) for row in rows]
+
+    def summary(self, conversation_id: str, owner: str = LOCAL_OWNER) -> ConversationSummary | None:
+        """The conversation's line in the history list, or None if `owner` has no such conversation."""
+        with self._lock:
+            row = self._db.execute("SELECT id, title, created, updated, title_custom FROM conversations "
+                                   "WHERE id = ? AND owner = ?", (conversation_id, owner)).fetchone()
+        return None if row is None else ConversationSummary(*row[:4], custom_title=bool(row[4]))
 
     def rename(self, conversation_id: str, title: str, owner: str = LOCAL_OWNER) -> bool:
         """Give the conversation a title of the user's; an empty one brings back the
@@ -200,6 +210,16 @@ class SQLiteStore:
         finally:
             self.media.discard(staged)
 
+    def owner_uses_media(self, owner: str, digest: str) -> bool:
+        """Whether a saved conversation of `owner` has a photo or recording with this
+        content: who may fetch a media file, which conversations of several owners may share."""
+        with self._lock:
+            row = self._db.execute(
+                """SELECT 1 FROM parts p JOIN turns t ON t.id = p.turn_id
+                   JOIN conversations c ON c.id = t.conversation_id
+                   WHERE p.media_hash = ? AND c.owner = ? LIMIT 1""", (digest, owner)).fetchone()
+        return row is not None
+
     def collect_garbage(self) -> int:
         """Remove media that no part uses (beyond the grace time); how many."""
         with self._lock, write_transaction(self._db) as db:
@@ -231,22 +251,24 @@ class SQLiteStore:
                     (conversation.id, position, turn.role, turn.status,
                      json.dumps(turn.timings) if turn.timings else None)).lastrowid
                 db.executemany(
-                    """INSERT INTO parts (turn_id, position, kind, text, media_hash, missing_path, language, duration)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    """INSERT INTO parts (turn_id, position, kind, text, media_hash, missing_path, language, duration,
+                                        preset)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [(turn_id, index, *self._part_values(db, part)) for index, part in enumerate(parts)])
-            first = next((t.text for t in conversation.turns if t.role == "user"), "")
+            # As people see them: a describe-mode question is titled and found by its task's name.
+            first = next((t.shown_text for t in conversation.turns if t.role == "user"), "")
             db.execute("UPDATE conversations SET title = CASE WHEN title_custom THEN title ELSE ? END WHERE id = ?",
                        (title_from(first), conversation.id))
             (title,) = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation.id,)).fetchone()
             db.execute("DELETE FROM conversation_text WHERE conversation_id = ?", (conversation.id,))
             db.execute("INSERT INTO conversation_text (conversation_id, title, body) VALUES (?, ?, ?)",
-                       (conversation.id, title, "\n".join(t.text for t in conversation.turns if t.text)))
+                       (conversation.id, title, "\n".join(t.shown_text for t in conversation.turns if t.shown_text)))
             self._collect(db)  # what the previous version used and this one doesn't
         return True
 
     def _prepare(self, part: Part) -> _Prepared:
         if isinstance(part, TextPart):
-            return _Prepared("text", part.text)
+            return _Prepared("text", part.text, preset=part.preset)
         if isinstance(part, ImagePart):
             kind, text, language, duration = "image", None, None, None
         else:
@@ -272,7 +294,7 @@ class SQLiteStore:
             else:
                 digest = None
         missing = part.path if part.kind != "text" and digest is None else None
-        return part.kind, part.text, digest, missing, part.language, part.duration
+        return part.kind, part.text, digest, missing, part.language, part.duration, part.preset
 
     def _collect(self, db: sqlite3.Connection, stray_files: bool = False) -> int:
         """Inside a write transaction: delete the media rows no part uses, and their files.
@@ -296,10 +318,10 @@ class SQLiteStore:
     @staticmethod
     def _first_question(db: sqlite3.Connection, conversation_id: str) -> str:
         rows = db.execute(
-            """SELECT p.text FROM parts p WHERE p.kind IN ('text', 'audio') AND p.turn_id =
+            """SELECT p.kind, p.text, p.preset FROM parts p WHERE p.kind IN ('text', 'audio') AND p.turn_id =
                    (SELECT id FROM turns WHERE conversation_id = ? AND role = 'user' ORDER BY position LIMIT 1)
                ORDER BY p.position""", (conversation_id,)).fetchall()
-        return turn_text([text for (text,) in rows])
+        return Turn("user", [_part(kind, text, None, None, None, preset) for kind, text, preset in rows]).shown_text
 
     def _meta(self, key: str) -> str | None:
         with self._lock:
@@ -312,9 +334,10 @@ class SQLiteStore:
                        (key, value))
 
 
-def _part(kind: str, text: str | None, path: str | None, language: str | None, duration: float | None) -> Part:
+def _part(kind: str, text: str | None, path: str | None, language: str | None, duration: float | None,
+          preset: str | None = None) -> Part:
     if kind == "text":
-        return TextPart(text or "")
+        return TextPart(text or "", preset)
     if kind == "image":
         return ImagePart(path or "")
     return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)

@@ -21,6 +21,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 from mmchat.audio import SAMPLE_RATE
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
-from mmchat.presets import DESCRIBE, Verbosity
+from mmchat.presets import DESCRIBE, Task, Verbosity, preset_for_words
 from mmchat.session import ChatSession
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
@@ -50,9 +51,6 @@ STATE_WORDS: dict[State, str] = {
     "speaking": "Speaking (talk to interrupt)",
 }
 
-# What the describe command asks: describe mode's prompt (mmchat/presets.py), brief, as
-# its first answer should be (details come when asked).
-DESCRIBE_QUESTION = DESCRIBE.question(Verbosity.BRIEF)
 # A camera frame older than this is not "what the camera sees now" (the camera was turned off).
 FRAME_FRESH_SECONDS = 5.0
 # The page plays what it is sent a little after it arrives (its audio buffer); the
@@ -109,6 +107,9 @@ class VoiceLoop:
 
         self.session = session
         self.services = services
+        # How long a task's answer is ("describe", "read this"): brief by default, as a first
+        # description should be (details come when asked); the page sets the user's choice.
+        self.verbosity = Verbosity.BRIEF
         stt = services.stt.wait()  # loaded at start-up; the first chunk waits for it at most
         language = speech_language(services.config)
         self._quick_hold = TrailingWordHold(stt, language=language)
@@ -174,6 +175,21 @@ class VoiceLoop:
         if frame is not None:
             with self._state:
                 self._frame, self._frame_at = frame, time.monotonic()
+
+    def camera_photo(self, folder: Path) -> Path | None:
+        """What the camera sees now, as a JPEG in `folder` (for the page's Describe); None
+        when no fresh frame has come (the camera is off or voice mode has just started)."""
+        from PIL import Image
+
+        with self._state:
+            fresh = time.monotonic() - self._frame_at <= FRAME_FRESH_SECONDS
+            frame = self._frame if fresh else None
+        if frame is None:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"camera-{uuid.uuid4().hex}.jpg"
+        Image.fromarray(np.ascontiguousarray(frame[..., :3]).astype(np.uint8)).save(path, quality=90)
+        return path
 
     def stop_listening(self) -> None:
         """Voice mode off: forget the question under way (an answer already running goes on)."""
@@ -333,19 +349,28 @@ class VoiceLoop:
                 self._last_frame_path = None
                 yield Notice("New chat started.")
                 return
+            # A task said by name ("describe", "read this", "how bright is it?") is asked as the
+            # preset, at the user's verbosity; "describe" names the describe preset.
+            # Without a camera frame, only "describe" says the camera is needed; "what is this?"
+            # and the like are then ordinary questions (about the photos in the chat, if any).
+            preset = DESCRIBE if command is Command.DESCRIBE else preset_for_words(text)
+            if heard.frame is None and command is not Command.DESCRIBE:
+                preset = None
+            task = Task(preset, self.verbosity) if preset is not None else None
             images = []
-            if command is Command.COMPARE and self._last_frame_path and Path(self._last_frame_path).is_file():
+            wants_previous = command is Command.COMPARE or (task is not None and task.preset.needs_two_photos)
+            if wants_previous and self._last_frame_path and Path(self._last_frame_path).is_file():
                 images.append(self._last_frame_path)
             if heard.frame is not None:
                 images.append(str(self._write_frame(heard.frame, number)))
                 files.append(Path(images[-1]))
-            elif command is Command.DESCRIBE:
-                yield InputRejected("Turn the camera on to have it described (or upload a photo).")
+            elif task is not None:
+                yield InputRejected(f"Turn the camera on for {task.preset.label.lower()} (or upload a photo).")
                 return
             recording = self._write_recording(heard.ended.audio, number)
             files.append(recording)
-            if command is Command.DESCRIBE:
-                user_input = UserInput(DESCRIBE_QUESTION, tuple(images), asked_at=heard.speech_ended_at,
+            if task is not None:  # the preset's prompt is the question; the recording is not needed
+                user_input = UserInput("", tuple(images), task=task, asked_at=heard.speech_ended_at,
                                        stages_done=(("transcript", transcribed_at),))
             else:
                 user_input = UserInput("", tuple(images), str(recording), audio_transcript=transcript,

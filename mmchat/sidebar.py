@@ -1,0 +1,336 @@
+"""The history sidebar: the user's conversations, to find, open, rename, delete and import.
+
+It is a gr.Sidebar, so it folds away (on a phone it opens over the chat and closes
+again). The list is a gr.Radio named "Conversations": a radio group is what a screen
+reader and the arrow keys already know, and the open conversation is its checked
+choice. Choosing one opens it; the next question goes into it, and the page's saved id
+follows, so a reload reopens it too.
+
+Every store call names `session.owner`: the store holds everyone's conversations.
+The list follows the page's announcements (ui.py numbers each one): a finished answer,
+a new chat, a refusal are all announced, and are the moments the list can change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import transfer, ui
+from .conversation import Conversation
+from .errors import UserFacingError
+from .session import ChatSession
+from .store import SQLiteStore
+
+SKIP = gr.skip()
+LIST_LENGTH = 100  # the newest; search reaches the others
+NOTHING_YET = "Your conversations appear here after their first question."
+
+# Installed once the page has loaded. Gradio's radio list has no name for screen readers
+# and gives each choice a group of its own; one name makes it one radio group ("2 of 5",
+# arrow keys). A choice opens its conversation as it is checked: with the arrow keys that
+# is each one passed on the way, so focus stays in the list then, while a click, or Enter
+# on a choice, goes on to the message box. On a phone the open sidebar covers the chat:
+# it starts closed there, and closes again once a conversation is chosen.
+SIDEBAR_JS = """() => {
+  const panel = document.getElementById("history");
+  if (!panel || window.mmchatSidebar) return;
+  const toggle = () => panel.querySelector(".toggle-button");
+  const narrow = () => window.matchMedia("(max-width: 767px)").matches;
+  const set = (element, name, value) => {
+    if (element && element.getAttribute(name) !== value) element.setAttribute(name, value);
+  };
+  const tidy = () => {
+    const list = document.getElementById("conversation-list");
+    set(list, "role", "radiogroup");
+    set(list, "aria-label", "Conversations");
+    list?.querySelectorAll("input[type=radio]").forEach((input) => set(input, "name", "mmchat-conversation"));
+    set(toggle(), "aria-label", "Conversations sidebar");
+    set(toggle(), "aria-expanded", String(panel.classList.contains("open")));
+  };
+  new MutationObserver(tidy).observe(panel, {childList: true, subtree: true, attributes: true,
+                                             attributeFilter: ["class", "name"]});
+  tidy();
+  const toChat = () => {
+    if (narrow() && panel.classList.contains("open")) toggle()?.click();
+    setTimeout(() => document.querySelector("#message textarea")?.focus(), 50);
+  };
+  const inList = (event) => event.target.closest && event.target.closest("#conversation-list");
+  document.addEventListener("keydown", (event) => {
+    if (!inList(event)) return;
+    if (event.key.startsWith("Arrow")) window.mmchatSidebar.byKeys = true;
+    if (event.key === "Enter") { event.preventDefault(); toChat(); }
+  }, true);
+  document.addEventListener("pointerdown", () => { window.mmchatSidebar.byKeys = false; }, true);
+  window.mmchatSidebar = {toChat, byKeys: false};
+  if (narrow() && panel.classList.contains("open")) toggle()?.click();
+}"""
+TO_CHAT_JS = """() => { window.mmchatSidebar?.toChat(); }"""
+AFTER_OPEN_JS = """() => { if (!window.mmchatSidebar?.byKeys) window.mmchatSidebar?.toChat(); }"""
+FOCUS_UNDO_JS = """() => { setTimeout(() => document.querySelector("#undo-delete")?.focus(), 100); }"""
+
+
+@dataclass
+class Deleted:
+    """A conversation just deleted, as Undo puts it back (with its times, so it returns to its place)."""
+
+    conversation: Conversation
+    title: str
+    custom_title: bool
+    created: float
+    updated: float
+    at: float  # time.monotonic() of the delete
+
+
+@dataclass
+class SidebarParts:
+    """The sidebar's components, for `connect` to wire to the chat."""
+
+    panel: gr.Sidebar
+    new_chat: gr.Button
+    search: gr.Textbox
+    conversations: gr.Radio
+    title: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    undo: gr.Button
+    import_button: gr.UploadButton
+    deleted: gr.State  # a Deleted while Undo can bring it back
+    shown_title: gr.State  # the title last put in the title box, to tell what the user typed there
+    listed: gr.State  # the list's choices as last sent, to tell when they are the same
+
+    @property
+    def listing(self) -> list:
+        """What every refresh of the list updates."""
+        return [self.conversations, self.title, self.shown_title, self.listed]
+
+
+class SidebarHandlers:
+    """The sidebar's event handlers, as plain methods so tests can call them directly.
+
+    Those that change the open conversation return `chat`'s turn view (build_ui's
+    `turn_outputs`) followed by the listing (list, title box, shown title, listed); the others
+    return what they say.
+    """
+
+    def __init__(self, chat: ui.ChatHandlers) -> None:
+        self.chat = chat
+
+    # --- the list ---
+
+    def listing(self, session: ChatSession | None, query: str = "", typed_title: str | None = None,
+                shown_title: str | None = None, listed: list | None = None):
+        """The list (filtered by `query`), the open conversation checked; and the title
+        box, unless the user has typed a new title there that is not saved yet.
+        `listed`: the choices the page shows; when they are still the same only the check
+        moves, since new choices are new elements, and the focus in the list would be lost."""
+        if session is None:
+            return SKIP, SKIP, SKIP, SKIP
+        store: SQLiteStore = session.store
+        query = (query or "").strip()
+        summaries = store.list_conversations(session.owner, query=query or None, limit=LIST_LENGTH)
+        choices = [[summary.title, summary.id] for summary in summaries]
+        open_id = session.conversation.id
+        checked = open_id if any(summary.id == open_id for summary in summaries) else None
+        if choices:
+            info = f"The {LIST_LENGTH} most recent; search to find older ones." if len(choices) == LIST_LENGTH else ""
+        else:
+            info = f"No conversation holds “{query}”." if query else NOTHING_YET
+        if listed is not None and [list(choice) for choice in listed] == choices:
+            conversations = gr.update(value=checked)
+        else:
+            conversations = gr.update(choices=choices, value=checked, info=info)
+        title = self._title_of_open(session)
+        if typed_title is not None and typed_title != (shown_title or ""):
+            return conversations, SKIP, SKIP, choices  # the user is writing a title: leave it alone
+        return conversations, title, title, choices
+
+    def _title_of_open(self, session: ChatSession) -> str:
+        summary = session.store.summary(session.conversation.id, session.owner)
+        return summary.title if summary is not None else ""
+
+    # --- opening ---
+
+    def on_open(self, session: ChatSession | None, conversation_id: str | None, query: str = "",
+                listed: list | None = None, editing: bool = False):
+        """Open the conversation chosen in the list (stopping an answer being written).
+        A message being written stays in the box, for the conversation opened; one being
+        edited goes, since the message it edits is in the conversation left."""
+        _check_loaded(session)
+        if not conversation_id or conversation_id == session.conversation.id:
+            # Already open: nothing changes (and a running turn keeps writing into it).
+            return (*(SKIP for _ in self.chat._view(session)), *self.listing(session, query, listed=listed))
+        conversation = session.store.load(conversation_id, session.owner)
+        if conversation is None:  # deleted meanwhile, in another tab
+            message = "That conversation is no longer there; it may have been deleted in another tab."
+            gr.Warning(message)
+            return (*self.chat._view(session, announcement=message), *self.listing(session, query))
+        self._switch_to(session, conversation)
+        title = self._title_of_open(session)
+        # An update to the box would focus it (autofocus): only when it must change, so
+        # that the focus stays in the list for a keyboard user going through it.
+        box = ui._cleared() if editing else SKIP
+        return (*self._opened(session, f"Opened “{title}”.", box), *self.listing(session, query, listed=listed))
+
+    def _switch_to(self, session: ChatSession, conversation: Conversation) -> None:
+        with session.lock:
+            session.cancel_scope.cancel()  # an answer being written stops (and is kept, marked stopped)
+            session.conversation = conversation
+
+    def _opened(self, session: ChatSession, announcement: str, box=None):
+        return self.chat._view(session, box=ui._cleared() if box is None else box, announcement=announcement,
+                               export=self.chat.export(session), reviewed=None)
+
+    # --- rename ---
+
+    def on_rename(self, session: ChatSession | None, title: str, query: str = ""):
+        """Rename the open conversation; an empty title brings back the one from its first
+        question. Returns the announcement, its number, and the listing."""
+        _check_loaded(session)
+        if not session.store.rename(session.conversation.id, title, session.owner):
+            message = "Ask a question first: a conversation can be renamed once it has one."
+            gr.Warning(message)
+            return (message, next(ui._announcements), *self.listing(session, query))
+        now = self._title_of_open(session)
+        if (title or "").strip():
+            message = f"Renamed to “{now}”."
+        else:
+            message = f"The title is “{now}” again, from the first question."
+        return (message, next(ui._announcements), *self.listing(session, query))
+
+    # --- delete and undo ---
+
+    def on_delete(self, session: ChatSession | None, query: str = ""):
+        """Delete the open conversation, and start a new chat. Returns the turn view, the
+        listing, what Undo brings back, and the Undo button."""
+        _check_loaded(session)
+        store = session.store
+        with session.lock:
+            conversation = session.conversation
+            summary = store.summary(conversation.id, session.owner)
+            if summary is None:
+                message = "There is nothing to delete: this conversation has no question yet."
+                gr.Warning(message)
+                return (*self.chat._view(session, announcement=message), *self.listing(session, query), SKIP, SKIP)
+            session.cancel_scope.cancel()
+            kept = Deleted(conversation.copy(), summary.title, summary.custom_title, summary.created,
+                           summary.updated, time.monotonic())
+            # Emptied, so that the save at the end of an answer being stopped deletes it
+            # rather than bringing it back (ChatSession.save deletes a conversation without turns).
+            conversation.turns.clear()
+            store.delete(conversation.id, session.owner)
+            session.conversation = Conversation()
+        message = f"Deleted “{summary.title}”. Undo brings it back."
+        undo = gr.update(visible=True, value=f"Undo: bring back “{summary.title}”")
+        view = self.chat._view(session, box=ui._cleared(), announcement=message, export=None, reviewed=None)
+        return (*view, *self.listing(session, query), kept, undo)
+
+    def on_undo(self, session: ChatSession | None, deleted: Deleted | None, query: str = ""):
+        """Bring back the conversation just deleted, and open it. Returns the turn view,
+        the listing, what Undo still holds, and the Undo button."""
+        _check_loaded(session)
+        hidden = gr.update(visible=False)
+        if deleted is None:
+            return (*self.chat._view(session), *self.listing(session, query), None, hidden)
+        if time.monotonic() - deleted.at > session.store.media_grace:
+            # Its photos and recordings are gone by now; text alone would be a damaged copy.
+            minutes = round(session.store.media_grace / 60)
+            message = f"It is too late to undo: a deleted conversation can be brought back for {minutes} minutes."
+            gr.Warning(message)
+            return (*self.chat._view(session, announcement=message), *self.listing(session, query), None, hidden)
+        conversation = deleted.conversation
+        session.store.import_conversation(conversation, session.owner, created=deleted.created,
+                                          updated=deleted.updated)
+        if deleted.custom_title:
+            session.store.rename(conversation.id, deleted.title, session.owner)
+        restored = session.store.load(conversation.id, session.owner) or conversation
+        self._switch_to(session, restored)
+        return (*self._opened(session, f"Brought back “{deleted.title}”."), *self.listing(session, query),
+                None, hidden)
+
+    # --- import ---
+
+    def on_import(self, session: ChatSession | None, path: str | None, query: str = ""):
+        """Import an exported conversation (.zip or .json) and open it. Returns the turn
+        view and the listing."""
+        _check_loaded(session)
+        if not path:
+            return (*self.chat._view(session), *self.listing(session, query))
+        try:
+            conversation = transfer.import_file(path, session.store, session.owner)
+        except UserFacingError as exc:
+            message = ui._plain(exc.message)
+            gr.Warning(message)
+            return (*self.chat._view(session, announcement=message), *self.listing(session, query))
+        self._switch_to(session, conversation)
+        title = self._title_of_open(session)
+        return (*self._opened(session, f"Imported “{title}”; it is open."), *self.listing(session, query))
+
+
+def _check_loaded(session: ChatSession | None) -> None:
+    if session is None:  # an error rather than a warning: there is no view to return yet
+        raise gr.Error(ui.STILL_LOADING)
+
+
+def build_sidebar() -> SidebarParts:
+    """The sidebar's components (call inside the page's gr.Blocks); `connect` wires them."""
+    with gr.Sidebar(label="History", open=True, elem_id="history") as panel:
+        new_chat = gr.Button("New chat", variant="primary", size="sm", elem_id="new-chat")
+        search = gr.Textbox(label="Search conversations", placeholder="Words in a title or message",
+                            elem_id="conversation-search", type="text", max_lines=1)
+        conversations = gr.Radio([], value=None, label="Conversations", info=NOTHING_YET,
+                                 elem_id="conversation-list")
+        with gr.Accordion("This conversation", open=True):
+            title = gr.Textbox(label="Title", placeholder="Ask a question first", max_lines=1,
+                               info="Type a new title and press Enter; empty brings back the automatic one.",
+                               elem_id="conversation-title")
+            rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+            delete = gr.Button("Delete this conversation", variant="stop", size="sm",
+                               elem_id="delete-conversation")
+            undo = gr.Button("Undo", visible=False, size="sm", elem_id="undo-delete")
+        import_button = gr.UploadButton("Import conversation (.zip or .json)", file_types=[".zip", ".json"],
+                                        file_count="single", size="sm", elem_id="import-conversation")
+        deleted = gr.State(None)
+        shown_title = gr.State("")
+        listed = gr.State(None)
+    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, import_button,
+                        deleted, shown_title, listed)
+
+
+def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, turn_outputs: list, loaded,
+            announcer, announcement_number, editing) -> None:
+    """Wire the sidebar: `loaded` is the page-load event that fills `session_state`;
+    `editing`: the message box's edit-mode flag."""
+    listing = parts.listing
+    quick = dict(concurrency_limit=None, show_progress="hidden")  # store calls only; never behind an answer
+    list_inputs = [session_state, parts.search, parts.title, parts.shown_title, parts.listed]
+    opened = [*turn_outputs, *listing]
+
+    loaded.then(handlers.listing, inputs=list_inputs, outputs=listing, **quick)
+    loaded.then(None, js=SIDEBAR_JS)
+    announcement_number.change(handlers.listing, inputs=list_inputs, outputs=listing, **quick)
+    parts.search.change(handlers.listing, inputs=list_inputs, outputs=listing, **quick)  # only the user changes it
+
+    parts.new_chat.click(handlers.chat.on_new_chat, inputs=[session_state], outputs=turn_outputs,
+                         js=ui.SILENCE_JS, **quick).then(None, js=TO_CHAT_JS)
+    # The speech stops in the page at once. A listener of its own: an event's `js` that returns
+    # nothing would take the place of the event's inputs.
+    parts.conversations.input(None, js=ui.SILENCE_JS)
+    parts.conversations.input(handlers.on_open, inputs=[session_state, parts.conversations, parts.search,
+                                                        parts.listed, editing],
+                              outputs=opened, trigger_mode="always_last", **quick).then(None, js=AFTER_OPEN_JS)
+
+    rename_outputs = [announcer, announcement_number, *listing]
+    for trigger in (parts.rename.click, parts.title.submit):
+        trigger(handlers.on_rename, inputs=[session_state, parts.title, parts.search], outputs=rename_outputs,
+                **quick)
+    parts.delete.click(None, js=ui.SILENCE_JS)
+    parts.delete.click(handlers.on_delete, inputs=[session_state, parts.search],
+                       outputs=[*opened, parts.deleted, parts.undo], **quick).then(None, js=FOCUS_UNDO_JS)
+    parts.undo.click(handlers.on_undo, inputs=[session_state, parts.deleted, parts.search],
+                     outputs=[*opened, parts.deleted, parts.undo], **quick).then(None, js=TO_CHAT_JS)
+    parts.import_button.upload(None, js=ui.SILENCE_JS)
+    parts.import_button.upload(handlers.on_import, inputs=[session_state, parts.import_button, parts.search],
+                               outputs=opened, **quick).then(None, js=TO_CHAT_JS)

@@ -1,0 +1,109 @@
+"""The page's Describe: which photo it is about, and the answer, through the real turn layer
+with the trained shapes-vlm (the camera's view comes from a real VoiceLoop)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import make_services, voice_services_for, with_config
+from fixture_models import draw_test_image, shapes_vlm_path
+from mmchat.config import Config
+from mmchat.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
+from mmchat.engine import GenerationParams
+from mmchat.engine.local import create_local_engine
+from mmchat.events import InputRejected
+from mmchat.presets import COMPARE, DESCRIBE, IDENTIFY, LIGHT, Task, Verbosity
+from mmchat.session import ChatSession
+from mmchat.turn import UserInput, submit
+from mmchat.voice.loop import VoiceLoop
+from mmchat.voice.websocket import VoiceLoops
+
+GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def shapes_engine():
+    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+
+
+@pytest.fixture
+def scene(tmp_path):
+    def draw(shape: str, colour: str) -> str:
+        path = tmp_path / f"{shape}-{colour}.png"
+        draw_test_image(shape, colour).save(path)
+        return str(path)
+
+    return draw
+
+
+def _done(events) -> object:
+    events = list(events)
+    assert events[-1].status == "complete", events
+    return events[-1]
+
+
+def test_the_box_photo_then_the_conversations_last_photo(config, shapes_engine, store, scene):
+    services = make_services(config, shapes_engine, store)
+    describer, session = Describer(services, VoiceLoops(lambda s: None)), ChatSession(store)
+    identify = Task(IDENTIFY, Verbosity.BRIEF)
+
+    assert _done(describer.events(session, identify, [scene("circle", "red")], GREEDY, None)).text == "red"
+    question = session.conversation.turns[0]
+    assert question.shown_text == "Identify object and colour (brief)" and len(question.images) == 1
+    # A follow-up in words is about the same photo.
+    _done(submit(session, UserInput("What shape is it?"), services, GREEDY))
+    # Describe again with nothing in the box: the conversation's last photo, sent again.
+    assert _done(describer.events(session, identify, [], GREEDY, None)).text == "red"
+    assert session.conversation.turns[-2].images[0].path == question.images[0].path
+    # A new photo in the box wins over the earlier one.
+    assert _done(describer.events(session, identify, [scene("star", "blue")], GREEDY, None)).text == "blue"
+
+
+def test_nothing_to_describe_says_what_to_add(config, shapes_engine, store, scene):
+    describer = Describer(make_services(config, shapes_engine, store), VoiceLoops(lambda s: None))
+    session = ChatSession(store)
+    (event,) = describer.events(session, Task(DESCRIBE), [], GREEDY, None)
+    assert event == InputRejected(NO_PHOTO)
+    (event,) = describer.events(session, Task(COMPARE), [scene("circle", "red")], GREEDY, None)
+    assert event == InputRejected(NEED_TWO)
+    assert session.conversation.turns == []
+
+
+def test_compare_takes_the_two_photos_in_order(config, shapes_engine, store, scene):
+    describer = Describer(make_services(config, shapes_engine, store), VoiceLoops(lambda s: None))
+    session = ChatSession(store)
+    first, second = scene("circle", "red"), scene("square", "green")
+    list(describer.events(session, Task(COMPARE), [first, second], GREEDY, None))
+    images = session.conversation.turns[0].images
+    assert [open(i.path, "rb").read() for i in images] == [open(first, "rb").read(), open(second, "rb").read()]
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="the voice fixtures need espeak-ng")
+def test_in_voice_mode_it_describes_what_the_camera_sees_now(config, shapes_engine, store, speech_to_text,
+                                                             text_to_speech):
+    services = voice_services_for(with_config(config, max_new_tokens=8), shapes_engine, speech_to_text,
+                                  text_to_speech)
+    session = ChatSession(store)
+    loops = VoiceLoops(lambda s: VoiceLoop(s, services))
+    loops.open(session)
+    loop = loops.get(session)
+    try:
+        describer = Describer(services, loops)
+        loop.see(np.asarray(draw_test_image("triangle", "yellow").convert("RGB")))
+        done = _done(describer.events(session, chosen_task("identify", "brief"), [], GREEDY, None))
+        assert done.text == "yellow"
+        assert loop.verbosity is Verbosity.BRIEF  # spoken tasks follow the page's choice
+        # The light level of the same view, from its pixels.
+        light = _done(describer.events(session, Task(LIGHT), [], GREEDY, None))
+        assert "brightness" in light.text
+        assert not list(describer._camera_folder.iterdir())  # the camera's views were stored, then removed
+    finally:
+        loops.close(session)
+
+
+def test_unknown_menu_values_fall_back_to_the_defaults():
+    assert chosen_task("no-such-task", "loud") == Task(DESCRIBE, Verbosity.BRIEF)
+    assert chosen_task("read_text", "detailed").tag == "read_text:detailed"

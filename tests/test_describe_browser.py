@@ -1,0 +1,83 @@
+"""Describe mode in a real browser, by keyboard alone: a photo, Alt+Shift+D, a follow-up,
+the task and verbosity chosen with keys and still chosen after a reload. shapes-vlm answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_services, with_config
+from fixture_models import draw_test_image, shapes_vlm_path
+from test_browser import _serve, chromium, needs_chromium
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def shapes_engine():
+    from mmchat.config import Config
+    from mmchat.engine.local import create_local_engine
+
+    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+
+
+@pytest.fixture
+def served(config, shapes_engine):
+    url, demo = _serve(make_services(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def _focus_by_tab(page, selector: str, presses: int = 80) -> None:
+    """Press Tab until the focus is inside `selector`, as a keyboard user would."""
+    for _ in range(presses):
+        if page.evaluate("(s) => !!document.activeElement?.closest(s)", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+@needs_chromium
+def test_describe_by_keyboard_follow_up_and_the_choice_is_remembered(served, tmp_path):
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "scene.png"
+    draw_test_image("circle", "red").save(photo)
+    with chromium() as page:
+        page.goto(served, wait_until="load")
+        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        # The task: Identify (the one shapes-vlm was trained to answer), picked with the keyboard.
+        _focus_by_tab(page, "#describe-task")
+        page.keyboard.type("Identify")
+        page.keyboard.press("Enter")
+        expect(page.locator("#describe-task input")).to_have_value("Identify object and colour")
+        # The photo goes in the box (a file chooser is the system's, so it is set directly).
+        page.locator("#message input[type=file]").set_input_files(str(photo))
+        expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+        page.locator("#message textarea").focus()
+        page.keyboard.press("Alt+Shift+D")
+        answers = page.locator('[data-testid="bot"]')
+        expect(answers.last).to_have_text("red", timeout=30_000)
+        expect(page.locator("#mmchat-live")).to_have_text("red", timeout=15_000)
+        # The chat shows the task's name, not its long prompt.
+        expect(page.locator('[data-testid="user"]').last).to_contain_text("Identify object and colour (brief)")
+        # A follow-up in words, about the same photo.
+        page.locator("#message textarea").focus()
+        page.keyboard.type("What shape is it?")
+        page.keyboard.press("Enter")
+        expect(answers).to_have_count(2, timeout=30_000)
+        expect(answers.last).to_have_text("circle", timeout=30_000)
+        # Describe again with an empty box: the last photo again.
+        page.keyboard.press("Alt+Shift+D")
+        expect(answers).to_have_count(3, timeout=30_000)
+        expect(answers.last).to_have_text("red", timeout=30_000)
+        # Verbosity by arrow keys: Brief -> Normal.
+        _focus_by_tab(page, "#describe-verbosity")
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#describe-verbosity input[value=normal]")).to_be_checked()
+        page.wait_for_timeout(500)  # the choice is saved in the browser by its change event
+        page.reload(wait_until="load")
+        expect(page.locator("#describe-task input")).to_have_value("Identify object and colour", timeout=30_000)
+        expect(page.locator("#describe-verbosity input[value=normal]")).to_be_checked()
+        assert not page.errors, f"console errors: {page.errors}"

@@ -1,0 +1,268 @@
+"""The history sidebar's handlers, called as plain functions on the real SQLite store and a fixture model."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import gradio as gr
+import pytest
+
+from mmchat.session import ChatSession
+from mmchat.sidebar import SidebarHandlers
+from mmchat.ui import ChatHandlers, render
+
+QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, rate
+LONG = (400, 0.0, False, "auto", 1.0)
+
+
+@pytest.fixture
+def chat(services):
+    return ChatHandlers(services)
+
+
+@pytest.fixture
+def sidebar(chat):
+    return SidebarHandlers(chat)
+
+
+def _last(generator):
+    result = None
+    for result in generator:
+        pass
+    return result
+
+
+def _ask(chat, session, text, files=(), settings=QUIET):
+    return _last(chat.on_submit(session, {"text": text, "files": [str(f) for f in files]}, False, None, *settings,
+                                progress=None))
+
+
+def _listed(listing) -> list[tuple[str, str]]:
+    """(title, id) of each conversation in the list, top first."""
+    return [tuple(choice) for choice in listing[0]["choices"]]
+
+
+def _three_chats(chat, session):
+    ids = []
+    for text in ("Chat about cats", "Chat about dogs", "Chat about birds"):
+        chat.on_new_chat(session)
+        _ask(chat, session, text)
+        ids.append(session.conversation.id)
+    return ids
+
+
+def test_each_chat_is_listed_after_its_first_question_newest_first_and_new_chat_keeps_it(chat, sidebar):
+    session, *_ = chat.on_load("")
+    listing = sidebar.listing(session)
+    assert _listed(listing) == [] and listing[0]["value"] is None
+    assert "after their first question" in listing[0]["info"]
+
+    ids = _three_chats(chat, session)
+    listing = sidebar.listing(session)
+    assert _listed(listing) == [("Chat about birds", ids[2]), ("Chat about dogs", ids[1]), ("Chat about cats", ids[0])]
+    assert listing[0]["value"] == ids[2]  # the open one is the checked one
+    assert listing[1] == listing[2] == "Chat about birds"  # the title box shows its title
+
+    chat.on_new_chat(session)  # the new, empty chat is not listed yet; the old ones stay
+    listing = sidebar.listing(session)
+    assert [i for _, i in _listed(listing)] == ids[::-1] and listing[0]["value"] is None
+    assert listing[1] == ""
+
+
+def test_opening_a_conversation_continues_it_and_the_page_remembers_it(chat, sidebar, services):
+    session, *_ = chat.on_load("")
+    first, _, third = _three_chats(chat, session)
+    view = sidebar.on_open(session, first)
+    chat_view, box, announcement, export, _editing, saved_id = view[:6]
+    assert saved_id == first == session.conversation.id
+    assert chat_view == render(session.conversation) and chat_view[0]["content"] == ["Chat about cats"]
+    assert announcement == "Opened “Chat about cats”." and box == gr.skip()  # a message being written stays
+    assert export.endswith(".zip")
+    conversations, title, shown, _ = view[-4:]
+    assert conversations["value"] == first and title == shown == "Chat about cats"
+
+    assert sidebar.on_open(session, third, "", None, True)[1]["value"] is None  # an edit under way is left
+    sidebar.on_open(session, first)
+    _ask(chat, session, "And their whiskers?")  # the next question goes into the opened conversation
+    stored = services.open_store().load(first)
+    assert [t.text for t in stored.turns if t.role == "user"] == ["Chat about cats", "And their whiskers?"]
+    listing = sidebar.listing(session)
+    assert _listed(listing)[0] == ("Chat about cats", first)  # continued: now the most recent
+    # A reload (a new session from the browser's saved id) reopens it.
+    reloaded, *_ = chat.on_load(saved_id)
+    assert reloaded.conversation.turns == session.conversation.turns and third != first
+
+
+def test_opening_another_conversation_stops_the_answer_being_written_and_keeps_it(chat, sidebar, services):
+    session, *_ = chat.on_load("")
+    first, _, third = _three_chats(chat, session)
+    updates = chat.on_submit(session, {"text": "Tell me a long story", "files": []}, False, None, *LONG,
+                             progress=None)
+    for _ in range(4):  # the question, and the answer under way
+        next(updates)
+    view = sidebar.on_open(session, first)
+    assert view[5] == first
+    _last(updates)  # the stopped turn ends and saves the conversation it belongs to
+    story = services.open_store().load(third)
+    assert story.turns[-2].text == "Tell me a long story"
+    assert story.turns[-1].status == "interrupted" and story.turns[-1].text
+    assert session.conversation.id == first and len(session.conversation.turns) == 2
+
+
+def test_rename_then_an_empty_title_brings_back_the_automatic_one(chat, sidebar):
+    session, *_ = chat.on_load("")
+    _three_chats(chat, session)
+    announcement, number, conversations, title, shown, _ = sidebar.on_rename(session, "  Birds   I saw ")
+    assert announcement == "Renamed to “Birds I saw”." and isinstance(number, int)
+    assert _listed([conversations])[0][0] == "Birds I saw" and title == shown == "Birds I saw"
+    announcement, second_number, conversations, title, *_ = sidebar.on_rename(session, "")
+    assert title == "Chat about birds" and "again" in announcement and second_number != number
+
+    chat.on_new_chat(session)  # nothing saved yet: nothing to rename
+    announcement, *_ = sidebar.on_rename(session, "Too soon")
+    assert announcement.startswith("Ask a question first")
+
+
+def test_a_title_being_typed_is_not_overwritten_when_the_list_refreshes(chat, sidebar):
+    session, *_ = chat.on_load("")
+    _three_chats(chat, session)
+    conversations, title, shown, _ = sidebar.listing(session, "", "My new ti", "Chat about birds")
+    assert title == shown == gr.skip()  # left as the user typed it
+    assert _listed([conversations])[0][0] == "Chat about birds"
+    _, title, shown, _ = sidebar.listing(session, "", "Chat about birds", "Chat about birds")
+    assert title == shown == "Chat about birds"
+
+
+def test_the_same_list_again_only_moves_the_check(chat, sidebar):
+    """New choices are new elements in the page: sent again unchanged, they would take
+    the focus from a keyboard user moving through the list."""
+    session, *_ = chat.on_load("")
+    cats, _, birds = _three_chats(chat, session)
+    *_, listed = sidebar.listing(session)
+    view = sidebar.on_open(session, cats, "", listed)
+    assert view[-4] == gr.update(value=cats) and view[-1] == listed
+    _ask(chat, session, "More about cats")  # now first: the order changed
+    conversations, *_, now = sidebar.listing(session, "", None, None, listed)
+    assert [i for _, i in conversations["choices"]][0] == cats and now != listed
+
+
+def test_search_finds_conversations_by_their_words(chat, sidebar):
+    session, *_ = chat.on_load("")
+    cats, dogs, birds = _three_chats(chat, session)
+    assert [i for _, i in _listed(sidebar.listing(session, "dogs"))] == [dogs]
+    assert [i for _, i in _listed(sidebar.listing(session, "chat ABOUT"))] == [birds, dogs, cats]
+    listing = sidebar.listing(session, "dogs")
+    assert listing[0]["value"] is None  # the open one (birds) is not among them
+    none = sidebar.listing(session, "zebras")
+    assert _listed(none) == [] and none[0]["info"] == "No conversation holds “zebras”."
+    # Opening from a search keeps the list searched.
+    assert [i for _, i in _listed(sidebar.on_open(session, dogs, "dogs")[-4:])] == [dogs]
+
+
+def test_delete_then_undo_brings_back_the_conversation_with_its_photo_title_and_place(chat, sidebar, services,
+                                                                                      photos):
+    store = services.open_store()
+    session, *_ = chat.on_load("")
+    chat.on_new_chat(session)
+    _ask(chat, session, "What is in this photo?", [photos[0]])
+    photo = session.conversation.turns[0].images[0].path
+    sidebar.on_rename(session, "My red photo")
+    photo_chat = session.conversation.id
+    chat.on_new_chat(session)
+    _ask(chat, session, "A later chat")
+    sidebar.on_open(session, photo_chat)
+    turns = list(session.conversation.turns)
+
+    result = sidebar.on_delete(session)
+    view, listing, kept, undo = result[:-6], result[-6:-2], result[-2], result[-1]
+    assert view[0] == [] and view[2] == "Deleted “My red photo”. Undo brings it back."
+    assert view[5] == session.conversation.id != photo_chat  # a new chat is open
+    assert photo_chat not in [i for _, i in _listed(listing)] and store.load(photo_chat) is None
+    assert undo["visible"] is True and "My red photo" in undo["value"]
+
+    result = sidebar.on_undo(session, kept)
+    view, listing, kept, undo = result[:-6], result[-6:-2], result[-2], result[-1]
+    assert view[5] == photo_chat == session.conversation.id and view[2] == "Brought back “My red photo”."
+    assert session.conversation.turns == turns
+    restored = store.load(photo_chat)
+    assert restored.turns == turns and open(restored.turns[0].images[0].path, "rb").read() == open(photo, "rb").read()
+    # Its own title and its place among the others (by when it last changed) come back too.
+    assert _listed(listing) == [(store.summary(i).title, i) for i in
+                                [s.id for s in store.list_conversations()]]
+    assert [t for t, _ in _listed(listing)] == ["A later chat", "My red photo"]
+    assert kept is None and undo["visible"] is False
+
+
+def test_delete_while_the_answer_is_written_does_not_come_back_when_it_stops(chat, sidebar, services):
+    session, *_ = chat.on_load("")
+    updates = chat.on_submit(session, {"text": "Tell me a long story", "files": []}, False, None, *LONG,
+                             progress=None)
+    for _ in range(4):
+        next(updates)
+    doomed = session.conversation.id
+    kept = sidebar.on_delete(session)[-2]
+    _last(updates)  # the stopped answer's final save must not write it back
+    assert services.open_store().load(doomed) is None
+    assert kept.conversation.turns[0].text == "Tell me a long story"
+
+
+def test_undo_is_refused_once_the_photos_may_be_gone(chat, sidebar, services):
+    session, *_ = chat.on_load("")
+    _ask(chat, session, "Soon deleted")
+    kept = sidebar.on_delete(session)[-2]
+    kept.at -= services.open_store().media_grace + 1
+    result = sidebar.on_undo(session, kept)
+    assert "too late to undo" in result[2] and result[-1]["visible"] is False
+    assert services.open_store().load(kept.conversation.id) is None
+
+
+def test_nothing_to_delete_in_a_new_chat(chat, sidebar):
+    session, *_ = chat.on_load("")
+    result = sidebar.on_delete(session)
+    assert result[2].startswith("There is nothing to delete") and result[-1] == gr.skip()
+
+
+def test_import_opens_the_exported_conversation_as_a_copy_and_refuses_a_bad_file(chat, sidebar, services, photos,
+                                                                                tmp_path):
+    session, *_ = chat.on_load("")
+    _ask(chat, session, "What is in this photo?", [photos[0]])
+    sidebar.on_rename(session, "Exported chat")
+    original = session.conversation
+    export = chat.export(session)
+    with zipfile.ZipFile(export) as archive:
+        assert any(name.endswith("conversation.json") for name in archive.namelist())
+    chat.on_new_chat(session)
+
+    view = sidebar.on_import(session, export)
+    assert view[2] == "Imported “Exported chat”; it is open."
+    imported = session.conversation
+    assert view[5] == imported.id != original.id  # the original is still there, so the copy gets an id of its own
+    assert [t.text for t in imported.turns] == [t.text for t in original.turns]
+    assert [t.status for t in imported.turns] == [t.status for t in original.turns]
+    assert open(imported.turns[0].images[0].path, "rb").read() == photos[0].read_bytes()
+    listed = _listed(view[-4:])
+    assert listed.count(("Exported chat", imported.id)) == 1 and ("Exported chat", original.id) in listed
+    assert view[-4]["value"] == imported.id
+
+    bad = tmp_path / "not-an-export.json"
+    bad.write_text(json.dumps({"hello": "world"}))
+    view = sidebar.on_import(session, str(bad))
+    assert view[2] and session.conversation is imported  # a message to the user, and nothing else changes
+
+
+def test_each_person_sees_and_opens_only_their_own_conversations(chat, sidebar, store):
+    mine, *_ = chat.on_load("")
+    _ask(chat, mine, "My own question")
+    theirs = ChatSession(store, owner="someone-else")
+    _ask(chat, theirs, "Their question")
+    assert [t for t, _ in _listed(sidebar.listing(mine))] == ["My own question"]
+    assert [t for t, _ in _listed(sidebar.listing(theirs))] == ["Their question"]
+    view = sidebar.on_open(theirs, mine.conversation.id)  # an id from a browser is not a key
+    assert "no longer there" in view[2] and theirs.conversation.turns[0].text == "Their question"
+    assert store.summary(mine.conversation.id, theirs.owner) is None
+
+
+def test_a_handler_before_the_page_has_loaded_says_to_wait(sidebar):
+    with pytest.raises(gr.Error, match="still starting"):
+        sidebar.on_open(None, "0" * 32)
