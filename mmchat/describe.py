@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .events import InputRejected
+from .i18n import ENGLISH, LANGUAGES, say
 from .presets import PRESETS, Task, Verbosity
 from .session import ChatSession
 from .turn import UserInput, submit
@@ -26,30 +27,43 @@ from .turn import UserInput, submit
 SHORTCUT = "Alt+Shift+D"
 DEFAULT_TASK = "describe"
 DEFAULT_VERBOSITY = Verbosity.BRIEF  # a first description is short; details come when asked
-NO_PHOTO = ("There is nothing to describe yet: add a photo to the message box, or turn on voice mode "
-            "to use the camera.")
-NEED_TWO = ("Compare needs two photos: add both to the message box (the earlier one first), or "
-            "send one and then the other.")
+NO_PHOTO = say("no_photo", ENGLISH)
+NEED_TWO = say("need_two", ENGLISH)
 
 
-def task_choices() -> list[tuple[str, str]]:
-    """(label, name) for each preset, in the order the menu shows them."""
-    return [(preset.label, name) for name, preset in PRESETS.items()]
+def task_choices(language: str = ENGLISH) -> list[str]:
+    """Each preset's name in `language`, in the order the menu shows them.
+
+    The menus' entries are their own values (words, not codes), made here in the page's
+    language: Gradio 6.31's menus send back an entry's words, not its value, once their
+    entries change words (a language switch); `chosen_task` reads the words of either language.
+    """
+    return [say(f"preset_{name}", language) for name in PRESETS]
 
 
-def verbosity_choices() -> list[tuple[str, str]]:
-    return [("Brief", Verbosity.BRIEF.value), ("Normal", Verbosity.NORMAL.value),
-            ("Detailed", Verbosity.DETAILED.value)]
+def verbosity_choices(language: str = ENGLISH) -> list[str]:
+    return [say(level.value, language) for level in Verbosity]
 
 
-def chosen_task(name: str | None, verbosity: str | None) -> Task:
-    """The task the page's menus name; the defaults for anything unknown (an old browser's setting)."""
-    preset = PRESETS.get(name or "", PRESETS[DEFAULT_TASK])
-    try:
-        level = Verbosity(verbosity or DEFAULT_VERBOSITY.value)
-    except ValueError:
-        level = DEFAULT_VERBOSITY
-    return Task(preset, level)
+def _by_words(key) -> dict[str, str]:
+    """Each language's words for each name (and the name itself) -> the name."""
+    return {word: name for name in key for word in (name, *(say(key[name], lang) for lang in LANGUAGES))}
+
+
+_TASK_WORDS = _by_words({name: f"preset_{name}" for name in PRESETS})
+_VERBOSITY_WORDS = _by_words({level.value: level.value for level in Verbosity})
+
+
+def chosen_task(task: str | None, verbosity: str | None) -> Task:
+    """The task the page's menus name (by a preset's name or its words in either language);
+    the defaults for anything unknown (an old browser's setting)."""
+    preset = PRESETS[_TASK_WORDS.get(task or "", DEFAULT_TASK)]
+    return Task(preset, Verbosity(_VERBOSITY_WORDS.get(verbosity or "", DEFAULT_VERBOSITY.value)))
+
+
+def menu_words(task: Task, language: str) -> tuple[str, str]:
+    """The task's and its verbosity's entries in the menus in `language`."""
+    return say(f"preset_{task.preset.name}", language), say(task.verbosity.value, language)
 
 
 class Describer:
@@ -79,7 +93,7 @@ class Describer:
         """The turn's events, or one InputRejected saying what to add."""
         photos = self.photos_for(session, task, box_photos)
         if photos is None:
-            message = NEED_TWO if task.preset.needs_two_photos else NO_PHOTO
+            message = say("need_two" if task.preset.needs_two_photos else "no_photo", session.language)
             return iter([InputRejected(message)])
         loop = self.voice_loops.get(session) if self.voice_loops is not None else None
         if loop is not None:

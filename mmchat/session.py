@@ -85,6 +85,7 @@ class ChatSession:
     store: SQLiteStore | ConversationStore
     conversation: Conversation = field(default_factory=Conversation)
     owner: str = LOCAL_OWNER  # whose conversations these are in the store
+    language: str = "en"  # the page's language (mmchat.i18n): the server's messages are made in it
     cancel_scope: CancelScope = field(default_factory=CancelScope)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 

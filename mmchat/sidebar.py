@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from . import transfer, ui
+from .i18n import t
 from .conversation import Conversation
 from .errors import UserFacingError
 from .session import ChatSession
@@ -26,7 +27,7 @@ from .store import SQLiteStore
 
 SKIP = gr.skip()
 LIST_LENGTH = 100  # the newest; search reaches the others
-NOTHING_YET = "Your conversations appear here after their first question."
+NOTHING_YET = t("nothing_yet")
 
 # Installed once the page has loaded. Gradio's radio list has no name for screen readers
 # and gives each choice a group of its own; one name makes it one radio group ("2 of 5",
@@ -44,14 +45,16 @@ SIDEBAR_JS = """() => {
   };
   const tidy = () => {
     const list = document.getElementById("conversation-list");
+    const chinese = document.documentElement.lang.startsWith("zh");  // the page's language (mmchat/i18n.py)
     set(list, "role", "radiogroup");
-    set(list, "aria-label", "Conversations");
+    set(list, "aria-label", chinese ? "对话列表" : "Conversations");
     list?.querySelectorAll("input[type=radio]").forEach((input) => set(input, "name", "mmchat-conversation"));
-    set(toggle(), "aria-label", "Conversations sidebar");
+    set(toggle(), "aria-label", chinese ? "对话侧栏" : "Conversations sidebar");
     set(toggle(), "aria-expanded", String(panel.classList.contains("open")));
   };
   new MutationObserver(tidy).observe(panel, {childList: true, subtree: true, attributes: true,
                                              attributeFilter: ["class", "name"]});
+  new MutationObserver(tidy).observe(document.documentElement, {attributes: true, attributeFilter: ["lang"]});
   tidy();
   const toChat = () => {
     if (narrow() && panel.classList.contains("open")) toggle()?.click();
@@ -276,21 +279,21 @@ def _check_loaded(session: ChatSession | None) -> None:
 
 def build_sidebar() -> SidebarParts:
     """The sidebar's components (call inside the page's gr.Blocks); `connect` wires them."""
-    with gr.Sidebar(label="History", open=True, elem_id="history") as panel:
-        new_chat = gr.Button("New chat", variant="primary", size="sm", elem_id="new-chat")
-        search = gr.Textbox(label="Search conversations", placeholder="Words in a title or message",
+    with gr.Sidebar(label=t("history"), open=True, elem_id="history") as panel:
+        new_chat = gr.Button(t("new_chat"), variant="primary", size="sm", elem_id="new-chat")
+        search = gr.Textbox(label=t("search"), placeholder=t("search_placeholder"),
                             elem_id="conversation-search", type="text", max_lines=1)
-        conversations = gr.Radio([], value=None, label="Conversations", info=NOTHING_YET,
+        conversations = gr.Radio([], value=None, label=t("conversations"), info=NOTHING_YET,
                                  elem_id="conversation-list")
-        with gr.Accordion("This conversation", open=True):
-            title = gr.Textbox(label="Title", placeholder="Ask a question first", max_lines=1,
-                               info="Type a new title and press Enter; empty brings back the automatic one.",
+        with gr.Accordion(t("this_conversation"), open=True):
+            title = gr.Textbox(label=t("title"), placeholder=t("title_placeholder"), max_lines=1,
+                               info=t("title_info"),
                                elem_id="conversation-title")
-            rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
-            delete = gr.Button("Delete this conversation", variant="stop", size="sm",
+            rename = gr.Button(t("rename"), size="sm", elem_id="rename-conversation")
+            delete = gr.Button(t("delete"), variant="stop", size="sm",
                                elem_id="delete-conversation")
-            undo = gr.Button("Undo", visible=False, size="sm", elem_id="undo-delete")
-        import_button = gr.UploadButton("Import conversation (.zip or .json)", file_types=[".zip", ".json"],
+            undo = gr.Button(t("undo"), visible=False, size="sm", elem_id="undo-delete")
+        import_button = gr.UploadButton(t("import"), file_types=[".zip", ".json"],
                                         file_count="single", size="sm", elem_id="import-conversation")
         deleted = gr.State(None)
         shown_title = gr.State("")

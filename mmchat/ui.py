@@ -18,14 +18,17 @@ import gradio as gr
 
 import numpy as np
 
-from .conversation import AudioPart, Conversation, Turn
+from .conversation import AudioPart, Conversation, TextPart, Turn
 from .engine import GenerationParams
 from .errors import UserFacingError
 from .events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
 from . import transfer
-from .describe import DEFAULT_TASK, DEFAULT_VERBOSITY, SHORTCUT, Describer, chosen_task, task_choices, verbosity_choices
+from .describe import (
+    DEFAULT_TASK, DEFAULT_VERBOSITY, Describer, chosen_task, menu_words, task_choices, verbosity_choices,
+)
+from .i18n import ENGLISH, I18N, LANGUAGE_NAMES, VOICE_STATE_ZH, language_of, say, t
 from .session import ChatSession
 from .store import LOCAL_OWNER
 from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
@@ -64,19 +67,10 @@ HEAD = """
       .forEach((img) => { img.alt = "Photo you sent"; });
     // The message box is named by its placeholder alone: Gradio does not tie its label to it.
     const box = document.querySelector("#message textarea");
-    if (box && box.getAttribute("aria-label") !== "Message") box.setAttribute("aria-label", "Message");
+    const boxName = document.querySelector('#message [data-testid="block-info"]')?.textContent.trim();
+    if (box && boxName && box.getAttribute("aria-label") !== boxName) box.setAttribute("aria-label", boxName);
     // The empty spoken-answer player has an aria-label on an element without a role (not allowed).
     document.querySelectorAll("#speech .empty[aria-label]:not([role])").forEach((e) => e.removeAttribute("aria-label"));
-    // Gradio gives each radio choice a group of its own: one name per list makes it one
-    // group for screen readers ("2 of 3") and for the arrow keys.
-    document.querySelectorAll("#describe-verbosity input[type=radio]").forEach((input) => {
-      if (input.name !== "mmchat-verbosity") input.name = "mmchat-verbosity";
-    });
-    const verbosity = document.getElementById("describe-verbosity");
-    if (verbosity && verbosity.getAttribute("role") !== "radiogroup") {
-      verbosity.setAttribute("role", "radiogroup");
-      verbosity.setAttribute("aria-label", "Detail");
-    }
     const describe = document.getElementById("describe-button");
     if (describe && !describe.hasAttribute("aria-keyshortcuts")) describe.setAttribute("aria-keyshortcuts", "Alt+Shift+D");
   };
@@ -91,6 +85,22 @@ HEAD = """
     }
   });
   window.addEventListener("DOMContentLoaded", setup);
+  // The interface language chosen in Settings ("auto": the browser's). Gradio picks its
+  // words by the browser's language; changeLocale (exported by Gradio's core module) changes
+  // them in place. The choice is kept in this browser, and told to the server in a cookie.
+  window.mmchatLanguage = async (choice) => {
+    localStorage.setItem("mmchat-language", choice || "auto");
+    const language = choice && choice !== "auto" ? choice : (navigator.language || "en");
+    document.cookie = "mmchat-language=" + encodeURIComponent(choice || "auto") + "; path=/; max-age=31536000; samesite=lax";
+    document.documentElement.lang = language.toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+    const core = performance.getEntriesByType("resource").map((e) => e.name).find((n) => /\/core-[^/]*\.js$/.test(n));
+    if (core) (await import(core)).changeLocale(document.documentElement.lang);
+  };
+  const chosen = localStorage.getItem("mmchat-language");
+  if (chosen && chosen !== "auto") {  // this script may run before or after the page's load event
+    const apply = () => setTimeout(() => window.mmchatLanguage(chosen), 0);
+    if (document.readyState === "complete") apply(); else window.addEventListener("load", apply);
+  }
 })();
 </script>
 """
@@ -123,7 +133,9 @@ SILENCE_JS = """() => { document.querySelectorAll("#speech audio").forEach((a) =
 VOICE_JS = """
 <script>
 window.mmchatVoice = (() => {
-  const WORDS = %s;
+  const BOTH = %s;
+  const WORDS = new Proxy({}, {get: (_, state) =>
+    (document.documentElement.lang.startsWith("zh") ? BOTH["zh-CN"] : BOTH.en)[state]});
   const TAP = "class Tap extends AudioWorkletProcessor { process(inputs) {" +
     " const channel = inputs[0][0]; if (channel) this.port.postMessage(channel.slice(0)); return true; } }" +
     " registerProcessor('mmchat-tap', Tap);";
@@ -220,7 +232,7 @@ window.mmchatVoice = (() => {
   return {start, stop};
 })();
 </script>
-""" % json.dumps(STATE_WORDS)
+""" % json.dumps({"en": STATE_WORDS, "zh-CN": VOICE_STATE_ZH}, ensure_ascii=False)
 # The camera's picture and voice mode's state (a live region: screen readers hear it change).
 VOICE_PANEL = """
 <div id="voice-view">
@@ -231,7 +243,8 @@ VOICE_PANEL = """
 START_VOICE_JS = """(token) => { window.mmchatVoice.start(token); return []; }"""
 SKIP = gr.skip()
 STILL_LOADING = "The page is still starting; please try again in a moment."
-EDIT_LABEL = "Edit your last message (its photos are kept)"
+EDIT_LABEL = t("edit_label")  # one object each: tests and handlers compare them
+MESSAGE_LABEL = t("message")
 ONE_RECORDING = ("One recording per message, please: this one has {count}. "
                  "Remove all but one, or send them one at a time.")
 
@@ -246,31 +259,33 @@ ANNOUNCE_JS = """(text) => { const live = document.getElementById("mmchat-live")
 
 
 # Shown after an answer that did not finish.
-ANSWER_MARKERS = {"interrupted": "*(stopped)*", "error": "*(the answer failed)*"}
+ANSWER_MARKERS = {"interrupted": "stopped_marker", "error": "failed_marker"}  # keys of mmchat.i18n
 
 
-def render(conversation: Conversation, answering: bool = False, waiting: str | None = None) -> list[dict]:
+def render(conversation: Conversation, answering: bool = False, waiting: str | None = None,
+           language: str = ENGLISH) -> list[dict]:
     """The conversation as Gradio chat messages (one message per turn). `answering`:
     the last answer is still being written, so it gets no end-of-answer marker (the
     turn loop keeps it marked interrupted until it finishes, in case it never does).
     `waiting`: what the answer being written waits for, shown until its first words."""
     turns = conversation.turns
-    return [_render_turn(turn, answering and i == len(turns) - 1, waiting) for i, turn in enumerate(turns)]
+    return [_render_turn(turn, answering and i == len(turns) - 1, waiting, language) for i, turn in enumerate(turns)]
 
 
-def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None) -> dict:
+def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None, language: str = ENGLISH) -> dict:
     if turn.role == "assistant":
         text = turn.text
         if answering and not text and waiting:
             return {"role": "assistant", "content": f"*{waiting}*"}
-        marker = None if answering else ANSWER_MARKERS.get(turn.status)
+        marker = None if answering or turn.status not in ANSWER_MARKERS else say(ANSWER_MARKERS[turn.status], language)
         if marker:
             text = (text + "\n\n" if text else "") + marker
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
     content += [{"path": p.path} for p in turn.parts if isinstance(p, AudioPart)]
-    if turn.shown_text:  # a describe-mode question shows its task's name, not its prompt
-        content.append(turn.shown_text)
+    shown = _shown_text(turn, language)
+    if shown:  # a describe-mode question shows its task's name, not its prompt
+        content.append(shown)
     return {"role": "user", "content": content}
 
 
@@ -300,7 +315,7 @@ class ChatHandlers:
     def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP,
               answering=False, editing=False, waiting=None):
         number = next(_announcements) if isinstance(announcement, str) else SKIP
-        return (render(session.conversation, answering, waiting), box, announcement, export, editing,
+        return (render(session.conversation, answering, waiting, session.language), box, announcement, export, editing,
                 session.conversation.id, reviewed, speech, number, timings_table(session.conversation))
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
@@ -339,7 +354,7 @@ class ChatHandlers:
                 if progress is not None:
                     progress(event.fraction, desc=event.message)
             elif isinstance(event, Queued):  # others' answers go first: say how many, in the reply's place
-                place = waiting_message(event.ahead)
+                place = waiting_message(event.ahead, session.language)
                 yield self._view(session, answering=True, waiting=place, announcement=place)
             elif isinstance(event, Notice):
                 shown = _plain(event.message)
@@ -355,7 +370,7 @@ class ChatHandlers:
                     gr.Warning(_plain(event.error))
                 announcement = {
                     "complete": SKIP if spoken else event.text,  # heard already, in mmchat's voice
-                    "interrupted": "Stopped. " + ("" if spoken else event.text),
+                    "interrupted": say("stopped", session.language) + ("" if spoken else " " + event.text),
                     "error": _plain(event.error or ""),
                 }[event.status]
                 yield self._view(session, announcement=announcement, export=self.export(session))
@@ -413,7 +428,7 @@ class ChatHandlers:
         if transcript is None:  # stopped while transcribing
             return
         box = gr.update(value={"text": transcript.text.strip(), "files": message.get("files", [])})
-        yield self._view(session, box=box, announcement="Check the words, then press Enter to send.", reviewed=audio)
+        yield self._view(session, box=box, announcement=say("check_words", session.language), reviewed=audio)
 
     def on_describe(self, session: ChatSession, message: dict, task_name: str, verbosity: str,
                     max_new_tokens, temperature, speak: bool, voice: str, rate):
@@ -429,6 +444,23 @@ class ChatHandlers:
         params, speech = _params(max_new_tokens, temperature), _speech(speak, voice, rate)
         events = self.describer.events(session, task, photos, params, speech)
         yield from self.play(session, events, message if photos else None, keep_box=not photos)
+
+    def on_language(self, session: ChatSession | None, choice: str, task: str, verbosity: str,
+                    request: gr.Request = None):
+        """Settings → Language: the server's messages follow (the page's labels change in the browser)."""
+        if session is None:
+            return SKIP, SKIP, SKIP, SKIP
+        code = language_code(choice)
+        session.language = language_of(code) if code != "auto" else page_language(request, cookie=False)
+        return render(session.conversation, language=session.language), *menus(session.language, task, verbosity,
+                                                                                 choice)
+
+    def menus(self, saved_describe, saved_language, request: gr.Request = None):
+        """The menus in the page's language as it loads, with this browser's last choices
+        (their words are made here: see describe.task_choices)."""
+        task, verbosity = saved_describe if isinstance(saved_describe, (list, tuple)) and len(saved_describe) == 2 \
+            else (None, None)
+        return menus(page_language(request), task, verbosity, saved_language)
 
     def on_verbosity(self, session: ChatSession | None, verbosity: str) -> None:
         """Voice mode's spoken tasks follow the chosen verbosity at once."""
@@ -470,17 +502,19 @@ class ChatHandlers:
 
     def on_new_chat(self, session: ChatSession):
         session.new_chat()
-        return self._view(session, box=_cleared(), announcement="New chat started.",
+        return self._view(session, box=_cleared(), announcement=say("new_chat_started", session.language),
                           export=None, reviewed=None)
 
     def on_load(self, conversation_id: str, request: gr.Request = None):
         """A session for this browser, with the conversation it had open (reloads, restarts);
         another user's conversation id opens a new chat."""
         session = self.new_session(request)
+        session.language = page_language(request)
         restored = self.store.load(conversation_id, session.owner) if conversation_id else None
         if restored is not None:
             session.conversation = restored
-        return (session, render(session.conversation), session.conversation.id, self.export(session),
+        return (session, render(session.conversation, language=session.language), session.conversation.id,
+                self.export(session),
                 timings_table(session.conversation))
 
     def on_close(self, session: ChatSession | None) -> None:
@@ -520,14 +554,15 @@ class ChatHandlers:
         speech = Speech(voice or "auto", float(rate)) if self.services.tts is not None else None
         yield from self.play(session, loop.answer(number, params, speech))
 
-    def model_status(self):
+    def model_status(self, request: gr.Request = None):
         status = self.services.engine.status
         if status.error:
             hint = bundled_model_hint(self.services.config)
             text = f"⚠️ **Model unavailable.** {status.error}" + (f"\n\n{hint}" if hint else "")
             return text, gr.Timer(active=False)
         if status.ready:
-            return f"Model: {model_title(self.services.engine.wait().name)} · ready", gr.Timer(active=False)
+            name = model_title(self.services.engine.wait().name)
+            return say("model_ready", page_language(request), name=name), gr.Timer(active=False)
         percent = "" if status.fraction is None else f" ({status.fraction:.0%})"
         return f"⏳ {status.message}{percent}", gr.Timer(active=True)
 
@@ -550,28 +585,28 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
 
-        gr.Markdown("# mmchat\nAsk about your photos, by typing or by voice.")  # the page's one h1
+        gr.Markdown(t("tagline"))  # the page's one h1
         status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
         if config.auth:  # the gate's log-out is a POST (a plain link, any site could make); see mmchat/users
-            gr.Button("Log out", size="sm", elem_id="log-out").click(None, js=LOG_OUT_JS)
+            gr.Button(t("log_out"), size="sm", elem_id="log-out").click(None, js=LOG_OUT_JS)
         chatbot = gr.Chatbot(
-            label="Conversation",
+            label=t("conversation"),
             editable="user",
             height="60vh",
             min_height=280,
-            placeholder="Add a photo and ask about it. Answers appear here.",
+            placeholder=t("chat_placeholder"),
             feedback_options=None,
             buttons=["copy"],
             autoscroll=True,
         )
         speech_output = gr.Audio(
-            label="Spoken answer", elem_id="speech", streaming=True, autoplay=True,
+            label=t("spoken_answer"), elem_id="speech", streaming=True, autoplay=True,
             interactive=False, visible=services.tts is not None and config.speak_answers,
         )
         textbox = gr.MultimodalTextbox(
-            label="Message",
+            label=MESSAGE_LABEL,
             elem_id="message",
-            placeholder="Ask about your photos…",  # short: a longer one wraps to lines on a phone
+            placeholder=t("message_placeholder"),  # short: a longer one wraps to lines on a phone
             file_types=["image", "audio"] if services.stt is not None else ["image"],
             file_count="multiple",
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
@@ -579,55 +614,56 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             autofocus=True,
             stop_btn=True,
         )
-        gr.Markdown("Enter sends · Shift+Enter adds a line · Esc stops · Alt+Shift+D describes",
+        gr.Markdown(t("shortcut_line"),
                     elem_id="shortcuts", container=False)
         # Describe mode: one key or button, about the box's photo, the camera or the last photo.
         with gr.Row(elem_id="describe-row", equal_height=True):
-            describe_button = gr.Button(f"Describe ({SHORTCUT})", variant="primary", size="sm", min_width=170,
+            describe_button = gr.Button(t("describe_button"), variant="primary", size="sm", min_width=170,
                                         elem_id="describe-button")
-            task = gr.Dropdown(task_choices(), value=DEFAULT_TASK, label="Task", elem_id="describe-task",
+            task = gr.Dropdown(task_choices(), value=task_choices()[0], label=t("task"), elem_id="describe-task",
                                min_width=200)
-            verbosity = gr.Radio(verbosity_choices(), value=DEFAULT_VERBOSITY.value, label="Detail",
-                                 elem_id="describe-verbosity", min_width=260)
+            # Menus, not radio buttons: their words change with the page's language, and Gradio
+            # 6.31's radio then sends back a choice's words instead of its value.
+            verbosity = gr.Dropdown(verbosity_choices(), value=verbosity_choices()[0], label=t("detail"),
+                                    elem_id="describe-verbosity", min_width=160)
         describe_choice = gr.BrowserState([DEFAULT_TASK, DEFAULT_VERBOSITY.value], storage_key="mmchat-describe")
         with gr.Row(elem_id="mmchat-actions"):
-            stop_button = gr.Button("Stop", variant="stop", size="sm", min_width=100, elem_id="stop-button")
-            regenerate_button = gr.Button("Regenerate", size="sm", min_width=100)
-            edit_button = gr.Button("Edit last message", size="sm", min_width=100)
-            export_button = gr.DownloadButton("Export (Markdown, .zip)", value=None, size="sm", min_width=100)
+            stop_button = gr.Button(t("stop"), variant="stop", size="sm", min_width=100, elem_id="stop-button")
+            regenerate_button = gr.Button(t("regenerate"), size="sm", min_width=100)
+            edit_button = gr.Button(t("edit_last"), size="sm", min_width=100)
+            export_button = gr.DownloadButton(t("export"), value=None, size="sm", min_width=100)
         voice_mode = gr.Checkbox(
-            value=False, label="Voice mode: talk hands-free; the camera's view goes with each question, "
-            "answers are spoken, and talking interrupts them", elem_id="voice-mode",
+            value=False, label=t("voice_mode"), elem_id="voice-mode",
             interactive=services.stt is not None,
-            info=None if services.stt is not None else "Needs speech recognition (--stt-backend).",
+            info=None if services.stt is not None else t("voice_needs_stt"),
         )
         with gr.Row(visible=False, elem_id="voice-panel") as voice_panel:
             gr.HTML(VOICE_PANEL, padding=False)
-            gr.Markdown("Just talk; it answers aloud. Say **stop** to silence the answer, **new chat** to start "
-                        "over, **describe** for a description of what the camera sees, and **what changed?** to "
-                        "compare with the previous question's view.")
+            gr.Markdown(t("voice_help"))
         voice_token = gr.Textbox(visible="hidden", elem_id="voice-token", label="Voice connection")
         voice_answer = gr.Button("Answer the spoken question", visible="hidden", elem_id="voice-answer")
         gr.Examples(
             examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
             inputs=[textbox],
-            label="Examples",
+            label=t("examples"),
         )
-        with gr.Accordion("Timings", open=False):
+        with gr.Accordion(t("timings"), open=False):
             timings = gr.Markdown(elem_id="timings")
-        with gr.Accordion("Settings", open=False):
+        with gr.Accordion(t("settings"), open=False):
             # Down to the configured value, which may be below the slider's usual range (--max-new-tokens 8).
             max_tokens = gr.Slider(min(16, config.max_new_tokens), 4096, value=config.max_new_tokens, step=16,
-                                   label="Longest answer (tokens)")
+                                   label=t("longest_answer"))
             temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
-                                    label="Temperature (0 = always the same answer)")
-            speak = gr.Checkbox(value=config.speak_answers, label="Speak answers aloud with mmchat's voice",
-                                info="A spoken answer is not also sent to your screen reader, so the two never "
-                                     "talk at once.", interactive=services.tts is not None)
-            voice = gr.Dropdown(voice_choices(config), value=config.voice, label="Voice",
+                                    label=t("temperature"))
+            speak = gr.Checkbox(value=config.speak_answers, label=t("speak"), info=t("speak_info"),
                                 interactive=services.tts is not None)
-            rate = gr.Slider(0.5, 2.0, value=config.speech_rate, step=0.05, label="Speaking rate (1 = normal)",
+            voice = gr.Dropdown(voice_choices(config), value=config.voice, label=t("voice"),
+                                elem_id="voice-menu", interactive=services.tts is not None)
+            rate = gr.Slider(0.5, 2.0, value=config.speech_rate, step=0.05, label=t("speaking_rate"),
                              interactive=services.tts is not None)
+            language = gr.Dropdown(language_choices(ENGLISH), value=language_choices(ENGLISH)[0], label=t("language"),
+                                   elem_id="language")
+        language_choice = gr.BrowserState("auto", storage_key="mmchat-language-choice")
         announcer = gr.Textbox(visible="hidden", elem_id="mmchat-announcement", label="Last announcement")
         announcement_number = gr.Number(0, visible="hidden", label="Announcements made", precision=0)
         timer = gr.Timer(1.0)
@@ -663,17 +699,77 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
         voice_token.change(None, inputs=[voice_token], js=START_VOICE_JS)
 
-        demo.load(_restore_describe, inputs=[describe_choice], outputs=[task, verbosity], show_progress="hidden")
+        # The page's words change in the browser at once (a js of its own: one that returns
+        # nothing in an event with a function would take the place of its inputs).
+        language.input(None, inputs=[language], js="(entry) => { window.mmchatLanguage(%s[entry] || 'auto'); }"
+                       % json.dumps({name: code for code, name in LANGUAGE_NAMES.items()}, ensure_ascii=False))
+        language.input(language_code, inputs=[language], outputs=[language_choice], show_progress="hidden")
+        language.input(handlers.on_language, inputs=[session_state, language, task, verbosity],
+                       outputs=[chatbot, task, verbosity, language], show_progress="hidden")
+        # The menus in the page's language, with this browser's last choices.
+        demo.load(handlers.menus, inputs=[describe_choice, language_choice], outputs=[task, verbosity, language],
+                  show_progress="hidden")
         for choice in (task, verbosity):  # remembered in this browser for the next visit
-            choice.change(lambda *chosen: list(chosen), inputs=[task, verbosity], outputs=[describe_choice],
-                          show_progress="hidden")
-        verbosity.change(handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
+            choice.input(lambda *chosen: list(chosen_task(*chosen).tag.split(":")), inputs=[task, verbosity],
+                         outputs=[describe_choice],
+                         show_progress="hidden")
+        verbosity.input(handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
         describe_button.click(handlers.on_describe, inputs=[session_state, textbox, task, verbosity, *settings],
                               **answer)
         voice_answer.click(handlers.on_voice_turn, inputs=[session_state, max_tokens, temperature, voice, rate],
                            show_progress="hidden", **answer)
     demo.mmchat_voice = handlers.voice_loops  # the server routes the voice socket to these
     return demo
+
+
+def language_choices(language: str) -> list[str]:
+    """The language menu's entries (their own values, as describe.task_choices says why)."""
+    return [say("language_auto", language), *LANGUAGE_NAMES.values()]
+
+
+def language_code(entry: str | None) -> str:
+    """"auto" or a language code, for the language menu's entry (in either language) or a code."""
+    codes = {name: code for code, name in LANGUAGE_NAMES.items()}
+    return codes.get(entry or "", entry if entry in LANGUAGE_NAMES else "auto")
+
+
+def menus(language: str, task: str, verbosity: str, chosen_language: str) -> tuple:
+    """The task, detail and language menus in `language`, each keeping its choice (Gradio
+    6.31 loses a menu's value when its choices change without it)."""
+    task_words, verbosity_words = menu_words(chosen_task(task, verbosity), language)
+    code = language_code(chosen_language)
+    language_words = say("language_auto", language) if code == "auto" else LANGUAGE_NAMES[code]
+    return (gr.update(choices=task_choices(language), value=task_words),
+            gr.update(choices=verbosity_choices(language), value=verbosity_words),
+            gr.update(choices=language_choices(language), value=language_words))
+
+
+def page_language(request: gr.Request | None, cookie: bool = True) -> str:
+    """The page's language: the one chosen in Settings (a cookie the page script sets), else the browser's."""
+    if request is None:
+        return ENGLISH
+    chosen = (request.cookies.get("mmchat-language") if cookie and hasattr(request, "cookies") else None) or "auto"
+    if chosen != "auto":
+        return language_of(chosen)
+    return language_of((request.headers.get("accept-language") or "").split(",")[0].strip())
+
+
+def _shown_text(turn: Turn, language: str) -> str:
+    """A question's words as the chat shows them: a describe-mode task by its name in `language`."""
+    from .presets import Task, Verbosity
+
+    pieces = []
+    for part in turn.parts:
+        task = Task.from_tag(part.preset) if isinstance(part, TextPart) and part.preset else None
+        if task is not None:
+            name = say(f"preset_{task.preset.name}", language)
+            detail = task.preset.prompt is not None and task.verbosity is not Verbosity.NORMAL
+            pieces.append(f"{name} ({say(task.verbosity.value, language).lower()})" if detail else name)
+        elif isinstance(part, TextPart):
+            pieces.append(part.text)
+        elif isinstance(part, AudioPart) and part.transcript:
+            pieces.append(part.transcript)
+    return "\n".join(p for p in pieces if p)
 
 
 def model_title(name: str) -> str:
@@ -683,13 +779,6 @@ def model_title(name: str) -> str:
     if path.is_absolute() or name.startswith((".", "~")) or path.exists():
         return path.name or name
     return name
-
-
-def _restore_describe(saved) -> tuple[str, str]:
-    """The task and verbosity this browser chose last time (the defaults for anything unknown)."""
-    saved = saved if isinstance(saved, (list, tuple)) and len(saved) == 2 else (None, None)
-    task = chosen_task(*saved)
-    return task.preset.name, task.verbosity.value
 
 
 def voice_choices(config) -> list[str]:
@@ -751,14 +840,13 @@ def timings_table(conversation: Conversation) -> str:
             + header + "\n" + "\n".join(rows))
 
 
-def waiting_message(ahead: int) -> str:
-    people = "1 person" if ahead == 1 else f"{ahead} people"
-    return f"Waiting for a free place: {people} ahead of you…"
+def waiting_message(ahead: int, language: str = ENGLISH) -> str:
+    return say("waiting_one", language) if ahead == 1 else say("waiting_many", language, count=ahead)
 
 
 def _cleared():
     """The message box emptied and out of edit mode (a fresh update each time: Gradio may change the one it gets)."""
-    return gr.update(value=None, label="Message")
+    return gr.update(value=None, label=MESSAGE_LABEL)
 
 
 def _plain(message: str) -> str:
@@ -813,6 +901,7 @@ def launch_options(config) -> dict:
         max_file_size=int(config.max_upload_mb * 1_000_000),
         head=HEAD + VOICE_JS,
         css=CSS,
+        i18n=I18N,
         theme=page_theme(),
     )
 

@@ -170,8 +170,11 @@ def test_describe_mode_has_no_serious_accessibility_failures(shapes_app, tmp_pat
         page.keyboard.press("Alt+Shift+D")
         expect(page.locator('[data-testid="bot"]')).to_have_count(1, timeout=30_000)
         expect(page.locator("#mmchat-announcement textarea")).not_to_have_value("", timeout=60_000)
-        page.locator("#describe-verbosity input[value=detailed]").focus()
-        page.keyboard.press("Space")
+        page.locator("#describe-verbosity input").focus()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Detailed")
+        page.wait_for_timeout(300)  # the menu filters as it is typed
+        page.keyboard.press("Enter")
         page.locator("#describe-task input").focus()
         page.keyboard.press("ArrowDown")  # the menu open, as a keyboard user sees it
         failures = blocking_violations(page)

@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from mmchat.session import ChatSession
-from mmchat.sidebar import SidebarHandlers
+from mmchat.sidebar import NOTHING_YET, SidebarHandlers
 from mmchat.ui import ChatHandlers, render
 
 QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, rate
@@ -56,7 +56,7 @@ def test_each_chat_is_listed_after_its_first_question_newest_first_and_new_chat_
     session, *_ = chat.on_load("")
     listing = sidebar.listing(session)
     assert _listed(listing) == [] and listing[0]["value"] is None
-    assert "after their first question" in listing[0]["info"]
+    assert listing[0]["info"] is NOTHING_YET  # "Your conversations appear here after their first question."
 
     ids = _three_chats(chat, session)
     listing = sidebar.listing(session)

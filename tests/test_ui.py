@@ -17,7 +17,7 @@ from mmchat.engine.local import create_local_engine
 from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
-from mmchat.ui import EDIT_LABEL, ChatHandlers, build_ui, model_title, render
+from mmchat.ui import EDIT_LABEL, MESSAGE_LABEL, ChatHandlers, build_ui, model_title, render
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -148,7 +148,7 @@ def test_an_edited_message_leaves_the_box_and_edit_mode(handlers):
     box, editing = _box_and_editing(_submit(handlers, session, {"text": "New", "files": []}, editing=True))
     assert [t.text for t in session.conversation.turns if t.role == "user"] == ["New"]
     # Empty and labelled plainly again: the next Enter cannot send "New" once more as a new question.
-    assert box == {"value": None, "label": "Message"} and editing is False
+    assert box == {"value": None, "label": MESSAGE_LABEL} and editing is False
 
 
 def test_a_refused_edit_stays_in_edit_mode(handlers):
@@ -231,7 +231,7 @@ def test_the_page_builds_without_the_voice_package(config, qwen_engine, monkeypa
     monkeypatch.setattr(mmchat.tts.voices, "BUNDLED_VOICE_PACKAGE", "not_installed_voice_package")
     services = make_services(with_config(config, tts_backend=backend), qwen_engine)
     demo = build_ui(services)
-    voices = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Voice")
+    voices = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "voice-menu")
     assert [choice[0] for choice in voices.choices] == ["auto"]
 
 
@@ -243,4 +243,4 @@ def test_an_edit_in_the_chat_also_ends_the_box_edit_mode(handlers):
     # ... but the user edits the message in the chat instead
     box, editing = _box_and_editing(handlers.on_chat_edit(session, True, *QUIET, edit))
     assert [t.text for t in session.conversation.turns if t.role == "user"] == ["Edited in the chat"]
-    assert box == {"value": None, "label": "Message"} and editing is False
+    assert box == {"value": None, "label": MESSAGE_LABEL} and editing is False

@@ -1,0 +1,201 @@
+"""The page's words in English and Chinese.
+
+- Labels and static help are translated in the browser by Gradio's own i18n (`t(key)` in
+  place of a string; `I18N` goes to launch), which also translates Gradio's built-in
+  words. The browser's language picks the table; Settings → Language changes it in place
+  (the page script's `mmchatLanguage` calls Gradio's exported `changeLocale`, and keeps
+  the choice in the browser and in a cookie the server reads).
+- Messages made on the server (the model's status, announcements, answer markers, the
+  waiting line, describe mode's refusals) are made with `say(key, language)` in the
+  session's language; menus' entries too (mmchat/describe.py says why).
+
+Keys name the English text; a key missing from Chinese falls back to English (a test
+keeps the tables complete).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+ENGLISH, CHINESE = "en", "zh-CN"
+LANGUAGES = (ENGLISH, CHINESE)
+LANGUAGE_NAMES = {ENGLISH: "English", CHINESE: "中文"}
+
+_EN: dict[str, str] = {
+    # --- the page ---
+    "tagline": "# mmchat\nAsk about your photos, by typing or by voice.",
+    "log_out": "Log out",
+    "conversation": "Conversation",
+    "chat_placeholder": "Add a photo and ask about it. Answers appear here.",
+    "spoken_answer": "Spoken answer",
+    "message": "Message",
+    "message_placeholder": "Ask about your photos…",
+    "shortcut_line": "Enter sends · Shift+Enter adds a line · Esc stops · Alt+Shift+D describes",
+    "edit_label": "Edit your last message (its photos are kept)",
+    "describe_button": "Describe (Alt+Shift+D)",
+    "task": "Task",
+    "detail": "Detail",
+    "stop": "Stop",
+    "regenerate": "Regenerate",
+    "edit_last": "Edit last message",
+    "export": "Export (Markdown, .zip)",
+    "voice_mode": "Voice mode: talk hands-free; the camera's view goes with each question, answers are "
+                  "spoken, and talking interrupts them",
+    "voice_needs_stt": "Needs speech recognition (--stt-backend).",
+    "voice_help": "Just talk; it answers aloud. Say **stop** to silence the answer, **new chat** to start over, "
+                  "**describe** for a description of what the camera sees (or **read this**, **what is this?**, "
+                  "**how bright is it?**), and **what changed?** to compare with the previous question's view.",
+    "examples": "Examples",
+    "timings": "Timings",
+    "settings": "Settings",
+    "longest_answer": "Longest answer (tokens)",
+    "temperature": "Temperature (0 = always the same answer)",
+    "speak": "Speak answers aloud with mmchat's voice",
+    "speak_info": "A spoken answer is not also sent to your screen reader, so the two never talk at once.",
+    "voice": "Voice",
+    "speaking_rate": "Speaking rate (1 = normal)",
+    "language": "Language",
+    "language_auto": "The browser's",
+    # --- the sidebar ---
+    "history": "History",
+    "new_chat": "New chat",
+    "search": "Search conversations",
+    "search_placeholder": "Words in a title or message",
+    "conversations": "Conversations",
+    "nothing_yet": "Your conversations appear here after their first question.",
+    "this_conversation": "This conversation",
+    "title": "Title",
+    "title_placeholder": "Ask a question first",
+    "title_info": "Type a new title and press Enter; empty brings back the automatic one.",
+    "rename": "Rename",
+    "delete": "Delete this conversation",
+    "undo": "Undo",
+    "import": "Import conversation (.zip or .json)",
+    # --- tasks (describe mode's presets) and detail ---
+    "preset_describe": "Describe",
+    "preset_read_text": "Read text",
+    "preset_read_document": "Read a page",
+    "preset_chart": "Explain a chart",
+    "preset_exercise": "Solve an exercise",
+    "preset_compare": "Compare two photos",
+    "preset_identify": "Identify object and colour",
+    "preset_light": "Light level",
+    "brief": "Brief",
+    "normal": "Normal",
+    "detailed": "Detailed",
+    # --- messages made on the server ---
+    "model_ready": "Model: {name} · ready",
+    "stopped_marker": "*(stopped)*",
+    "failed_marker": "*(the answer failed)*",
+    "stopped": "Stopped.",
+    "new_chat_started": "New chat started.",
+    "waiting_one": "Waiting for a free place: 1 person ahead of you…",
+    "waiting_many": "Waiting for a free place: {count} people ahead of you…",
+    "check_words": "Check the words, then press Enter to send.",
+    "no_photo": "There is nothing to describe yet: add a photo to the message box, or turn on voice mode "
+                "to use the camera.",
+    "need_two": "Compare needs two photos: add both to the message box (the earlier one first), or send "
+                "one and then the other.",
+}
+
+_ZH: dict[str, str] = {
+    "tagline": "# mmchat\n用文字或语音询问你的照片。",
+    "log_out": "退出登录",
+    "conversation": "对话",
+    "chat_placeholder": "添加一张照片并提问。回答会显示在这里。",
+    "spoken_answer": "语音回答",
+    "message": "消息",
+    "message_placeholder": "询问你的照片…",
+    "shortcut_line": "Enter 发送 · Shift+Enter 换行 · Esc 停止 · Alt+Shift+D 描述",
+    "edit_label": "编辑你的上一条消息（照片会保留）",
+    "describe_button": "描述 (Alt+Shift+D)",
+    "task": "任务",
+    "detail": "详细程度",
+    "stop": "停止",
+    "regenerate": "重新回答",
+    "edit_last": "编辑上一条消息",
+    "export": "导出（Markdown，.zip）",
+    "voice_mode": "语音模式：免提对话；每个问题都会附上摄像头画面，回答会朗读出来，说话即可打断",
+    "voice_needs_stt": "需要语音识别（--stt-backend）。",
+    "voice_help": "直接说话，它会用语音回答。说 **停** 让它安静，说 **新对话** 重新开始，说 **描述** 描述摄像头看到的内容"
+                  "（或 **读一下**、**这是什么**、**亮度**），说 **有什么变化** 与上一个问题的画面比较。",
+    "examples": "示例",
+    "timings": "耗时",
+    "settings": "设置",
+    "longest_answer": "最长回答（词元）",
+    "temperature": "温度（0 = 每次回答相同）",
+    "speak": "用 mmchat 的声音朗读回答",
+    "speak_info": "朗读过的回答不会再发送给屏幕阅读器，两者不会同时说话。",
+    "voice": "声音",
+    "speaking_rate": "语速（1 = 正常）",
+    "language": "语言",
+    "language_auto": "跟随浏览器",
+    "history": "历史",
+    "new_chat": "新对话",
+    "search": "搜索对话",
+    "search_placeholder": "标题或消息中的词",
+    "conversations": "对话列表",
+    "nothing_yet": "提出第一个问题后，对话会出现在这里。",
+    "this_conversation": "当前对话",
+    "title": "标题",
+    "title_placeholder": "请先提一个问题",
+    "title_info": "输入新标题后按 Enter；留空则恢复自动标题。",
+    "rename": "重命名",
+    "delete": "删除此对话",
+    "undo": "撤销",
+    "import": "导入对话（.zip 或 .json）",
+    "preset_describe": "描述",
+    "preset_read_text": "读文字",
+    "preset_read_document": "读整页",
+    "preset_chart": "解释图表",
+    "preset_exercise": "解题",
+    "preset_compare": "比较两张照片",
+    "preset_identify": "识别物体和颜色",
+    "preset_light": "亮度",
+    "brief": "简短",
+    "normal": "一般",
+    "detailed": "详细",
+    "model_ready": "模型：{name} · 已就绪",
+    "stopped_marker": "*（已停止）*",
+    "failed_marker": "*（回答失败）*",
+    "stopped": "已停止。",
+    "new_chat_started": "已开始新对话。",
+    "waiting_one": "正在排队：前面还有 1 人…",
+    "waiting_many": "正在排队：前面还有 {count} 人…",
+    "check_words": "请检查文字，然后按 Enter 发送。",
+    "no_photo": "还没有可描述的内容：请在消息框中添加照片，或打开语音模式使用摄像头。",
+    "need_two": "比较需要两张照片：请把两张都添加到消息框（先放较早的一张），或先后发送。",
+}
+
+TABLES = {ENGLISH: _EN, CHINESE: _ZH}
+I18N = gr.I18n(**TABLES)
+
+
+def t(key: str):
+    """A label translated in the browser (for component labels, placeholders, Markdown)."""
+    return I18N(key)
+
+
+def language_of(tag: str | None) -> str:
+    """The interface language for a browser language tag ("zh-TW", "zh", "en-GB", ...)."""
+    return CHINESE if (tag or "").lower().startswith("zh") else ENGLISH
+
+
+def say(key: str, language: str | None = ENGLISH, **values) -> str:
+    """A server-made message in `language` (English when it has no translation)."""
+    table = TABLES.get(language_of(language), _EN)
+    return table.get(key, _EN[key]).format(**values)
+
+
+def missing_translations() -> list[str]:
+    """Keys that Chinese lacks (a test keeps this empty)."""
+    return sorted(set(_EN) - set(_ZH))
+
+
+# Voice mode's state line in Chinese (the English words are voice.loop.STATE_WORDS).
+VOICE_STATE_ZH = {
+    "listening": "正在听",
+    "hearing": "正在听你说",
+    "thinking": "正在思考",
+    "speaking": "正在说（说话即可打断）",
+}

@@ -1,0 +1,114 @@
+"""The interface in Chinese, in a real browser: chosen by the browser's language, or in
+Settings by keyboard (and kept after a reload); every control named in it, no serious
+accessibility failure, and the server's messages in it too."""
+
+from __future__ import annotations
+
+import pytest
+
+from accessibility import blocking_violations, controls, unnamed_controls
+from conftest import make_services, with_config
+from test_accessibility import shape_photo
+from test_browser import _serve, chromium, needs_chromium
+
+pytestmark = pytest.mark.browser
+
+# Words of the page that must be in Chinese in a Chinese interface (each the name of a control).
+CHINESE_NAMES = ["消息", "描述 (Alt+Shift+D)", "设置", "新对话", "搜索对话", "任务", "详细程度", "语言"]
+
+
+@pytest.fixture(scope="module")
+def shapes_engine():
+    from fixture_models import shapes_vlm_path
+    from mmchat.config import Config
+    from mmchat.engine.local import create_local_engine
+
+    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+
+
+@pytest.fixture
+def shapes_app(config, shapes_engine):
+    url, demo = _serve(make_services(with_config(config, max_new_tokens=8), shapes_engine))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def chinese_page():
+    """A Chromium whose language is Chinese, as a Chinese user's browser is."""
+    with chromium("--lang=zh-CN") as page:
+        page.context.set_extra_http_headers({"Accept-Language": "zh-CN,zh;q=0.9"})
+        page.add_init_script("Object.defineProperty(navigator, 'language', {get: () => 'zh-CN'});"
+                             "Object.defineProperty(navigator, 'languages', {get: () => ['zh-CN', 'zh']});")
+        yield page
+
+
+def open_page(page, url: str) -> None:
+    """Open the page and wait for the model (its status line is in the page's language)."""
+    from playwright.sync_api import expect
+
+    page.goto(url, wait_until="load", timeout=60_000)
+    expect(page.locator("#model-status")).to_contain_text("shapes-vlm", timeout=60_000)
+
+
+def _names(page) -> set[str]:
+    return {control.name for control in controls(page)}
+
+
+@needs_chromium
+def test_a_chinese_browser_gets_the_chinese_interface_every_control_named(shapes_app, chinese_page, tmp_path):
+    from playwright.sync_api import expect
+
+    page = chinese_page
+    open_page(page, shapes_app)
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    expect(page.locator("#model-status")).to_have_text("模型：shapes-vlm · 已就绪")  # from the server, in Chinese
+    page.get_by_role("button", name="设置").click()  # open Settings, so its controls are in the tree too
+    expect(page.get_by_role("combobox", name="语言")).to_be_visible(timeout=10_000)
+    expect(page.get_by_role("combobox", name="详细程度")).to_be_visible()
+    names = _names(page)
+    # (An accordion's name ends with its arrow: "设置 ▼".)
+    assert [n for n in CHINESE_NAMES if not any(name.startswith(n) for name in names)] == [], sorted(names)
+    assert not unnamed_controls(page)
+    failures = blocking_violations(page)
+    assert not failures, "\n".join(v.describe() for v in failures)
+    # The server's messages too: Describe with nothing to describe.
+    page.keyboard.press("Alt+Shift+D")
+    expect(page.locator("#mmchat-live")).to_contain_text("还没有可描述的内容", timeout=30_000)
+
+
+@needs_chromium
+def test_the_language_is_switched_in_settings_by_keyboard_and_kept(shapes_app, tmp_path):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        open_page(page, shapes_app)
+        settings = page.get_by_role("button", name="Settings")
+        settings.focus()
+        page.keyboard.press("Enter")
+        page.locator("#language input").focus()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("中文")
+        page.wait_for_timeout(300)  # the menu filters as it is typed
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=15_000)
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        # A question's answer marker and an announcement come from the server, in Chinese.
+        page.locator("#message input[type=file]").set_input_files(str(shape_photo(tmp_path, "red")))
+        expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+        page.locator("#describe-task input").focus()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("识别")
+        page.wait_for_timeout(300)  # the menu filters as it is typed
+        page.keyboard.press("Enter")
+        expect(page.locator("#describe-task input")).to_have_value("识别物体和颜色")
+        page.keyboard.press("Alt+Shift+D")
+        expect(page.locator('[data-testid="user"]').last).to_contain_text("识别物体和颜色 (简短)", timeout=30_000)
+        expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=30_000)
+        page.reload(wait_until="load")
+        expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="设置").click()
+        expect(page.locator("#language input")).to_have_value("中文", timeout=15_000)
+        assert not page.errors, f"console errors: {page.errors}"
