@@ -82,6 +82,26 @@ def with_config(config: Config, **changes) -> Config:
 
 
 @pytest.fixture(scope="session")
+def shapes_engine():
+    """The trained shapes-vlm in full precision, loaded as `python app.py --model` would."""
+    from fixture_models import shapes_vlm_path
+
+    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
+
+
+@pytest.fixture
+def shapes_app(config, shapes_engine):
+    """The page served on loopback (Gradio's own server), shapes-vlm answering in a word; its URL."""
+    from test_browser import _serve
+
+    url, demo = _serve(make_services(with_config(config, max_new_tokens=8), shapes_engine))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
 def speech_to_text():
     """The app's Whisper adapter with the bundled tiny.en weights."""
     from mmchat.stt import create_speech_to_text

@@ -37,25 +37,6 @@ RECORD_LIVE_REGION = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def shapes_engine():
-    from fixture_models import shapes_vlm_path
-    from mmchat.config import Config
-    from mmchat.engine.local import create_local_engine
-
-    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
-
-
-@pytest.fixture
-def shapes_app(config, shapes_engine):
-    """The page served with shapes-vlm, which answers a question about a shape's colour in a word."""
-    url, demo = _serve(make_services(with_config(config, max_new_tokens=8), shapes_engine))
-    try:
-        yield url
-    finally:
-        demo.close()
-
-
 def shape_photo(folder: Path, colour: str, word: str | None = None) -> Path:
     """A shapes-vlm scene: a `colour` circle, and `word` printed beside it."""
     from fixture_models import draw_test_image

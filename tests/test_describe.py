@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import make_services, voice_services_for, with_config
-from fixture_models import draw_test_image, shapes_vlm_path
-from mmchat.config import Config
+from fixture_models import draw_test_image
 from mmchat.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
 from mmchat.engine import GenerationParams
-from mmchat.engine.local import create_local_engine
 from mmchat.events import InputRejected
 from mmchat.presets import COMPARE, DESCRIBE, IDENTIFY, LIGHT, Task, Verbosity
 from mmchat.session import ChatSession
@@ -22,11 +20,6 @@ from mmchat.voice.loop import VoiceLoop
 from mmchat.voice.websocket import VoiceLoops
 
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def shapes_engine():
-    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
 
 
 @pytest.fixture

@@ -5,28 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_services, with_config
-from fixture_models import draw_test_image, shapes_vlm_path
-from test_browser import _serve, chromium, needs_chromium
+from fixture_models import draw_test_image
+from test_browser import chromium, needs_chromium
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def shapes_engine():
-    from mmchat.config import Config
-    from mmchat.engine.local import create_local_engine
-
-    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
-
-
-@pytest.fixture
-def served(config, shapes_engine):
-    url, demo = _serve(make_services(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine))
-    try:
-        yield url
-    finally:
-        demo.close()
 
 
 def _focus_by_tab(page, selector: str, presses: int = 80) -> None:
@@ -39,13 +21,13 @@ def _focus_by_tab(page, selector: str, presses: int = 80) -> None:
 
 
 @needs_chromium
-def test_describe_by_keyboard_follow_up_and_the_choice_is_remembered(served, tmp_path):
+def test_describe_by_keyboard_follow_up_and_the_choice_is_remembered(shapes_app, tmp_path):
     from playwright.sync_api import expect
 
     photo = tmp_path / "scene.png"
     draw_test_image("circle", "red").save(photo)
     with chromium() as page:
-        page.goto(served, wait_until="load")
+        page.goto(shapes_app, wait_until="load")
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
         # The task: Identify (the one shapes-vlm was trained to answer), picked with the keyboard.
         _focus_by_tab(page, "#describe-task")

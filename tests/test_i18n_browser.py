@@ -7,32 +7,13 @@ from __future__ import annotations
 import pytest
 
 from accessibility import blocking_violations, controls, unnamed_controls
-from conftest import make_services, with_config
 from test_accessibility import shape_photo
-from test_browser import _serve, chromium, needs_chromium
+from test_browser import chromium, needs_chromium
 
 pytestmark = pytest.mark.browser
 
 # Words of the page that must be in Chinese in a Chinese interface (each the name of a control).
 CHINESE_NAMES = ["消息", "描述 (Alt+Shift+D)", "设置", "新对话", "搜索对话", "任务", "详细程度", "语言"]
-
-
-@pytest.fixture(scope="module")
-def shapes_engine():
-    from fixture_models import shapes_vlm_path
-    from mmchat.config import Config
-    from mmchat.engine.local import create_local_engine
-
-    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
-
-
-@pytest.fixture
-def shapes_app(config, shapes_engine):
-    url, demo = _serve(make_services(with_config(config, max_new_tokens=8), shapes_engine))
-    try:
-        yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_services, with_config
-from fixture_models import draw_test_image, shapes_vlm_path
-from test_browser import _serve, chromium, needs_chromium
+from fixture_models import draw_test_image
+from test_browser import chromium, needs_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -16,23 +15,6 @@ CHATS = [  # (question, the picture's shape, colour, count, word, shapes-vlm's a
     ("What shape is it?", "square", "yellow", 1, None, "square"),
     ("What is written in the image?", "star", "green", 1, "STOP", "STOP"),
 ]
-
-
-@pytest.fixture(scope="module")
-def shapes_engine():
-    from mmchat.config import Config
-    from mmchat.engine.local import create_local_engine
-
-    return create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
-
-
-@pytest.fixture
-def served(config, shapes_engine):
-    url, demo = _serve(make_services(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine))
-    try:
-        yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture
@@ -76,11 +58,11 @@ def _titles(page) -> list[str]:
 
 
 @needs_chromium
-def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(served, pictures):
+def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(shapes_app, pictures):
     from playwright.sync_api import expect
 
     with chromium() as page:
-        page.goto(served, wait_until="load", timeout=60_000)
+        page.goto(shapes_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
         conversations = page.get_by_role("radiogroup", name="Conversations")
         expect(conversations).to_be_visible(timeout=15_000)
@@ -174,11 +156,11 @@ def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(serve
 
 
 @needs_chromium
-def test_on_a_phone_the_sidebar_starts_closed_and_closes_when_a_conversation_is_chosen(served, pictures):
+def test_on_a_phone_the_sidebar_starts_closed_and_closes_when_a_conversation_is_chosen(shapes_app, pictures):
     from playwright.sync_api import expect
 
     with chromium() as page:
-        page.goto(served, wait_until="load", timeout=60_000)
+        page.goto(shapes_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
         for index, (question, *_, answer) in enumerate(CHATS[:2]):
             if index:
@@ -209,11 +191,11 @@ def test_on_a_phone_the_sidebar_starts_closed_and_closes_when_a_conversation_is_
 
 
 @needs_chromium
-def test_import_takes_back_an_export_and_opens_it(served, pictures, tmp_path):
+def test_import_takes_back_an_export_and_opens_it(shapes_app, pictures, tmp_path):
     from playwright.sync_api import expect
 
     with chromium() as page:
-        page.goto(served, wait_until="load", timeout=60_000)
+        page.goto(shapes_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
         question, *_, answer = CHATS[0]
         _ask(page, question, pictures[0])
