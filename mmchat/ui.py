@@ -115,6 +115,9 @@ footer { display: none !important; }
    "0:00 / 0:00" and its controls only duplicate Stop (Esc). */
 #speech { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 #shortcuts { font-size: 0.85em; opacity: 0.9; }
+/* The Describe button as tall as a menu, level with the menus beside it (not stretched to their labels). */
+#describe-row { align-items: flex-end; }
+#describe-button { flex-grow: 0; align-self: flex-end; min-height: 42px; }
 /* Where the keyboard is must show on every control (WCAG 2.4.7): Gradio removes the outline from some. */
 :focus-visible { outline: 3px solid #4338ca !important; outline-offset: 2px; }
 /* Gradio's small icon buttons (Fullscreen, Download, Copy ...) are 18 px; a finger or a shaky hand needs 24 (2.5.8). */
@@ -617,7 +620,7 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         gr.Markdown(t("shortcut_line"),
                     elem_id="shortcuts", container=False)
         # Describe mode: one key or button, about the box's photo, the camera or the last photo.
-        with gr.Row(elem_id="describe-row", equal_height=True):
+        with gr.Row(elem_id="describe-row"):
             describe_button = gr.Button(t("describe_button"), variant="primary", size="sm", min_width=170,
                                         elem_id="describe-button")
             task = gr.Dropdown(task_choices(), value=task_choices()[0], label=t("task"), elem_id="describe-task",
