@@ -336,6 +336,7 @@ class ChatHandlers:
         """
         left_edit_mode = not editing
         spoken = False
+        reply = None  # this turn's answer, once it exists
         _cleared_box = (lambda: SKIP) if keep_box else _cleared
         for event in events:
             if isinstance(event, InputRejected):
@@ -352,6 +353,7 @@ class ChatHandlers:
             if isinstance(event, Transcribed):
                 yield self._view(session, box=_cleared_box(), reviewed=None)
             elif isinstance(event, QuestionAdded):  # added with its reply, which is being written
+                reply = session.conversation.turns[-1]
                 yield self._view(session, box=_cleared_box(), reviewed=None, answering=True)
             elif isinstance(event, Progress):
                 if progress is not None:
@@ -364,6 +366,7 @@ class ChatHandlers:
                 gr.Info(shown)
                 yield self._view(session, announcement=shown, answering=True)
             elif isinstance(event, TextDelta):
+                reply = reply or session.conversation.turns[-1]
                 yield self._view(session, answering=True)
             elif isinstance(event, AudioChunk):
                 spoken = True
@@ -376,7 +379,12 @@ class ChatHandlers:
                     "interrupted": say("stopped", session.language) + ("" if spoken else " " + event.text),
                     "error": _plain(event.error or ""),
                 }[event.status]
-                yield self._view(session, announcement=announcement, export=self.export(session))
+                # Replaced by a newer question (asked while this answer was written): the newest
+                # answer is that turn's, still being written, not one to mark as stopped.
+                turns = session.conversation.turns
+                superseded = reply is not None and not (turns and turns[-1] is reply)
+                yield self._view(session, announcement=announcement, export=self.export(session),
+                                 answering=superseded)
 
     def export(self, session: ChatSession) -> str | None:
         """The conversation as a .zip (Markdown with the photos and recordings it links to,

@@ -244,3 +244,20 @@ def test_an_edit_in_the_chat_also_ends_the_box_edit_mode(handlers):
     box, editing = _box_and_editing(handlers.on_chat_edit(session, True, *QUIET, edit))
     assert [t.text for t in session.conversation.turns if t.role == "user"] == ["Edited in the chat"]
     assert box == {"value": None, "label": MESSAGE_LABEL} and editing is False
+
+
+def test_an_answer_replaced_by_a_newer_question_does_not_mark_the_newer_answer_stopped(handlers):
+    """The first answer's handler ends after the second question came (Enter while it
+    streamed): its last view must leave the second answer, still being written, unmarked."""
+    session, *_ = handlers.on_load("")
+    first = _submit(handlers, session, {"text": "First question", "files": []})
+    for update in first:  # up to the first words of the first answer
+        if session.conversation.turns[-1].text:
+            break
+    second = _submit(handlers, session, {"text": "Second question", "files": []})
+    next(second)  # the second question and its (empty, unfinished) answer are in the conversation
+    chat = _last(first)[0]  # the first turn ends: stopped by the second
+    assert chat[1]["content"].endswith("*(stopped)*")  # the first answer, kept and marked
+    assert "(stopped)" not in chat[3]["content"]  # the second, being written
+    second_chat = _last(second)[0]
+    assert len(second_chat) == 4 and "(stopped)" not in second_chat[3]["content"]

@@ -423,6 +423,7 @@ def test_app_with_auth_and_no_users_says_how_to_add_one_and_lets_them_in_once_ad
 def _log_in_by_keyboard(page, url: str, name: str) -> None:
     page.goto(url + "/", wait_until="load", timeout=60_000)
     assert "/login" in page.url  # sent to log in first
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'name'")
     page.keyboard.type(name)  # the name field has the focus
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS[name])
