@@ -95,7 +95,10 @@ def test_faster_whisper_stops_at_the_next_segment(faster_tiny_en, long_recording
 
     assert len(seen) == 1 and seen[0] < 0.5, seen  # no further segment, and no final 1.0
     assert len(transcript.segments) == 1, transcript.segments
-    assert normalized(transcript.text).startswith("and so my fellow americans"), transcript.text
+    # The first window's words (tiny.en hears "and so my fellow americans" as "and so am i,
+    # fellow-americans" on some runs: its temperature fallback samples), not the later ones.
+    words = normalized(transcript.text)
+    assert "fellow americans" in words and "ask not" in words, transcript.text
     assert transcript.segments[0][1] < 30.0  # from the first window, on the recording's clock
     assert windows.calls == 1  # the second and third windows were never decoded
 
