@@ -27,6 +27,8 @@ from .turn import UserInput, submit
 SHORTCUT = "Alt+Shift+D"
 DEFAULT_TASK = "describe"
 DEFAULT_VERBOSITY = Verbosity.BRIEF  # a first description is short; details come when asked
+# Where the store keeps a person's last task and detail (SQLiteStore.preference).
+DESCRIBE_PREFERENCES = ("describe.task", "describe.verbosity")
 NO_PHOTO = say("no_photo", ENGLISH)
 NEED_TWO = say("need_two", ENGLISH)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from . import transfer, ui
-from .i18n import t
+from .i18n import say, t
 from .conversation import Conversation
 from .errors import UserFacingError
 from .session import ChatSession
@@ -99,6 +99,7 @@ class SidebarParts:
     rename: gr.Button
     delete: gr.Button
     undo: gr.Button
+    export: gr.DownloadButton  # filled by the chat's turns (ui.ChatHandlers.export)
     import_button: gr.UploadButton
     deleted: gr.State  # a Deleted while Undo can bring it back
     shown_title: gr.State  # the title last put in the title box, to tell what the user typed there
@@ -138,9 +139,9 @@ class SidebarHandlers:
         open_id = session.conversation.id
         checked = open_id if any(summary.id == open_id for summary in summaries) else None
         if choices:
-            info = f"The {LIST_LENGTH} most recent; search to find older ones." if len(choices) == LIST_LENGTH else ""
+            info = say("most_recent", session.language, count=LIST_LENGTH) if len(choices) == LIST_LENGTH else ""
         else:
-            info = f"No conversation holds “{query}”." if query else NOTHING_YET
+            info = say("none_holds", session.language, query=query) if query else NOTHING_YET
         if listed is not None and [list(choice) for choice in listed] == choices:
             conversations = gr.update(value=checked)
         else:
@@ -167,7 +168,7 @@ class SidebarHandlers:
             return (*(SKIP for _ in self.chat._view(session)), *self.listing(session, query, listed=listed))
         conversation = session.store.load(conversation_id, session.owner)
         if conversation is None:  # deleted meanwhile, in another tab
-            message = "That conversation is no longer there; it may have been deleted in another tab."
+            message = say("gone", session.language)
             gr.Warning(message)
             return (*self.chat._view(session, announcement=message), *self.listing(session, query))
         self._switch_to(session, conversation)
@@ -175,7 +176,7 @@ class SidebarHandlers:
         # An update to the box would focus it (autofocus): only when it must change, so
         # that the focus stays in the list for a keyboard user going through it.
         box = ui._cleared() if editing else SKIP
-        return (*self._opened(session, f"Opened “{title}”.", box), *self.listing(session, query, listed=listed))
+        return (*self._opened(session, say("opened", session.language, title=title), box), *self.listing(session, query, listed=listed))
 
     def _switch_to(self, session: ChatSession, conversation: Conversation) -> None:
         with session.lock:
@@ -193,14 +194,14 @@ class SidebarHandlers:
         question. Returns the announcement, its number, and the listing."""
         _check_loaded(session)
         if not session.store.rename(session.conversation.id, title, session.owner):
-            message = "Ask a question first: a conversation can be renamed once it has one."
+            message = say("rename_first", session.language)
             gr.Warning(message)
             return (message, next(ui._announcements), *self.listing(session, query))
         now = self._title_of_open(session)
         if (title or "").strip():
-            message = f"Renamed to “{now}”."
+            message = say("renamed", session.language, title=now)
         else:
-            message = f"The title is “{now}” again, from the first question."
+            message = say("title_back", session.language, title=now)
         return (message, next(ui._announcements), *self.listing(session, query))
 
     # --- delete and undo ---
@@ -214,7 +215,7 @@ class SidebarHandlers:
             conversation = session.conversation
             summary = store.summary(conversation.id, session.owner)
             if summary is None:
-                message = "There is nothing to delete: this conversation has no question yet."
+                message = say("nothing_to_delete", session.language)
                 gr.Warning(message)
                 return (*self.chat._view(session, announcement=message), *self.listing(session, query), SKIP, SKIP)
             session.cancel_scope.cancel()
@@ -225,8 +226,8 @@ class SidebarHandlers:
             conversation.turns.clear()
             store.delete(conversation.id, session.owner)
             session.conversation = Conversation()
-        message = f"Deleted “{summary.title}”. Undo brings it back."
-        undo = gr.update(visible=True, value=f"Undo: bring back “{summary.title}”")
+        message = say("deleted", session.language, title=summary.title)
+        undo = gr.update(visible=True, value=say("undo_title", session.language, title=summary.title))
         view = self.chat._view(session, box=ui._cleared(), announcement=message, export=None, reviewed=None)
         return (*view, *self.listing(session, query), kept, undo)
 
@@ -240,7 +241,7 @@ class SidebarHandlers:
         if time.monotonic() - deleted.at > session.store.media_grace:
             # Its photos and recordings are gone by now; text alone would be a damaged copy.
             minutes = round(session.store.media_grace / 60)
-            message = f"It is too late to undo: a deleted conversation can be brought back for {minutes} minutes."
+            message = say("too_late", session.language, minutes=minutes)
             gr.Warning(message)
             return (*self.chat._view(session, announcement=message), *self.listing(session, query), None, hidden)
         conversation = deleted.conversation
@@ -250,7 +251,7 @@ class SidebarHandlers:
             session.store.rename(conversation.id, deleted.title, session.owner)
         restored = session.store.load(conversation.id, session.owner) or conversation
         self._switch_to(session, restored)
-        return (*self._opened(session, f"Brought back “{deleted.title}”."), *self.listing(session, query),
+        return (*self._opened(session, say("brought_back", session.language, title=deleted.title)), *self.listing(session, query),
                 None, hidden)
 
     # --- import ---
@@ -269,7 +270,7 @@ class SidebarHandlers:
             return (*self.chat._view(session, announcement=message), *self.listing(session, query))
         self._switch_to(session, conversation)
         title = self._title_of_open(session)
-        return (*self._opened(session, f"Imported “{title}”; it is open."), *self.listing(session, query))
+        return (*self._opened(session, say("imported", session.language, title=title)), *self.listing(session, query))
 
 
 def _check_loaded(session: ChatSession | None) -> None:
@@ -293,12 +294,15 @@ def build_sidebar() -> SidebarParts:
             delete = gr.Button(t("delete"), variant="stop", size="sm",
                                elem_id="delete-conversation")
             undo = gr.Button(t("undo"), visible=False, size="sm", elem_id="undo-delete")
+            # Nothing to export until the chat has a turn (ui.ChatHandlers._view enables it).
+            export = gr.DownloadButton(t("export"), value=None, interactive=False, size="sm",
+                                       elem_id="export-conversation")
         import_button = gr.UploadButton(t("import"), file_types=[".zip", ".json"],
                                         file_count="single", size="sm", elem_id="import-conversation")
         deleted = gr.State(None)
         shown_title = gr.State("")
         listed = gr.State(None)
-    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, import_button,
+    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, export, import_button,
                         deleted, shown_title, listed)
 
 

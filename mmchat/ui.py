@@ -26,7 +26,7 @@ from .events import (
 )
 from . import transfer
 from .describe import (
-    DEFAULT_TASK, DEFAULT_VERBOSITY, Describer, chosen_task, menu_words, task_choices, verbosity_choices,
+    DESCRIBE_PREFERENCES, Describer, chosen_task, menu_words, task_choices, verbosity_choices,
 )
 from .i18n import ENGLISH, I18N, LANGUAGE_NAMES, VOICE_STATE_ZH, language_of, say, t
 from .session import ChatSession
@@ -79,6 +79,13 @@ HEAD = """
   // Alt+Shift+D describes (by the key's place: on a Mac, Option+Shift+D types a letter).
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") document.querySelector("#stop-button")?.click();
+    // Up in the empty message box brings the last message back into it to be edited.
+    const box = event.target.matches?.("#message textarea") ? event.target : null;
+    if (box && !box.value && event.key === "ArrowUp" && !event.shiftKey && !event.altKey && !event.ctrlKey
+        && !event.metaKey) {
+      event.preventDefault();
+      document.querySelector("#edit-last")?.click();
+    }
     if (event.altKey && event.shiftKey && !event.ctrlKey && !event.metaKey && event.code === "KeyD") {
       event.preventDefault();
       document.querySelector("#describe-button")?.click();
@@ -115,6 +122,9 @@ footer { display: none !important; }
    "0:00 / 0:00" and its controls only duplicate Stop (Esc). */
 #speech { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 #shortcuts { font-size: 0.85em; opacity: 0.9; }
+/* The chat's corner holds only Gradio's bin (always drawn), a second New chat: the sidebar's is the one. */
+#conversation .top-panel { display: none !important; }
+#stop-button { max-width: 12em; }
 /* The Describe button as tall as a menu, level with the menus beside it (not stretched to their labels). */
 #describe-row { align-items: flex-end; }
 #describe-button { flex-grow: 0; align-self: flex-end; min-height: 42px; }
@@ -248,8 +258,6 @@ SKIP = gr.skip()
 STILL_LOADING = "The page is still starting; please try again in a moment."
 EDIT_LABEL = t("edit_label")  # one object each: tests and handlers compare them
 MESSAGE_LABEL = t("message")
-ONE_RECORDING = ("One recording per message, please: this one has {count}. "
-                 "Remove all but one, or send them one at a time.")
 
 # Ships with the repository, so a machine that cannot download the default model can still try the page.
 TEST_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shapes-vlm"
@@ -301,7 +309,8 @@ class ChatHandlers:
 
     Every handler that runs a turn yields the same tuple of updates, in the order of
     `build_ui`'s `turn_outputs`: chat, message box, announcement, export file, editing
-    flag, saved conversation id, reviewed recording, spoken audio, announcement number.
+    flag, saved conversation id, reviewed recording, spoken audio, announcement number,
+    timings, Stop button.
     """
 
     def __init__(self, services: Services) -> None:
@@ -312,14 +321,16 @@ class ChatHandlers:
 
     def new_session(self, request: gr.Request | None = None) -> ChatSession:
         """A session whose conversations are the logged-in user's (with --auth), else the local person's."""
-        owner = getattr(request, "username", None) if request is not None else None
-        return ChatSession(self.store, owner=owner or LOCAL_OWNER)
+        return ChatSession(self.store, owner=_owner(request))
 
     def _view(self, session: ChatSession, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, speech=SKIP,
               answering=False, editing=False, waiting=None):
         number = next(_announcements) if isinstance(announcement, str) else SKIP
+        export = export if export is SKIP else export_update(export)
+        # Stop is there only while there is something to stop (its one control: see build_ui).
         return (render(session.conversation, answering, waiting, session.language), box, announcement, export, editing,
-                session.conversation.id, reviewed, speech, number, timings_table(session.conversation))
+                session.conversation.id, reviewed, speech, number, timings_table(session.conversation),
+                gr.update(visible=answering))
 
     def play(self, session: ChatSession, events: Iterator[TurnEvent], message: dict | None = None,
              progress: gr.Progress | None = None, editing: bool = False, keep_box: bool = False):
@@ -413,10 +424,10 @@ class ChatHandlers:
         audio = recordings[0] if recordings else None
         if len(recordings) > 1 and not editing:
             # A turn takes one recording; a second one would be dropped without a word.
-            events = iter([InputRejected(ONE_RECORDING.format(count=len(recordings)))])
+            events = iter([InputRejected(say("one_recording", session.language, count=len(recordings)))])
         elif editing:
             if files:
-                gr.Info("Photos and recordings can't be added while editing; the message keeps its photos.")
+                gr.Info(say("no_files_in_edit", session.language))
             events = edit_last(session, text, self.services, params, speech)
         elif audio and audio == reviewed_audio:  # the user has read and maybe corrected the transcript
             events = submit(session, UserInput("", images, audio, audio_transcript=text), self.services, params, speech)
@@ -466,12 +477,20 @@ class ChatHandlers:
         return render(session.conversation, language=session.language), *menus(session.language, task, verbosity,
                                                                                  choice)
 
-    def menus(self, saved_describe, saved_language, request: gr.Request = None):
-        """The menus in the page's language as it loads, with this browser's last choices
-        (their words are made here: see describe.task_choices)."""
-        task, verbosity = saved_describe if isinstance(saved_describe, (list, tuple)) and len(saved_describe) == 2 \
-            else (None, None)
+    def on_page_menus(self, saved_language, request: gr.Request = None):
+        """The menus in the page's language as it loads (their words are made here: see
+        describe.task_choices), with the task and detail this person last chose, on any
+        browser, and the language chosen in this one."""
+        owner = _owner(request)
+        task, verbosity = (self.store.preference(owner, key) for key in DESCRIBE_PREFERENCES)
         return menus(page_language(request), task, verbosity, saved_language)
+
+    def on_describe_choice(self, task: str, verbosity: str, request: gr.Request = None) -> None:
+        """Describe mode's task or detail changed: kept for this person (per user with --auth)."""
+        chosen = chosen_task(task, verbosity)
+        owner = _owner(request)
+        for key, value in zip(DESCRIBE_PREFERENCES, (chosen.preset.name, chosen.verbosity.value)):
+            self.store.set_preference(owner, key, value)
 
     def on_verbosity(self, session: ChatSession | None, verbosity: str) -> None:
         """Voice mode's spoken tasks follow the chosen verbosity at once."""
@@ -493,7 +512,7 @@ class ChatHandlers:
             gr.Warning(STILL_LOADING)
             return
         if edit.index != session.conversation.last_user_index():
-            gr.Warning("Only your last message can be edited.")
+            gr.Warning(say("only_last_edit", session.language))
             yield self._view(session, editing=editing)
             return
         text = edit.value if isinstance(edit.value, str) else _text_of(edit.value)
@@ -503,7 +522,7 @@ class ChatHandlers:
     def on_edit_button(self, session: ChatSession):
         index = session.conversation.last_user_index()
         if index is None:
-            gr.Warning("There is no message to edit yet.")
+            gr.Warning(say("nothing_to_edit", session.language))
             return SKIP, False
         text = session.conversation.turns[index].text
         return gr.update(value={"text": text, "files": []}, label=EDIT_LABEL), True
@@ -525,8 +544,7 @@ class ChatHandlers:
         if restored is not None:
             session.conversation = restored
         return (session, render(session.conversation, language=session.language), session.conversation.id,
-                self.export(session),
-                timings_table(session.conversation))
+                export_update(self.export(session)), timings_table(session.conversation))
 
     def on_close(self, session: ChatSession | None) -> None:
         """The browser tab is gone: stop its answer and its voice mode."""
@@ -569,7 +587,7 @@ class ChatHandlers:
         status = self.services.engine.status
         if status.error:
             hint = bundled_model_hint(self.services.config)
-            text = f"⚠️ **Model unavailable.** {status.error}" + (f"\n\n{hint}" if hint else "")
+            text = f"⚠️ **{say('model_unavailable', page_language(request))}** {status.error}" + (f"\n\n{hint}" if hint else "")
             return text, gr.Timer(active=False)
         if status.ready:
             name = model_title(self.services.engine.wait().name)
@@ -602,6 +620,7 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             gr.Button(t("log_out"), size="sm", elem_id="log-out").click(None, js=LOG_OUT_JS)
         chatbot = gr.Chatbot(
             label=t("conversation"),
+            elem_id="conversation",
             editable="user",
             height="60vh",
             min_height=280,
@@ -623,8 +642,10 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
             max_plain_text_length=max(config.max_text_chars * 10, 100_000),
             autofocus=True,
-            stop_btn=True,
+            stop_btn=False,  # one Stop for every answer (typed, described, spoken): the button below
         )
+        # Shown only while an answer is being written (ChatHandlers._view); Esc presses it.
+        stop_button = gr.Button(t("stop"), variant="stop", size="sm", visible=False, elem_id="stop-button")
         gr.Markdown(t("shortcut_line"),
                     elem_id="shortcuts", container=False)
         # Describe mode: one key or button, about the box's photo, the camera or the last photo.
@@ -637,12 +658,11 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
             # 6.31's radio then sends back a choice's words instead of its value.
             verbosity = gr.Dropdown(verbosity_choices(), value=verbosity_choices()[0], label=t("detail"),
                                     elem_id="describe-verbosity", min_width=160)
-        describe_choice = gr.BrowserState([DEFAULT_TASK, DEFAULT_VERBOSITY.value], storage_key="mmchat-describe")
-        with gr.Row(elem_id="mmchat-actions"):
-            stop_button = gr.Button(t("stop"), variant="stop", size="sm", min_width=100, elem_id="stop-button")
-            regenerate_button = gr.Button(t("regenerate"), size="sm", min_width=100)
-            edit_button = gr.Button(t("edit_last"), size="sm", min_width=100)
-            export_button = gr.DownloadButton(t("export"), value=None, size="sm", min_width=100)
+        # One control per action: Regenerate and Edit are the chat's own retry and pencil icons,
+        # New chat and Export are in the sidebar. The box's edit mode is the Up arrow in an
+        # empty box (the page script presses this hidden button).
+        edit_button = gr.Button(t("edit_last"), visible="hidden", elem_id="edit-last")
+        export_button = sidebar.export
         voice_mode = gr.Checkbox(
             value=False, label=t("voice_mode"), elem_id="voice-mode",
             interactive=services.stt is not None,
@@ -685,7 +705,7 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         demo.load(handlers.model_status, outputs=[status, timer], show_progress="hidden")
 
         turn_outputs = [chatbot, textbox, announcer, export_button, editing, saved_id, reviewed_audio, speech_output,
-                        announcement_number, timings]
+                        announcement_number, timings, stop_button]
         # Gradio runs every answer at once and lets a question in while one streams:
         # the turn layer's admission line (shared with the API) bounds the answers
         # being generated, and a new turn in a session stops the one running there.
@@ -693,13 +713,10 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         settings = [max_tokens, temperature, speak, voice, rate]
         textbox.submit(handlers.on_submit, inputs=[session_state, textbox, editing, reviewed_audio, *settings],
                        show_progress="minimal", **answer)
-        regenerate_button.click(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
         chatbot.retry(handlers.on_regenerate, inputs=[session_state, *settings], **answer)
         chatbot.edit(handlers.on_chat_edit, inputs=[session_state, editing, *settings], **answer)
-        for trigger in (stop_button.click, textbox.stop):
-            trigger(handlers.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
+        stop_button.click(handlers.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
         edit_button.click(handlers.on_edit_button, inputs=[session_state], outputs=[textbox, editing])
-        chatbot.clear(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs)
         speak.change(lambda on: gr.update(visible=on), inputs=[speak], outputs=[speech_output])
         announcement_number.change(None, inputs=[announcer], js=ANNOUNCE_JS)
         connect(sidebar, SidebarHandlers(handlers), session_state=session_state, turn_outputs=turn_outputs,
@@ -717,13 +734,11 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
         language.input(language_code, inputs=[language], outputs=[language_choice], show_progress="hidden")
         language.input(handlers.on_language, inputs=[session_state, language, task, verbosity],
                        outputs=[chatbot, task, verbosity, language], show_progress="hidden")
-        # The menus in the page's language, with this browser's last choices.
-        demo.load(handlers.menus, inputs=[describe_choice, language_choice], outputs=[task, verbosity, language],
+        # The menus in the page's language, with this person's last choices.
+        demo.load(handlers.on_page_menus, inputs=[language_choice], outputs=[task, verbosity, language],
                   show_progress="hidden")
-        for choice in (task, verbosity):  # remembered in this browser for the next visit
-            choice.input(lambda *chosen: list(chosen_task(*chosen).tag.split(":")), inputs=[task, verbosity],
-                         outputs=[describe_choice],
-                         show_progress="hidden")
+        for choice in (task, verbosity):  # remembered for the next visit, from any browser
+            choice.input(handlers.on_describe_choice, inputs=[task, verbosity], show_progress="hidden")
         verbosity.input(handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
         describe_button.click(handlers.on_describe, inputs=[session_state, textbox, task, verbosity, *settings],
                               **answer)
@@ -731,6 +746,16 @@ def build_ui(services: Services, handlers: ChatHandlers | None = None) -> gr.Blo
                            show_progress="hidden", **answer)
     demo.mmchat_voice = handlers.voice_loops  # the server routes the voice socket to these
     return demo
+
+
+def _owner(request: gr.Request | None) -> str:
+    """Whose conversations and preferences these are: the logged-in user (--auth), else the local person."""
+    return (getattr(request, "username", None) if request is not None else None) or LOCAL_OWNER
+
+
+def export_update(path: str | None):
+    """The Export button with the conversation's file; not pressable while there is nothing to export."""
+    return gr.update(value=path, interactive=path is not None)
 
 
 def language_choices(language: str) -> list[str]:
@@ -762,7 +787,8 @@ def page_language(request: gr.Request | None, cookie: bool = True) -> str:
     chosen = (request.cookies.get("mmchat-language") if cookie and hasattr(request, "cookies") else None) or "auto"
     if chosen != "auto":
         return language_of(chosen)
-    return language_of((request.headers.get("accept-language") or "").split(",")[0].strip())
+    headers = getattr(request, "headers", None) or {}  # none on a request made in code
+    return language_of((headers.get("accept-language") or "").split(",")[0].strip())
 
 
 def _shown_text(turn: Turn, language: str) -> str:

@@ -95,6 +95,9 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
     with chromium() as page:
         page.goto(served_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        stop = page.locator("#stop-button")
+        expect(stop).to_be_hidden()  # nothing to stop yet
+        expect(page.get_by_role("button", name="Export")).to_be_disabled()  # nothing to export yet
 
         page.locator("#message input[type=file]").set_input_files(str(photos[0]))
         page.locator("#message textarea").fill("What is in this photo?")
@@ -109,6 +112,7 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
         first = len(answer.inner_text())
         page.wait_for_timeout(1500)
         assert len(answer.inner_text()) > first, "the answer should keep growing while it streams"
+        expect(stop).to_be_visible()
 
         page.keyboard.press("Escape")  # the keyboard way to Stop (same as clicking #stop-button)
         expect(answer).to_contain_text("(stopped)", timeout=15_000)
@@ -119,11 +123,20 @@ def test_photo_question_streams_and_stops(served_app, photos, tmp_path):
 
         # The finished answer went to the screen-reader live region, once, whole.
         expect(page.locator("#mmchat-live")).to_contain_text("Stopped.", timeout=10_000)
+        expect(stop).to_be_hidden()
+        expect(page.get_by_role("button", name="Export")).to_be_enabled()
+        names = []
         for button in page.get_by_role("button").all():
             if button.is_visible():
                 name = button.evaluate(
                     "e => e.getAttribute('aria-label') || e.innerText || e.title || [...e.querySelectorAll('img')].map(i => i.alt).join(' ')")
                 assert name and name.strip(), f"unlabelled button: {button.evaluate('e => e.outerHTML')[:200]}"
+                names.append(name.strip())
+        # One control per action: the chat's own icons regenerate and edit, the sidebar starts a
+        # new chat; no second Stop in the box, no bin, no Regenerate or Edit buttons beside them.
+        assert names.count("Retry") == 1 and names.count("Edit") == 1 and names.count("New chat") == 1, names
+        for duplicate in ("Stop", "Clear", "Regenerate", "Edit last message"):
+            assert duplicate not in names, names
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
         page.reload(wait_until="load")  # the conversation survives a reload
@@ -261,7 +274,7 @@ def test_an_edit_is_sent_once_and_a_refused_edit_stays_an_edit(config, qwen_engi
         box.press("Enter")
         _announced(page, 1)
 
-        page.get_by_role("button", name="Edit last message").click()
+        box.press("ArrowUp")  # in the empty box: the last message comes back to be edited
         expect(box).to_have_value("Old question", timeout=15_000)
         expect(page.locator("#message")).to_contain_text("Edit your last message")
         box.fill("New question")
@@ -279,7 +292,7 @@ def test_an_edit_is_sent_once_and_a_refused_edit_stays_an_edit(config, qwen_engi
         expect(questions).to_have_count(1)
 
         # A refused edit keeps its words and stays an edit: fixed, it replaces the question.
-        page.get_by_role("button", name="Edit last message").click()
+        box.press("ArrowUp")
         expect(box).to_have_value("New question", timeout=15_000)
         box.fill("   ")
         box.press("Enter")

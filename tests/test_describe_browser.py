@@ -62,8 +62,13 @@ def test_describe_by_keyboard_follow_up_and_the_choice_is_remembered(shapes_app,
         page.wait_for_timeout(300)  # the menu filters as it is typed
         page.keyboard.press("Enter")
         expect(page.locator("#describe-verbosity input")).to_have_value("Normal")
-        page.wait_for_timeout(500)  # the choice is saved in the browser by its change event
+        page.wait_for_timeout(500)  # the choice is saved by its change event
         page.reload(wait_until="load")
         expect(page.locator("#describe-task input")).to_have_value("Identify object and colour", timeout=30_000)
         expect(page.locator("#describe-verbosity input")).to_have_value("Normal")
         assert not page.errors, f"console errors: {page.errors}"
+    # Kept for the person, not the browser: another browser (a fresh profile) has it too.
+    with chromium() as other:
+        other.goto(shapes_app, wait_until="load")
+        expect(other.locator("#describe-task input")).to_have_value("Identify object and colour", timeout=30_000)
+        expect(other.locator("#describe-verbosity input")).to_have_value("Normal")

@@ -88,6 +88,9 @@ def test_the_language_is_switched_in_settings_by_keyboard_and_kept(shapes_app, t
         page.keyboard.press("Alt+Shift+D")
         expect(page.locator('[data-testid="user"]').last).to_contain_text("识别物体和颜色 (简短)", timeout=30_000)
         expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=30_000)
+        # The sidebar lists the new conversation once the answer is done: the page is idle again
+        # (a reload while that refresh runs aborts it, which the browser logs as an error).
+        expect(page.locator("#conversation-list label")).to_have_count(1, timeout=15_000)
         page.reload(wait_until="load")
         expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="设置").click()

@@ -78,7 +78,7 @@ def test_opening_a_conversation_continues_it_and_the_page_remembers_it(chat, sid
     assert saved_id == first == session.conversation.id
     assert chat_view == render(session.conversation) and chat_view[0]["content"] == ["Chat about cats"]
     assert announcement == "Opened “Chat about cats”." and box == gr.skip()  # a message being written stays
-    assert export.endswith(".zip")
+    assert export["value"].endswith(".zip") and export["interactive"]
     conversations, title, shown, _ = view[-4:]
     assert conversations["value"] == first and title == shown == "Chat about cats"
 
@@ -122,6 +122,18 @@ def test_rename_then_an_empty_title_brings_back_the_automatic_one(chat, sidebar)
     chat.on_new_chat(session)  # nothing saved yet: nothing to rename
     announcement, *_ = sidebar.on_rename(session, "Too soon")
     assert announcement.startswith("Ask a question first")
+
+
+def test_the_sidebar_speaks_the_page_language(chat, sidebar):
+    session, *_ = chat.on_load("")
+    _three_chats(chat, session)
+    session.language = "zh-CN"  # a Chinese browser, or Settings → Language
+    announcement, *_ = sidebar.on_rename(session, "鸟")
+    assert announcement == "已重命名为“鸟”。"
+    view = sidebar.on_delete(session)
+    assert view[2] == "已删除“鸟”。撤销可以恢复。" and view[-1]["value"] == "撤销：恢复“鸟”"
+    conversations, *_ = sidebar.listing(session, "不存在的词")
+    assert conversations["info"] == "没有对话包含“不存在的词”。"
 
 
 def test_a_title_being_typed_is_not_overwritten_when_the_list_refreshes(chat, sidebar):

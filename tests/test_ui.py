@@ -52,7 +52,11 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
     # the question shows before any answer; its reply is there, empty, and not marked stopped
     assert [m["role"] for m in first_chat] == ["user", "assistant"] and first_chat[1]["content"] == ""
     assert first_box["value"] is None
-    chat, _, announcement, export, editing, saved_id, *_ = updates[-1]
+    assert updates[0][-1]["visible"] is True  # Stop while the answer is written
+    chat, _, announcement, export, editing, saved_id, *_, stop = updates[-1]
+    assert stop["visible"] is False  # ...and gone once it is done
+    assert export["interactive"] is True
+    export = export["value"]
     assert [m["role"] for m in chat] == ["user", "assistant"]
     assert chat[0]["content"][0]["path"].endswith(".png")
     assert announcement == session.conversation.turns[-1].text  # announced once, whole
@@ -61,8 +65,20 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
     assert saved_id == session.conversation.id and editing is False
 
 
+def test_describe_choices_are_kept_per_person(handlers, services):
+    ann, bob = gr.Request(username="ann"), gr.Request(username="bob")
+    handlers.on_describe_choice("Read text", "Detailed", ann)
+    task, verbosity, _language = handlers.on_page_menus("auto", ann)
+    assert (task["value"], verbosity["value"]) == ("Read text", "Detailed")
+    task, verbosity, _language = ChatHandlers(services).on_page_menus("auto", ann)  # after a restart too
+    assert (task["value"], verbosity["value"]) == ("Read text", "Detailed")
+    task, verbosity, _language = handlers.on_page_menus("auto", bob)  # someone else: the defaults
+    assert (task["value"], verbosity["value"]) == ("Describe", "Brief")
+
+
 def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
-    session, *_ = handlers.on_load("")
+    session, _chat, _id, export, _timings = handlers.on_load("")
+    assert export == {"__type__": "update", "value": None, "interactive": False}  # nothing to export
     message = {"text": "x" * 50_000, "files": []}
     chat, box, announcement, *_ = _last(_submit(handlers, session, message))
     assert chat == []

@@ -307,7 +307,7 @@ def test_two_users_logged_in_at_once_see_and_fetch_only_their_own(auth_server, t
     # Opening her conversation by its id gives him a new chat of his own.
     his_page = page_client(url, bob)
     his_chat, his_id, his_export, _ = his_page.predict(conversation_id, api_name="/on_load")
-    assert his_chat == [] and his_id != conversation_id and his_export is None
+    assert his_chat == [] and his_id != conversation_id and his_export["value"] is None  # nothing of hers
     assert his_page.predict(spoken.id, api_name="/on_load")[0] == []
     # Nor does the history sidebar list or open it for him (it does for her).
     assert conversation_id in str(her_page.predict("", "", api_name="/listing"))

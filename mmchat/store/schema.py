@@ -213,10 +213,21 @@ def _v4_preset_questions(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE parts ADD COLUMN preset TEXT")
 
 
+def _v5_preferences(db: sqlite3.Connection) -> None:
+    """What a person chose once and expects kept wherever they log in from (describe mode's
+    task and detail): by owner, a name or 'local', like conversations.owner."""
+    db.execute("""CREATE TABLE preferences (
+                      owner TEXT NOT NULL,
+                      key TEXT NOT NULL,
+                      value TEXT NOT NULL,
+                      PRIMARY KEY (owner, key))""")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_conversations,
     _v2_titles_and_search,
     _v3_users,
     _v4_preset_questions,
+    _v5_preferences,
 ]
 LATEST = len(MIGRATIONS)

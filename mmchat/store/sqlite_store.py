@@ -323,6 +323,20 @@ class SQLiteStore:
                ORDER BY p.position""", (conversation_id,)).fetchall()
         return Turn("user", [_part(kind, text, None, None, None, preset) for kind, text, preset in rows]).shown_text
 
+    # --- a person's preferences ---
+
+    def preference(self, owner: str, key: str) -> str | None:
+        """What `owner` last chose for `key` (None: never chosen)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM preferences WHERE owner = ? AND key = ?",
+                                   (owner, key)).fetchone()
+        return row[0] if row else None
+
+    def set_preference(self, owner: str, key: str, value: str) -> None:
+        with self._lock, write_transaction(self._db) as db:
+            db.execute("INSERT INTO preferences (owner, key, value) VALUES (?, ?, ?) "
+                       "ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value", (owner, key, value))
+
     def _meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -130,6 +130,7 @@ class Accounts:
                 removed += store.delete(summary.id, name)
         shutil.rmtree(self.exports_folder(name), ignore_errors=True)
         with self._lock, write_transaction(self._db) as db:
+            db.execute("DELETE FROM preferences WHERE owner = ?", (name,))
             db.execute("DELETE FROM users WHERE name = ?", (name,))
         return removed
 
