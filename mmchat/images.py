@@ -1,5 +1,21 @@
 """Photos: check what users upload, and fit them to the model's pixel budget.
 
+Every way a file can fail to be a usable photo ends in an `InputError` whose message
+says what is wrong and what to send instead: not an image (an SVG or a web page renamed
+to .png), a format that is not accepted, damaged or cut short, too many pixels (a
+decompression bomb is refused as too large, from its header, before anything is
+decoded), or too long and thin for the model. `check_image` refuses most of them when
+the photo arrives; `open_for_model` turns what is left (a file that opens but fails to
+decode) into the same kind of refusal instead of an exception in the middle of a turn.
+
+Photos of every accepted kind reach the model as upright 8-bit RGB: EXIF orientation
+applied, CMYK and 16-bit converted, transparency laid on white (as a browser shows it
+on a white page). An animated image or a multi-page file is used by its first frame;
+`photo_notice` says so, in words for the user.
+
+HEIC/HEIF (what iPhones save) opens through pillow-heif, registered with Pillow on first
+use; without it, a HEIC photo is refused with a message that says so.
+
 A photo is decoded and fitted once (`load_photo`) and kept in a small LRU: every turn
 of a conversation sends its whole history again, and decoding every earlier photo each
 time made a long photo chat slower with each turn. Photos are told apart by their
@@ -10,6 +26,7 @@ conversation's photos with every request) is still the same photo.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import threading
@@ -17,12 +34,24 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps
 
 from .errors import InputError
 
-# Formats a browser can show back to the user; anything else is refused up front.
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+log = logging.getLogger(__name__)
+
+# The formats accepted (Pillow's names), each with the name people know it by, in the
+# order the refusal lists them. MPO is the JPEG that some cameras save (a photo with a
+# second view in it); HEIF is what iPhones save as .heic.
+ACCEPTED_FORMATS = {
+    "JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP", "TIFF": "TIFF",
+    "HEIF": "HEIC",
+}
+# Qwen-VL's image processor refuses a picture whose long side is more than 200 times
+# its short side (transformers' smart_resize raises); such a picture is refused here,
+# with a message, before it reaches the model.
+MAX_ASPECT_RATIO = 200
 # Decoded photos kept for the conversations in progress: at the default pixel budget
 # (0.8 MP, 2.4 MB as RGB) 64 photos hold about 150 MB.
 PHOTO_CACHE_ITEMS = 64
@@ -34,6 +63,20 @@ PhotoIdentity = tuple  # (digest of the file's bytes, pixel budget)
 # Files whose digest is remembered, by (path, mtime, size): stored files are never
 # rewritten in place, so a page conversation's photos are read and hashed once.
 DIGESTS_KEPT = 1024
+# Beginnings of the accepted formats, to tell a damaged photo from a file of another kind.
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+# The brands of an ISO media file (its "ftyp" box) that mean a HEIC/HEIF picture.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+# What a transparent photo is laid on: the page shows it on white too.
+_BACKGROUND = (255, 255, 255)
+
+
+def accepted_formats() -> str:
+    """The formats a photo may be sent in, as a user reads them: "JPEG, PNG, WebP, GIF,
+    BMP, TIFF or HEIC" (HEIC only where pillow-heif lets this server open it)."""
+    heif = _register_heif()
+    names = list(dict.fromkeys(name for kind, name in ACCEPTED_FORMATS.items() if kind != "HEIF" or heif))
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[int, int]:
@@ -47,52 +90,223 @@ def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[i
     try:
         size = path.stat().st_size
     except OSError:
-        raise InputError(f"The photo {name} could not be read.") from None
+        raise InputError(f"The photo {name} could not be read. Please send it again.") from None
     if size == 0:
-        raise InputError(f"The photo {name} is empty.")
+        raise InputError(f"The photo {name} is empty (0 bytes). Please send it again.")
     if size > max_bytes:
         raise InputError(
             f"The photo {name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
         )
+    _register_heif()
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.format not in ACCEPTED_FORMATS:
-                raise InputError(f"{name} is a {image.format} file; please send a JPEG, PNG or WebP photo.")
-            if width * height > max_pixels:
-                raise InputError(
-                    f"The photo {name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
-                    f"the limit is {max_pixels / 1e6:.0f} MP."
-                )
+        image = Image.open(path)
+    except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: too large, not damaged
+        raise InputError(_too_many_pixels(name, None, max_pixels)) from None
+    except Exception as exc:  # Pillow's format plugins raise many kinds of error on hostile bytes
+        log.info("%s could not be opened: %r", name, exc)
+        raise InputError(_not_readable(path)) from None
+    with image:
+        width, height = image.size
+        kind = image.format
+        if kind not in ACCEPTED_FORMATS:
+            raise InputError(f"{name} is in the {kind} format, which is not accepted; please send a photo in "
+                             f"{accepted_formats()} format.")
+        if width * height > max_pixels:
+            raise InputError(_too_many_pixels(name, (width, height), max_pixels))
+        _check_aspect_ratio(name, width, height)
+        try:
             image.load()  # a truncated or corrupt file fails here, not later inside the model
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InputError(f"{name} is not a photo that can be opened (damaged or not an image).") from None
+        except Exception as exc:  # as above: whatever a plugin raises, the file can't be decoded
+            log.info("%s could not be decoded: %r", name, exc)
+            raise InputError(_damaged(name)) from None
     return width, height
 
 
+def photo_notice(path: str | Path) -> str | None:
+    """What the user should be told about how a photo is used (only the first frame of
+    an animation, the first page of a document), or None. For a photo `check_image` passed.
+
+    The page shows it beside the answer; the API has no place for it in a chat
+    completion, so it is logged there and the first frame is used all the same.
+    """
+    name = Path(path).name
+    _register_heif()
+    notice = None
+    try:
+        with Image.open(path) as image:
+            if image.format == "MPO":  # a camera's second view of the same photo: nothing to say
+                return None
+            if image.format in ("TIFF", "HEIF") and getattr(image, "n_frames", 1) > 1:
+                what = "pages" if image.format == "TIFF" else "pictures"
+                notice = f"{name} holds {image.n_frames} {what}; only the first is used."
+            elif getattr(image, "is_animated", False):
+                notice = f"{name} is animated; only its first frame is used (the model looks at still photos)."
+    except Exception:  # not readable: check_image refuses it with the reason
+        return None
+    if notice:
+        log.info("%s", notice)
+    return notice
+
+
 def open_for_model(path: str | Path, max_pixels: int) -> Image.Image:
-    """Decode a stored photo as RGB, upright, and within `max_pixels` (aspect kept)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.format == "JPEG" and width * height > max_pixels:
-            # Let the JPEG decoder skip detail we would throw away: decoding a 12 MP photo
-            # at 1/2 or 1/4 scale is several times faster (bench/photo_prep.py).
-            scale = math.sqrt(max_pixels / (width * height))
-            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-        image = ImageOps.exif_transpose(image)  # phone photos are often stored sideways
-        image = image.convert("RGB")
+    """Decode a stored photo as 8-bit RGB, upright, and within `max_pixels` (aspect kept).
+
+    Raises InputError, with a message for the user, for a photo that can't be decoded:
+    one that passed `check_image` yet fails further in, or one stored before a check existed.
+    """
+    _register_heif()
+    name = Path(path).name
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            _check_aspect_ratio(name, width, height)
+            if image.format == "JPEG" and width * height > max_pixels:
+                # Let the JPEG decoder skip detail we would throw away: decoding a 12 MP photo
+                # at 1/2 or 1/4 scale is several times faster (bench/photo_prep.py).
+                scale = math.sqrt(max_pixels / (width * height))
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            image.load()  # the first frame of an animation (photo_notice says so)
+            image = _as_rgb(_upright(image))
+    except InputError:
+        raise
+    except Image.DecompressionBombError:  # only a photo stored before check_image refused such
+        raise InputError(_too_many_pixels(name, None, None)) from None
+    except FileNotFoundError:
+        raise InputError(f"The photo {name} is no longer on the server; please send it again.") from None
+    except Exception as exc:  # whatever a format plugin raises: the photo can't be used
+        log.warning("decoding the photo %s failed: %r", path, exc)
+        raise InputError(_not_readable(Path(path))) from None
     return fit_pixel_budget(image, max_pixels)
 
 
 def fit_pixel_budget(image: Image.Image, max_pixels: int) -> Image.Image:
+    """`image` scaled down to at most `max_pixels`, its aspect kept (within the model's limit)."""
     width, height = image.size
     if width * height <= max_pixels:
         return image
     scale = math.sqrt(max_pixels / (width * height))
-    new_size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    return image.resize(new_size, Image.Resampling.LANCZOS)
+    new_width, new_height = max(1, int(width * scale)), max(1, int(height * scale))
+    # Rounding the short side down can stretch a long, thin photo past the model's limit.
+    if new_width > new_height * MAX_ASPECT_RATIO:
+        new_width = new_height * MAX_ASPECT_RATIO
+    elif new_height > new_width * MAX_ASPECT_RATIO:
+        new_height = new_width * MAX_ASPECT_RATIO
+    return image.resize((new_width, new_height), Image.Resampling.LANCZOS)
+
+
+# --- decoding any accepted kind of photo ---
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The photo as it is meant to be seen: phone photos are often stored sideways, with
+    the turn to make written in their EXIF."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # a damaged EXIF block: the pixels are still good, as stored
+        log.info("the EXIF orientation of a photo could not be read (%r); using it as stored", exc)
+        return image
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, whatever the photo's mode: CMYK, 16-bit or floating-point grey,
+    palette, with or without transparency."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        image = _eight_bit_grey(image)
+    if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
+        # Transparent pixels keep whatever colour they happen to hold (often black); laid
+        # on white they look as the page shows them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    """An "L" image of a 16-bit, 32-bit or floating-point grey one: Pillow's own
+    conversion clips every value above 255 to white."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))  # [H, W]
+    if image.mode.startswith("I;16"):
+        values = values / 257.0
+    elif image.mode == "F" and values.max(initial=0.0) <= 1.0:  # floating point photos are 0..1
+        values = values * 255.0
+    elif image.mode == "I" and values.max(initial=0.0) > 255:  # 16-bit values in a 32-bit image
+        values = values / 257.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
+# --- refusals ---
+
+def _check_aspect_ratio(name: str, width: int, height: int) -> None:
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(
+            f"The photo {name} is {width}x{height} pixels, too long and thin for the model: its long side "
+            f"may be at most {MAX_ASPECT_RATIO} times its short side. Please crop it into shorter pieces."
+        )
+
+
+def _too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int | None) -> str:
+    if size is None:  # refused by Pillow from the header, past its own ceiling (Image.MAX_IMAGE_PIXELS)
+        ceiling = 2 * Image.MAX_IMAGE_PIXELS
+        limit = f"; the limit is {min(max_pixels, ceiling) / 1e6:.0f} MP" if max_pixels else ""
+        return (f"The photo {name} has far too many pixels to be opened (over {ceiling / 1e6:.0f} MP){limit}. "
+                "Please send a smaller one.")
+    width, height = size
+    return (
+        f"The photo {name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
+        f"the limit is {max_pixels / 1e6:.0f} MP. Please send a smaller one."
+    )
+
+
+def _damaged(name: str) -> str:
+    return (f"The photo {name} is damaged or incomplete (it may have been cut short), so it can't be read. "
+            "Please send it again, or another copy of it.")
+
+
+def _not_readable(path: Path) -> str:
+    """Why a file that Pillow can't open is not a photo, as far as its first bytes tell."""
+    name = path.name
+    try:
+        with open(path, "rb") as file:
+            head = file.read(1024)
+    except OSError:
+        return f"The photo {name} could not be read. Please send it again."
+    if head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return _damaged(name)
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        if _register_heif():
+            return _damaged(name)
+        return (f"{name} is a HEIC photo, and this server can't open HEIC: the pillow-heif package is not "
+                "installed (the server's operator can add it with: pip install pillow-heif). "
+                f"Please send it in {accepted_formats()} format instead.")
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if b"<svg" in text:
+        return f"{name} is an SVG drawing, not a photo; please send a photo in {accepted_formats()} format."
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text:
+        return f"{name} is a web page (HTML), not a photo; please send a photo in {accepted_formats()} format."
+    return (f"{name} is not a photo (not in any image format this app reads); please send one in "
+            f"{accepted_formats()} format.")
+
+
+_heif_available: bool | None = None  # None: not tried yet
+_heif_lock = threading.Lock()
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF through pillow-heif, the first time a photo is looked
+    at (importing it at start would slow every start for a format few send); whether it can."""
+    global _heif_available
+    if _heif_available is not None:
+        return _heif_available
+    with _heif_lock:
+        if _heif_available is None:
+            try:
+                from pillow_heif import register_heif_opener
+            except ImportError:
+                log.info("pillow-heif is not installed: HEIC photos are refused (pip install pillow-heif)")
+                _heif_available = False
+            else:
+                register_heif_opener(thumbnails=False)
+                _heif_available = True
+    return _heif_available
 
 
 def local_photo_path(url: str) -> Path | None:

@@ -38,7 +38,7 @@ from .events import (
     TurnEvent,
 )
 from .history import HistoryTooLong, fit_history
-from .images import check_image
+from .images import check_image, photo_notice
 from .model_handle import ModelHandle
 from .presets import Task
 from .session import ChatSession
@@ -149,6 +149,7 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
     max_bytes = int(config.max_upload_mb * 1e6)
     for path in user_input.images:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
+    notices = [notice for notice in map(photo_notice, user_input.images) if notice]  # e.g. an animation's first frame
     parts: list[Part] = [ImagePart(p) for p in user_input.images]
     heard = user_input.audio_transcript
     if user_input.audio and isinstance(heard, Transcript):
@@ -170,6 +171,8 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
         parts.append(TextPart(text))
     if not any(isinstance(p, (TextPart, AudioPart)) for p in parts):
         raise InputError("Please type or say a question" + (" about the photo." if parts else "."))
+    for notice in notices:
+        yield Notice(notice)
     return parts
 
 
