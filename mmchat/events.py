@@ -40,6 +40,18 @@ class InputRejected:
     """The user's input was refused; the conversation is unchanged."""
 
     message: str
+    key: str | None = None  # its entry in mmchat.i18n (see errors.UserFacingError)
+    values: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, error) -> "InputRejected":
+        """The refusal an errors.UserFacingError stands for."""
+        return cls(error.message, getattr(error, "key", None), tuple(getattr(error, "values", {}).items()))
+
+    def message_in(self, language: str | None) -> str:
+        from .i18n import translated
+
+        return translated(self.message, self.key, language, dict(self.values))
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,26 @@ _ZH: dict[str, str] = {
     "model_unavailable": "模型不可用。",
 }
 
+# Refusals made deeper down (errors.UserFacingError's key): their English is where they
+# are made, in the code; here only their other languages.
+_ZH.update({
+    "photo_unreadable": "照片 {name} 无法读取，请重新发送。",
+    "photo_empty": "照片 {name} 是空的（0 字节），请重新发送。",
+    "photo_too_big": "照片 {name} 有 {megabytes} MB，上限是 {limit} MB。",
+    "photo_format": "{name} 是 {kind} 格式，不被接受；请发送 {formats_zh} 格式的照片。",
+    "photo_too_many_pixels": "照片 {name} 为 {width}x{height} 像素（{megapixels} MP），上限是 {limit} MP。请发送小一些的照片。",
+    "photo_far_too_many_pixels": "照片 {name} 的像素多得无法打开。请发送小一些的照片。",
+    "photo_damaged": "照片 {name} 已损坏或不完整（可能被截断），无法读取。请重新发送，或换一份。",
+    "photo_gone": "照片 {name} 已不在服务器上，请重新发送。",
+    "photo_too_thin": "照片 {name} 为 {width}x{height} 像素，对模型来说太细长：长边最多是短边的 {ratio} 倍。请把它裁成短一些的几段。",
+    "photo_no_heic": "{name} 是 HEIC 照片，但这台服务器无法打开 HEIC（未安装 pillow-heif，管理员可以用 pip install pillow-heif 安装）。请改用 {formats_zh} 格式发送。",
+    "photo_svg": "{name} 是 SVG 图形，不是照片；请发送 {formats_zh} 格式的照片。",
+    "photo_html": "{name} 是网页（HTML），不是照片；请发送 {formats_zh} 格式的照片。",
+    "photo_not_image": "{name} 不是照片（不是本应用能读取的图像格式）；请发送 {formats_zh} 格式的照片。",
+})
+# The keys of refusals made deeper down, which only their other languages list.
+ERROR_KEYS = frozenset(set(_ZH) - set(_EN))
+
 TABLES = {ENGLISH: _EN, CHINESE: _ZH}
 I18N = gr.I18n(**TABLES)
 
@@ -222,6 +242,15 @@ def say(key: str, language: str | None = ENGLISH, **values) -> str:
     """A server-made message in `language` (English when it has no translation)."""
     table = TABLES.get(language_of(language), _EN)
     return table.get(key, _EN[key]).format(**values)
+
+
+def translated(message: str, key: str | None, language: str | None, values: dict) -> str:
+    """A refusal made deeper down (mmchat.errors) in `language`: its entry under `key`, or
+    the English `message` it was made with when there is none."""
+    table = TABLES.get(language_of(language))
+    if key is None or table is None or table is _EN or key not in table:
+        return message
+    return table[key].format(**values)
 
 
 def missing_translations() -> list[str]:

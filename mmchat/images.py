@@ -71,12 +71,17 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b
 _BACKGROUND = (255, 255, 255)
 
 
-def accepted_formats() -> str:
+def accepted_formats(comma: str = ", ", last: str = " or ") -> str:
     """The formats a photo may be sent in, as a user reads them: "JPEG, PNG, WebP, GIF,
     BMP, TIFF or HEIC" (HEIC only where pillow-heif lets this server open it)."""
     heif = _register_heif()
     names = list(dict.fromkeys(name for kind, name in ACCEPTED_FORMATS.items() if kind != "HEIF" or heif))
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    return comma.join(names[:-1]) + last + names[-1]
+
+
+def _formats() -> dict:
+    """The accepted formats for a message's blanks, in English and in Chinese."""
+    return {"formats": accepted_formats(), "formats_zh": accepted_formats("、", " 或 ")}
 
 
 def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[int, int]:
@@ -90,35 +95,36 @@ def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[i
     try:
         size = path.stat().st_size
     except OSError:
-        raise InputError(f"The photo {name} could not be read. Please send it again.") from None
+        raise InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
+                         name=name) from None
     if size == 0:
-        raise InputError(f"The photo {name} is empty (0 bytes). Please send it again.")
+        raise InputError(f"The photo {name} is empty (0 bytes). Please send it again.", "photo_empty", name=name)
     if size > max_bytes:
-        raise InputError(
-            f"The photo {name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
-        )
+        megabytes, limit = f"{size / 1e6:.1f}", f"{max_bytes / 1e6:.0f}"
+        raise InputError(f"The photo {name} is {megabytes} MB; the limit is {limit} MB.", "photo_too_big",
+                         name=name, megabytes=megabytes, limit=limit)
     _register_heif()
     try:
         image = Image.open(path)
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: too large, not damaged
-        raise InputError(_too_many_pixels(name, None, max_pixels)) from None
+        raise _too_many_pixels(name, None, max_pixels) from None
     except Exception as exc:  # Pillow's format plugins raise many kinds of error on hostile bytes
         log.info("%s could not be opened: %r", name, exc)
-        raise InputError(_not_readable(path)) from None
+        raise _not_readable(path) from None
     with image:
         width, height = image.size
         kind = image.format
         if kind not in ACCEPTED_FORMATS:
             raise InputError(f"{name} is in the {kind} format, which is not accepted; please send a photo in "
-                             f"{accepted_formats()} format.")
+                             f"{accepted_formats()} format.", "photo_format", name=name, kind=kind, **_formats())
         if width * height > max_pixels:
-            raise InputError(_too_many_pixels(name, (width, height), max_pixels))
+            raise _too_many_pixels(name, (width, height), max_pixels)
         _check_aspect_ratio(name, width, height)
         try:
             image.load()  # a truncated or corrupt file fails here, not later inside the model
         except Exception as exc:  # as above: whatever a plugin raises, the file can't be decoded
             log.info("%s could not be decoded: %r", name, exc)
-            raise InputError(_damaged(name)) from None
+            raise _damaged(name) from None
     return width, height
 
 
@@ -170,12 +176,13 @@ def open_for_model(path: str | Path, max_pixels: int) -> Image.Image:
     except InputError:
         raise
     except Image.DecompressionBombError:  # only a photo stored before check_image refused such
-        raise InputError(_too_many_pixels(name, None, None)) from None
+        raise _too_many_pixels(name, None, None) from None
     except FileNotFoundError:
-        raise InputError(f"The photo {name} is no longer on the server; please send it again.") from None
+        raise InputError(f"The photo {name} is no longer on the server; please send it again.", "photo_gone",
+                         name=name) from None
     except Exception as exc:  # whatever a format plugin raises: the photo can't be used
         log.warning("decoding the photo %s failed: %r", path, exc)
-        raise InputError(_not_readable(Path(path))) from None
+        raise _not_readable(Path(path)) from None
     return fit_pixel_budget(image, max_pixels)
 
 
@@ -239,51 +246,56 @@ def _check_aspect_ratio(name: str, width: int, height: int) -> None:
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise InputError(
             f"The photo {name} is {width}x{height} pixels, too long and thin for the model: its long side "
-            f"may be at most {MAX_ASPECT_RATIO} times its short side. Please crop it into shorter pieces."
-        )
+            f"may be at most {MAX_ASPECT_RATIO} times its short side. Please crop it into shorter pieces.",
+            "photo_too_thin", name=name, width=width, height=height, ratio=MAX_ASPECT_RATIO)
 
 
-def _too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int | None) -> str:
+def _too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int | None) -> InputError:
     if size is None:  # refused by Pillow from the header, past its own ceiling (Image.MAX_IMAGE_PIXELS)
         ceiling = 2 * Image.MAX_IMAGE_PIXELS
         limit = f"; the limit is {min(max_pixels, ceiling) / 1e6:.0f} MP" if max_pixels else ""
-        return (f"The photo {name} has far too many pixels to be opened (over {ceiling / 1e6:.0f} MP){limit}. "
-                "Please send a smaller one.")
+        return InputError(f"The photo {name} has far too many pixels to be opened (over {ceiling / 1e6:.0f} MP)"
+                          f"{limit}. Please send a smaller one.", "photo_far_too_many_pixels", name=name)
     width, height = size
-    return (
-        f"The photo {name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
-        f"the limit is {max_pixels / 1e6:.0f} MP. Please send a smaller one."
-    )
+    megapixels, limit = f"{width * height / 1e6:.0f}", f"{max_pixels / 1e6:.0f}"
+    return InputError(
+        f"The photo {name} is {width}x{height} pixels ({megapixels} MP); the limit is {limit} MP. "
+        "Please send a smaller one.",
+        "photo_too_many_pixels", name=name, width=width, height=height, megapixels=megapixels, limit=limit)
 
 
-def _damaged(name: str) -> str:
-    return (f"The photo {name} is damaged or incomplete (it may have been cut short), so it can't be read. "
-            "Please send it again, or another copy of it.")
+def _damaged(name: str) -> InputError:
+    return InputError(f"The photo {name} is damaged or incomplete (it may have been cut short), so it can't be "
+                      "read. Please send it again, or another copy of it.", "photo_damaged", name=name)
 
 
-def _not_readable(path: Path) -> str:
+def _not_readable(path: Path) -> InputError:
     """Why a file that Pillow can't open is not a photo, as far as its first bytes tell."""
     name = path.name
     try:
         with open(path, "rb") as file:
             head = file.read(1024)
     except OSError:
-        return f"The photo {name} could not be read. Please send it again."
+        return InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
+                          name=name)
     if head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return _damaged(name)
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         if _register_heif():
             return _damaged(name)
-        return (f"{name} is a HEIC photo, and this server can't open HEIC: the pillow-heif package is not "
-                "installed (the server's operator can add it with: pip install pillow-heif). "
-                f"Please send it in {accepted_formats()} format instead.")
+        return InputError(f"{name} is a HEIC photo, and this server can't open HEIC: the pillow-heif package is "
+                          "not installed (the server's operator can add it with: pip install pillow-heif). "
+                          f"Please send it in {accepted_formats()} format instead.", "photo_no_heic", name=name,
+                          **_formats())
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<svg" in text:
-        return f"{name} is an SVG drawing, not a photo; please send a photo in {accepted_formats()} format."
+        return InputError(f"{name} is an SVG drawing, not a photo; please send a photo in {accepted_formats()} "
+                          "format.", "photo_svg", name=name, **_formats())
     if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text:
-        return f"{name} is a web page (HTML), not a photo; please send a photo in {accepted_formats()} format."
-    return (f"{name} is not a photo (not in any image format this app reads); please send one in "
-            f"{accepted_formats()} format.")
+        return InputError(f"{name} is a web page (HTML), not a photo; please send a photo in "
+                          f"{accepted_formats()} format.", "photo_html", name=name, **_formats())
+    return InputError(f"{name} is not a photo (not in any image format this app reads); please send one in "
+                      f"{accepted_formats()} format.", "photo_not_image", name=name, **_formats())
 
 
 _heif_available: bool | None = None  # None: not tried yet

@@ -265,7 +265,7 @@ class SidebarHandlers:
         try:
             conversation = transfer.import_file(path, session.store, session.owner)
         except UserFacingError as exc:
-            message = ui._plain(exc.message)
+            message = ui._plain(exc.message_in(session.language))
             gr.Warning(message)
             return (*self.chat._view(session, announcement=message), *self.listing(session, query))
         self._switch_to(session, conversation)

@@ -351,7 +351,7 @@ class ChatHandlers:
         _cleared_box = (lambda: SKIP) if keep_box else _cleared
         for event in events:
             if isinstance(event, InputRejected):
-                shown = _plain(event.message)
+                shown = _plain(event.message_in(session.language))
                 gr.Warning(shown)
                 restore = SKIP
                 if message is not None:
@@ -444,8 +444,9 @@ class ChatHandlers:
             transcript = _run_showing_progress(
                 transcribe_recording(audio, self.services, session.begin_turn()), progress)
         except UserFacingError as exc:
-            gr.Warning(_plain(exc.message))
-            yield self._view(session, announcement=_plain(exc.message))
+            shown = _plain(exc.message_in(session.language))
+            gr.Warning(shown)
+            yield self._view(session, announcement=shown)
             return
         if transcript is None:  # stopped while transcribing
             return
@@ -569,7 +570,7 @@ class ChatHandlers:
         try:
             token = self.voice_loops.open(session)
         except UserFacingError as exc:  # speech recognition could not be loaded
-            gr.Warning(_plain(exc.message))
+            gr.Warning(_plain(exc.message_in(session.language)))
             return gr.update(value=False), gr.update(visible=False), "", SKIP
         return SKIP, gr.update(visible=True), token, gr.update(visible=self.services.tts is not None)
 
