@@ -115,3 +115,12 @@ def _outer_html(cdp, backend_node_id: int | None) -> str:
     except Exception:  # the node went away meanwhile (Gradio re-renders)
         return "(gone)"
     return " ".join(html.split())[:200]
+
+
+def choose_in_menu(page, words: str) -> None:
+    """Pick, by keys alone, the entry starting with `words` in the menu (a Gradio Dropdown)
+    that has the focus: select what it shows, type, let the menu filter, Enter."""
+    page.keyboard.press("Control+A")
+    page.keyboard.type(words)
+    page.wait_for_timeout(300)  # the menu filters as it is typed
+    page.keyboard.press("Enter")

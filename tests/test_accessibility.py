@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from accessibility import axe_violations, blocking_violations, unnamed_controls
+from accessibility import axe_violations, blocking_violations, choose_in_menu, unnamed_controls
 from conftest import make_services, voice_services_for, with_config
 from test_browser import _serve, chromium, needs_chromium
 
@@ -152,10 +152,7 @@ def test_describe_mode_has_no_serious_accessibility_failures(shapes_app, tmp_pat
         expect(page.locator('[data-testid="bot"]')).to_have_count(1, timeout=30_000)
         expect(page.locator("#mmchat-announcement textarea")).not_to_have_value("", timeout=60_000)
         page.locator("#describe-verbosity input").focus()
-        page.keyboard.press("Control+A")
-        page.keyboard.type("Detailed")
-        page.wait_for_timeout(300)  # the menu filters as it is typed
-        page.keyboard.press("Enter")
+        choose_in_menu(page, "Detailed")
         page.locator("#describe-task input").focus()
         page.keyboard.press("ArrowDown")  # the menu open, as a keyboard user sees it
         failures = blocking_violations(page)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from accessibility import choose_in_menu
 from fixture_models import draw_test_image
 from test_browser import chromium, needs_chromium
 
@@ -57,10 +58,7 @@ def test_describe_by_keyboard_follow_up_and_the_choice_is_remembered(shapes_app,
         expect(answers.last).to_have_text("red", timeout=30_000)
         # Verbosity by keys: Brief -> Normal.
         _focus_by_tab(page, "#describe-verbosity")
-        page.keyboard.press("Control+A")
-        page.keyboard.type("Normal")
-        page.wait_for_timeout(300)  # the menu filters as it is typed
-        page.keyboard.press("Enter")
+        choose_in_menu(page, "Normal")
         expect(page.locator("#describe-verbosity input")).to_have_value("Normal")
         page.wait_for_timeout(500)  # the choice is saved by its change event
         page.reload(wait_until="load")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from accessibility import blocking_violations, controls, unnamed_controls
+from accessibility import blocking_violations, choose_in_menu, controls, unnamed_controls
 from test_accessibility import shape_photo
 from test_browser import chromium, needs_chromium
 
@@ -70,20 +70,14 @@ def test_the_language_is_switched_in_settings_by_keyboard_and_kept(shapes_app, t
         settings.focus()
         page.keyboard.press("Enter")
         page.locator("#language input").focus()
-        page.keyboard.press("Control+A")
-        page.keyboard.type("中文")
-        page.wait_for_timeout(300)  # the menu filters as it is typed
-        page.keyboard.press("Enter")
+        choose_in_menu(page, "中文")
         expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=15_000)
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         # A question's answer marker and an announcement come from the server, in Chinese.
         page.locator("#message input[type=file]").set_input_files(str(shape_photo(tmp_path, "red")))
         expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
         page.locator("#describe-task input").focus()
-        page.keyboard.press("Control+A")
-        page.keyboard.type("识别")
-        page.wait_for_timeout(300)  # the menu filters as it is typed
-        page.keyboard.press("Enter")
+        choose_in_menu(page, "识别")
         expect(page.locator("#describe-task input")).to_have_value("识别物体和颜色")
         page.keyboard.press("Alt+Shift+D")
         expect(page.locator('[data-testid="user"]').last).to_contain_text("识别物体和颜色 (简短)", timeout=30_000)
