@@ -99,6 +99,13 @@ class Config:
         100_000_000,
     )
     max_audio_seconds: float = _opt("Longest recording accepted, in seconds.", 600.0)
+    max_turns_per_minute: int = _opt(
+        "Most questions one person may send in a minute (new, answered again or edited; "
+        "page and HTTP API together). One person is the logged-in user with --auth; "
+        "otherwise everyone on the page counts as one, and each API key, or each address "
+        "without one, as another. 0: no limit.",
+        20,
+    )
 
     # --- speech in ---
     stt_backend: str = _opt(

@@ -220,6 +220,14 @@ _ZH.update({
     "photo_svg": "{name} 是 SVG 图形，不是照片；请发送 {formats_zh} 格式的照片。",
     "photo_html": "{name} 是网页（HTML），不是照片；请发送 {formats_zh} 格式的照片。",
     "photo_not_image": "{name} 不是照片（不是本应用能读取的图像格式）；请发送 {formats_zh} 格式的照片。",
+    "text_too_long": "你的消息有 {length} 个字符，上限是 {limit}。请缩短一些。",
+    "too_many_photos": "你发送了 {sent} 张照片；一条消息最多 {most} 张。",
+    "no_question_photo": "请输入或说出关于这张照片的问题。",
+    "no_question": "请输入或说出一个问题。",
+    "recording_too_big": "录音有 {megabytes} MB，上限是 {limit} MB。",
+    "nothing_heard": "录音里没有听到声音。请靠近麦克风再试一次。",
+    "too_fast": "你发送问题的速度超过了这台服务器允许的上限：每分钟 {per_minute} 个。请 {seconds} 秒后再试。",
+    "out_of_memory": "GPU 内存不足，无法回答这个问题。请减少照片数量或换小一些的照片、缩短回答长度，或开始新对话（长对话也需要内存）。",
 })
 # The keys of refusals made deeper down, which only their other languages list.
 ERROR_KEYS = frozenset(set(_ZH) - set(_EN))

@@ -68,7 +68,8 @@ class ModelHandle(Generic[T]):
             log.error("%s", exc)
         except Exception as exc:  # shown to the user; the traceback goes to the log
             log.exception("loading the %s failed", self._name)
-            message = f"Loading the {self._name} failed: {type(exc).__name__}: {exc}"
+            message = failure_message(self._name, exc)
+            log.error("%s", message)  # the start-up error, in plain words, after the traceback
             self._status = LoadStatus(message, error=message)
         finally:
             self._done.set()
@@ -86,3 +87,22 @@ class ModelHandle(Generic[T]):
         if self._value is None:
             raise ModelUnavailableError(self._status.error or f"The {self._name} could not be loaded.")
         return self._value
+
+
+def failure_message(name: str, exc: Exception) -> str:
+    """What to tell the user when loading failed with an error that was not written for them.
+
+    The common cause is a damaged download (a cut-off weights file, an edited config.json):
+    the libraries report those in their own terms, so they are named here with the fix."""
+    detail = f"{type(exc).__name__}: {exc}"
+    kind = type(exc).__name__
+    text = str(exc).lower()
+    if kind in ("SafetensorError", "UnpicklingError", "HeaderTooLarge") or "deserializ" in text \
+            or "invalid load key" in text or "header" in text and "safetensors" in text:
+        why = "one of its weights files is damaged or incomplete"
+    elif kind == "JSONDecodeError":
+        why = "one of its settings files (.json, e.g. config.json) is not valid JSON"
+    else:
+        return f"Loading the {name} failed ({detail}). The log has the details."
+    other = ", or choose another one with --model" if name == "model" else ""
+    return f"Loading the {name} failed: {why} ({detail}). Download the {name} again{other}."

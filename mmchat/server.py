@@ -57,7 +57,23 @@ def build_app(services: Services, demo=None) -> FastAPI:
         if unused:
             log.warning("Not available when the page is served with the API: %s", ", ".join(unused))
         gr.mount_gradio_app(app, demo, path="/", **{k: v for k, v in options.items() if k in accepted})
+        _stop_answers_of_closed_tabs(app, demo)
     return app
+
+
+def _stop_answers_of_closed_tabs(app: FastAPI, demo) -> None:
+    """A tab closed mid-answer ends its answer within a token, not an hour later when
+    Gradio deletes its session (see mmchat/closed_tab.py). The answer is kept, marked stopped."""
+    from .closed_tab import TabWatch, stop_answers_of
+    from .session import ChatSession
+
+    def on_gone(session_hash: str) -> None:
+        stopped = stop_answers_of(demo, session_hash, lambda value: isinstance(value, ChatSession),
+                                  lambda session: session.cancel_scope.cancel())
+        if stopped:
+            log.info("A page closed its connection: stopped the answer of its session")
+
+    app.add_middleware(TabWatch, on_gone=on_gone)
 
 
 def _accounts(config):

@@ -152,7 +152,7 @@ def _read_json(path: Path) -> dict:
 def _parse(data: bytes) -> dict:
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
         raise InputError(NOT_AN_EXPORT) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(NOT_AN_EXPORT)
@@ -232,7 +232,7 @@ def _conversation_from(document: dict, media: dict[str, Path]) -> tuple[Conversa
         title = document.get("title")
         details = Details(title if isinstance(title, str) and title.strip() else None,
                           _time(document.get("created")), _time(document.get("updated")))
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):  # OverflowError: a huge number
         raise InputError("This conversation file is damaged (its turns can't be read), so it can't be "
                          "imported.") from None
     if not turns:
@@ -260,7 +260,9 @@ def _turn_in(data: dict, media: dict[str, Path]) -> Turn:
             if kind == "image":
                 parts.append(ImagePart(where))
             else:
-                parts.append(AudioPart(where, str(part.get("transcript") or ""), part.get("language"),
+                language = part.get("language")  # a language code, or none known
+                parts.append(AudioPart(where, str(part.get("transcript") or ""),
+                                       language if isinstance(language, str) else None,
                                        float(part.get("duration") or 0.0)))
         else:
             raise ValueError(f"unknown part type: {kind!r}")

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ from .history import HistoryTooLong, fit_history
 from .images import check_image, photo_notice
 from .model_handle import ModelHandle
 from .presets import Task
+from .rate_limit import TOO_FAST, TurnRateLimit, too_fast_message, whole_seconds
 from .session import ChatSession
 from .store import SQLiteStore
+from .store.sqlite_store import SaveFailed
 from .tts import TextToSpeech
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,9 @@ class UserInput:
     # Describe mode: a task preset asked for about `images` (any typed text is not sent:
     # the preset's prompt is). The chat shows the task's name; the model gets the prompt.
     task: Task | None = None
+    # Who asks, for --max-turns-per-minute (rate_limit.py): the API names its key's user,
+    # key or client; None: the session's owner (the logged-in user, or the page's one person).
+    sender: str | None = None
 
 
 class StageClock:
@@ -108,10 +114,13 @@ class Services:
     # (the page; the API's chat completions are stateless and keep none). app.py opens it
     # at start; see open_store.
     store: SQLiteStore | None = None
+    turn_limit: TurnRateLimit | None = None  # built from config.max_turns_per_minute when not given
 
     def __post_init__(self) -> None:
         if self.admission is None:
             self.admission = Admission(self.config.concurrency)
+        if self.turn_limit is None:
+            self.turn_limit = TurnRateLimit(self.config.max_turns_per_minute)
 
     def open_store(self) -> SQLiteStore:
         """The store, opened in config.data_dir on first use when none was given. Lazily,
@@ -128,13 +137,53 @@ _STORE_OPENING = threading.Lock()
 
 # --- input checks ---
 
-def check_text(text: str, config: Config) -> str:
-    if len(text) > config.max_text_chars:
+# Terminal colour and cursor codes (ESC [ ... m, ESC ] ... BEL) pasted from a console:
+# the whole sequence goes, not only its ESC, or "[31m" would be left in the words.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# What a person can neither see nor mean to send: C0 and C1 control characters but tab and
+# newline (NUL, bell, backspace, ESC...), DEL; bidirectional overrides (LRO, RLO), which
+# make the chat show the characters in another order than the model reads them; and the
+# invisible zero-width space, word joiner and byte-order mark. Kept: right-to-left text
+# and its marks (LRM, RLM, embeddings, isolates), and the zero-width joiner and non-joiner
+# that emoji, Persian and Indic scripts need.
+_UNSEEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202d\u202e\u200b\u2060\ufeff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Typed or pasted words as they are kept and shown: line ends made newlines, control
+    characters and invisible overrides dropped (see _UNSEEN), all else exactly as given.
+
+    Raises InputError for broken text (a lone UTF-16 surrogate), which can't be stored."""
+    broken = _LONE_SURROGATE.search(text)
+    if broken:
         raise InputError(
-            f"Your message is {len(text):,} characters long; the limit is {config.max_text_chars:,}. "
-            "Please shorten it."
+            f"Your message holds broken text (a lone UTF-16 surrogate, U+{ord(broken.group()):04X}, "
+            f"at character {broken.start() + 1:,}), which can't be stored. Please type or paste it again."
         )
-    return text.strip()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSEEN.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def check_text(text: str, config: Config) -> str:
+    """The message as it will be kept (clean_text, stripped), or InputError when it is
+    longer than the limit (counted as typed, as the person's editor counts it)."""
+    if len(text) > config.max_text_chars:
+        length, limit = f"{len(text):,}", f"{config.max_text_chars:,}"
+        raise InputError(f"Your message is {length} characters long; the limit is {limit}. Please shorten it.",
+                         "text_too_long", length=length, limit=limit)
+    return clean_text(text).strip()
+
+
+def check_pace(sender: str, services: Services) -> None:
+    """Count a turn for `sender`, or raise InputError (key TOO_FAST) when they already
+    sent --max-turns-per-minute in the last minute (rate_limit.py)."""
+    limit = services.turn_limit
+    wait = limit.take(sender) if limit is not None else None
+    if wait is not None:
+        seconds = whole_seconds(wait)
+        raise InputError(too_fast_message(limit.per_minute, seconds), TOO_FAST,
+                         per_minute=limit.per_minute, seconds=seconds)
 
 
 def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToken):
@@ -143,9 +192,9 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
     config = services.config
     text = check_text(user_input.text or "", config)
     if len(user_input.images) > config.max_images_per_turn:
-        raise InputError(
-            f"You sent {len(user_input.images)} photos; at most {config.max_images_per_turn} fit in one message."
-        )
+        sent, most = len(user_input.images), config.max_images_per_turn
+        raise InputError(f"You sent {sent} photos; at most {most} fit in one message.", "too_many_photos",
+                         sent=sent, most=most)
     max_bytes = int(config.max_upload_mb * 1e6)
     for path in user_input.images:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
@@ -170,7 +219,9 @@ def _checked_parts(user_input: UserInput, services: Services, cancel: CancelToke
     elif text:
         parts.append(TextPart(text))
     if not any(isinstance(p, (TextPart, AudioPart)) for p in parts):
-        raise InputError("Please type or say a question" + (" about the photo." if parts else "."))
+        if parts:
+            raise InputError("Please type or say a question about the photo.", "no_question_photo")
+        raise InputError("Please type or say a question.", "no_question")
     for notice in notices:
         yield Notice(notice)
     return parts
@@ -202,7 +253,20 @@ def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[
             kept.append(part)
     except OSError as exc:
         raise InputError(f"Your message could not be stored on the server ({exc.strerror or exc}).") from exc
+    except SaveFailed as exc:  # e.g. the disk is full: says so
+        raise InputError(exc.message) from exc
     return kept
+
+
+def _saved(session: ChatSession, conversation: Conversation) -> str | None:
+    """Save `conversation`; None, or why it could not be (a full disk, a locked database).
+    The turn goes on all the same: the session keeps the conversation, and the next save
+    writes all of it, while what was committed before is untouched (the write rolled back)."""
+    try:
+        session.save(conversation)
+    except SaveFailed as exc:
+        return exc.message
+    return None
 
 
 def transcribe_recording(path: str, services: Services, cancel: CancelToken | None = None):
@@ -219,7 +283,9 @@ def transcribe_recording(path: str, services: Services, cancel: CancelToken | No
     cancel = cancel or CancelToken.standalone()
     size, limit = Path(path).stat().st_size, services.config.max_upload_mb * 1e6
     if size > limit:
-        raise InputError(f"The recording is {size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB.")
+        megabytes, most = f"{size / 1e6:.0f}", f"{limit / 1e6:.0f}"
+        raise InputError(f"The recording is {megabytes} MB; the limit is {most} MB.", "recording_too_big",
+                         megabytes=megabytes, limit=most)
     samples = load_audio(path, max_seconds=services.config.max_audio_seconds)
     while not services.stt.loaded(POLL_SECONDS):
         if cancel.cancelled:
@@ -234,7 +300,8 @@ def transcribe_recording(path: str, services: Services, cancel: CancelToken | No
     if transcript is None:
         return None
     if not transcript.text.strip():
-        raise InputError("Nothing was heard in the recording. Please try again, closer to the microphone.")
+        raise InputError("Nothing was heard in the recording. Please try again, closer to the microphone.",
+                         "nothing_heard")
     return transcript
 
 
@@ -297,8 +364,10 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
         clock.mark(stage, at)
     try:
         parts = yield from _checked_parts(user_input, services, token)
-    except UserFacingError as exc:  # bad input, or speech recognition unavailable
-        yield InputRejected(exc.message)
+        if parts is not None:
+            check_pace(user_input.sender or session.owner, services)
+    except UserFacingError as exc:  # bad input, too many questions, or speech recognition unavailable
+        yield InputRejected.of(exc)
         return
     if parts is None:  # stopped while transcribing: nothing was added
         yield TurnDone("interrupted", "")
@@ -323,12 +392,14 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
     if rejected is not None:
         yield InputRejected(rejected)
         return
-    session.save(conversation)  # the question is safe before the answer starts
+    unsaved = _saved(session, conversation)  # the question is safe before the answer starts
 
     def take_back() -> None:  # refused before any answer: the conversation is as it was
         _remove_turns(conversation, question, reply)  # its uploads: see _keep_uploads
 
     yield QuestionAdded()
+    if unsaved:
+        yield Notice(unsaved)
     yield from _answer(session, conversation, reply, token, services, params, speech, take_back, clock)
 
 
@@ -376,6 +447,14 @@ def _answer_again(session: ChatSession, services: Services, params: GenerationPa
     token = session.begin_turn()
     clock = StageClock()
     with session.lock:
+        has_question = session.conversation.last_user_index() is not None
+    if has_question:
+        try:
+            check_pace(session.owner, services)
+        except InputError as exc:
+            yield InputRejected.of(exc)
+            return
+    with session.lock:
         conversation = session.conversation
         reply = None
         if conversation.last_user_index() is not None:
@@ -415,6 +494,7 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     pieces: list[str] = []
     status, error, completion = "interrupted", None, None
     refused: str | None = None
+    refused_key: str | None = None  # the refusal's mmchat.i18n key, e.g. OUT_OF_MEMORY
     slot = None
     ran_out = False  # the engine's stream ended by itself
     question = conversation.turns[conversation.turns.index(reply) - 1]
@@ -462,8 +542,15 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
         token.cancel()
         raise
     except Exception as exc:
-        log.exception("generation failed")
-        status, error = "error", _failure_message(exc)
+        if _out_of_memory(exc) and not pieces:
+            # Nothing was written: the question as it stands does not fit in the GPU. Taken
+            # back like a question too long, so the next question's history does not carry
+            # it into the same failure, and the page puts it back in the box to shorten.
+            log.warning("out of memory before the answer began: %s", exc)
+            refused, refused_key = _failure_message(exc), OUT_OF_MEMORY
+        else:
+            log.exception("generation failed")
+            status, error = "error", _failure_message(exc)
     finally:
         if slot is not None:
             slot.release()
@@ -478,9 +565,11 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 reply.parts = [TextPart(answer)]
                 reply.status = status
                 reply.timings = dict(clock.marks)
-        session.save(conversation)
+        unsaved = _saved(session, conversation)
+    if unsaved:
+        yield Notice(unsaved)
     if refused is not None:
-        yield InputRejected(refused)
+        yield InputRejected(refused, refused_key)
     else:
         yield TurnDone(status, reply.text, error, completion, dict(clock.marks))
 
@@ -607,8 +696,17 @@ def _generate(engine: Engine, messages: list[dict], params: GenerationParams, to
             log.warning("speech failed: %s", speaker.error)
 
 
+# The key of a question refused because the GPU ran out of memory before its answer began
+# (the API answers it with 413: the request is larger than the server can take now).
+OUT_OF_MEMORY = "out_of_memory"
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError"  # torch.cuda.OutOfMemoryError, without importing torch here
+
+
 def _failure_message(exc: Exception) -> str:
-    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+    if _out_of_memory(exc):
         return ("The GPU ran out of memory for this answer. Try fewer or smaller photos, a shorter "
                 "answer, or a New chat (a long conversation needs memory too).")
     if isinstance(exc, UserFacingError):  # it says what went wrong and how to fix it already

@@ -407,7 +407,12 @@ class ChatHandlers:
         summary = self.store.summary(conversation.id, session.owner)
         details = transfer.Details() if summary is None else transfer.Details(
             summary.title if summary.custom_title else None, summary.created, summary.updated)
-        transfer.write_export(conversation, path, details)
+        try:
+            transfer.write_export(conversation, path, details)
+        except OSError as exc:  # e.g. a full disk: no Export file this time; the turn's own notice says why
+            log.warning("could not write the export %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
         return str(path)
 
     def on_submit(self, session: ChatSession, message: dict, editing: bool, reviewed_audio: str | None,

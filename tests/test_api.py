@@ -34,6 +34,7 @@ def shapes_engine():
 
 
 def shapes_config(tmp_path, **changes) -> Config:
+    changes.setdefault("max_turns_per_minute", 0)  # one client asks far more than a person would (tests/hostile/test_limits.py)
     return Config(model=str(shapes_vlm_path()), device="cpu", data_dir=tmp_path / "data", temperature=0.0,
                   stt_backend="none", tts_backend="none", **changes)
 

@@ -86,6 +86,15 @@ def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
     assert "50,000 characters" in announcement
 
 
+def test_a_refusal_is_said_in_the_pages_language(handlers):
+    session, *_ = handlers.on_load("")
+    session.language = "zh-CN"
+    chat, box, announcement, *_ = _last(_submit(handlers, session, {"text": "x" * 50_000, "files": []}))
+    assert chat == [] and announcement == "你的消息有 50,000 个字符，上限是 8,000。请缩短一些。"
+    *_, announcement_of_empty = _last(_submit(handlers, session, {"text": "  ", "files": []}))[:3]
+    assert announcement_of_empty == "请输入或说出一个问题。"
+
+
 def test_a_restart_brings_the_conversation_back(handlers, services, photos):
     session, *_ = handlers.on_load("")
     _ask(handlers, session, "Remember this", [str(photos[0])])

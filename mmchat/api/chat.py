@@ -16,8 +16,9 @@ from typing import Iterator, Union
 
 from ..engine import Completion, GenerationParams
 from ..events import InputRejected, Queued, TextDelta, TurnDone
+from ..rate_limit import TOO_FAST
 from ..session import ChatSession, ConversationStore
-from ..turn import Services, submit
+from ..turn import OUT_OF_MEMORY, Services, submit
 from .errors import ApiError
 from .messages import ChatInput
 
@@ -91,7 +92,8 @@ class ApiTurn:
         if chat.system_prompt is not None:
             config = dataclasses.replace(config, system_prompt=chat.system_prompt)
         # The shared model and the shared line; speech stays with its own endpoints.
-        self.services = Services(config=config, engine=services.engine, admission=services.admission)
+        self.services = Services(config=config, engine=services.engine, admission=services.admission,
+                                 turn_limit=services.turn_limit)  # and each sender's questions a minute
         self.session = ChatSession(ConversationStore(folder / "store"), conversation=chat.history)
         self.question = chat.question
         self.params = params
@@ -110,6 +112,11 @@ class ApiTurn:
         with contextlib.closing(submit(self.session, self.question, self.services, self.params)) as events:
             for event in events:
                 if isinstance(event, InputRejected):
+                    if event.key == TOO_FAST:
+                        raise ApiError(429, event.message, code="rate_limit_exceeded",
+                                       retry_after=dict(event.values)["seconds"])
+                    if event.key == OUT_OF_MEMORY:  # the prompt did not fit in the GPU: too large for now
+                        raise ApiError(413, event.message, code="out_of_memory")
                     raise ApiError(400, event.message)
                 if isinstance(event, Queued):
                     yield Waiting(event.ahead)

@@ -5,8 +5,10 @@ operator allows (--allow-image-urls, fetch.py): by default it is refused, as a s
 that fetches whatever a client names can be made to reach private addresses. A
 `file://` URL or a path would let a client read photos off the server's disk, so it is
 always refused. Each refusal is a 400 that says how to send the image instead. Every photo and message is held to the page's
-limits (photos per message, text length, pixels, bytes), in every message, not only
-the last, since the model reads them all.
+limits (photos per message, text length, pixels, bytes: a photo over --max-upload-mb is a
+413), in every message, not only the last, since the model reads them all. Every text,
+the system's and earlier answers' too, is cleaned as the page cleans what is typed
+(`turn.clean_text`: control characters dropped, line ends made newlines).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..config import Config
 from ..conversation import Conversation, ImagePart, Part, TextPart, Turn
 from ..errors import InputError
 from ..images import check_image
-from ..turn import UserInput, check_text
+from ..turn import UserInput, check_text, clean_text
 from .errors import ApiError
 from .fetch import allowed_hosts, fetch_image
 from .schemas import Message
@@ -66,20 +68,27 @@ def read_messages(messages: list[Message], config: Config, folder: Path) -> Chat
 def _plain_text(message: Message, index: int) -> str:
     content = message.content
     if content is None or isinstance(content, str):
-        return content or ""
+        return _clean(content or "", f"messages[{index}].content")
     texts = []
     for number, item in enumerate(content):
         if item.get("type") != "text" or not isinstance(item.get("text"), str):
             raise ApiError(400, f"A {message.role} message may hold only text parts.",
                            param=f"messages[{index}].content[{number}]")
-        texts.append(item["text"])
+        texts.append(_clean(item["text"], f"messages[{index}].content[{number}].text"))
     return "\n".join(texts)
+
+
+def _clean(text: str, param: str) -> str:
+    try:
+        return clean_text(text)
+    except InputError as exc:
+        raise ApiError(400, exc.message, param=param, code="invalid_text") from None
 
 
 def _parts(message: Message, index: int, config: Config, folder: Path) -> list[Part]:
     content = message.content
     if content is None or isinstance(content, str):
-        return [TextPart(content or "")]
+        return [TextPart(_clean(content or "", f"messages[{index}].content"))]
     parts: list[Part] = []
     for number, item in enumerate(content):
         where = f"messages[{index}].content[{number}]"
@@ -87,7 +96,7 @@ def _parts(message: Message, index: int, config: Config, folder: Path) -> list[P
         if kind == "text":
             if not isinstance(item.get("text"), str):
                 raise ApiError(400, "A text part needs a 'text' string.", param=f"{where}.text")
-            parts.append(TextPart(item["text"]))
+            parts.append(TextPart(_clean(item["text"], f"{where}.text")))
         elif kind == "image_url":
             if message.role != "user":
                 raise ApiError(400, "Only the user's messages may hold images.", param=where)
@@ -129,7 +138,8 @@ def _save_image(value, where: str, config: Config, folder: Path, name: str) -> s
     try:
         check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
     except InputError as exc:
-        raise ApiError(400, exc.message, param=param, code="invalid_image") from None
+        status = 413 if exc.key == "photo_too_big" else 400
+        raise ApiError(status, exc.message, param=param, code="invalid_image") from None
     return str(path)
 
 
@@ -141,7 +151,7 @@ def _inline(url: str, max_bytes: int, param: str) -> tuple[bytes, str]:
         raise ApiError(400, "An image data URL must look like data:image/png;base64,<base64 bytes>.",
                        param=param, code="invalid_image")
     if len(payload) * 3 // 4 > max_bytes + 3:  # refused before decoding
-        raise ApiError(400, f"An image is {len(payload) * 3 / 4e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.",
+        raise ApiError(413, f"An image is {len(payload) * 3 / 4e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.",
                        param=param, code="invalid_image")
     try:
         return base64.b64decode("".join(payload.split()), validate=True), mime

@@ -8,6 +8,8 @@ in OpenAI's error shape.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import shutil
 import tempfile
 import time
@@ -40,7 +42,8 @@ _STARTED = int(time.time())
 
 def api_router(services: Services) -> APIRouter:
     config = services.config
-    router = APIRouter(prefix="/v1", dependencies=[Depends(KeyCheck(load_keys(config)))])
+    keys = load_keys(config)
+    router = APIRouter(prefix="/v1", dependencies=[Depends(KeyCheck(keys))])
     # A chat request holds up to a message's worth of photos as base64 (4/3 of their
     # bytes), twice over for photos earlier in the conversation, plus its text.
     chat_limit = int(2 * config.max_images_per_turn * config.max_upload_mb * 1e6 * 4 / 3) + 4 * 2**20
@@ -67,6 +70,8 @@ def api_router(services: Services) -> APIRouter:
         folder = Path(tempfile.mkdtemp(prefix="mmchat-api-"))  # the request's photos; gone when it ends
         try:
             chat = await run_in_threadpool(read_messages, body.messages, config, folder / "in")
+            asker = _sender(request, bool(keys))
+            chat = dataclasses.replace(chat, question=dataclasses.replace(chat.question, sender=asker))
             turn = ApiTurn(services, chat, params, body.stops, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -162,6 +167,19 @@ def served_model_name(services: Services) -> str:
         return plan_load(config).model
     except Exception:  # the loader will say what is wrong; the name is only a label
         return config.model
+
+
+def _sender(request: Request, keys_checked: bool) -> str:
+    """Who asks, for --max-turns-per-minute (rate_limit.py): with --auth the key's user (the
+    same person as on the page), else the API key when the server checks keys (each key a
+    client), else the client's address (an unchecked key could be made up anew each time)."""
+    user = getattr(request.state, "mmchat_user", None)
+    if user:
+        return user
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if keys_checked and scheme.lower() == "bearer" and key.strip():
+        return "api key " + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
+    return "api client " + (request.client.host if request.client else "unknown")
 
 
 def _model_card(name: str) -> dict:

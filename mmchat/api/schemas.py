@@ -51,7 +51,7 @@ class ChatCompletionRequest(_Lenient):
     temperature: Optional[float] = Field(None, ge=0, le=2)
     top_p: Optional[float] = Field(None, ge=0, le=1)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=-2**63, le=2**64 - 1)  # what torch.manual_seed takes; beyond: a 400
     n: Optional[Literal[1]] = None
     response_format: Optional[ResponseFormat] = None
     tools: Optional[list[Any]] = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -31,15 +30,13 @@ from ..images import PHOTOS, load_photo, local_photo_path, photo_identity
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
+from .markers import defuse_content, markup_pattern
 from .prefix_cache import (
     MB, Entry, PrefixStore, cache_argument, common_prefix, dynamic_cache_from, kv_nbytes, prefill, prefix_cache_supported,
 )
 from .prompt import Prompt
 from .vision import CachingImageProcessor, layout_for
 
-# Inserted after the first character of a control token typed by a user, so that the
-# tokenizer sees plain text instead of a role marker or an image placeholder.
-WORD_JOINER = "\u2060"
 # How long to wait for the worker after a cancel: one decode step plus slack.
 WORKER_JOIN_SECONDS = 30.0
 # How often an answer waiting for the compiled decoder's thread checks for Stop.
@@ -79,7 +76,7 @@ class LocalEngine:
         self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
         self.max_pixels = max_pixels
         self.name = loaded.plan.model
-        self._control_tokens = _control_token_pattern(self.tokenizer)
+        self._control_tokens = markup_pattern(self.tokenizer)
         self._eos = _end_of_turn_ids(self.model)
         # int4 weights decode through the static-cache loop, compiled on CUDA (issue 6).
         self.decoder: CompiledDecoder | None = None
@@ -121,9 +118,10 @@ class LocalEngine:
             if isinstance(content, str):
                 content = [{"type": "text", "text": content}]
             items = []
-            for item in content:
+            # Typed markers stay text: see markers.py (parts written back to back included).
+            for item in defuse_content(content, self._control_tokens):
                 if item["type"] == "text":
-                    items.append({"type": "text", "text": self._neutralize(item["text"])})
+                    items.append({"type": "text", "text": item["text"]})
                 elif item["type"] == "image_url":
                     url = item["image_url"]["url"]
                     items.append({"type": "image", "image": load_photo(_local_path(url), self.max_pixels)})
@@ -131,11 +129,6 @@ class LocalEngine:
                     raise ValueError(f"the local engine cannot read {item['type']!r} content")
             converted.append({"role": message["role"], "content": items})
         return converted
-
-    def _neutralize(self, text: str) -> str:
-        if self._control_tokens is None:
-            return text
-        return self._control_tokens.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
 
     def prepare(self, messages: list[dict]) -> Prompt:
         """`messages` as the model reads them (on the CPU), prepared once: the prompt just
@@ -339,19 +332,6 @@ def _local_path(url: str) -> Path:
     if path is None:
         raise ValueError("the local engine reads photos from files on this machine")
     return path
-
-
-def _control_token_pattern(tokenizer) -> re.Pattern | None:
-    """Matches the tokenizer's added markup tokens (<|im_start|>, <image>, <row_1_col_1>...)."""
-    tokens = [
-        token.content if hasattr(token, "content") else str(token)
-        for token in getattr(tokenizer, "added_tokens_decoder", {}).values()
-    ]
-    tokens += list(getattr(tokenizer, "all_special_tokens", []))
-    markup = sorted({t for t in tokens if len(t) > 1 and t[0] in "<[" and t[-1] in ">]"}, key=len, reverse=True)
-    if not markup:
-        return None
-    return re.compile("|".join(re.escape(t) for t in markup))
 
 
 def create_local_engine(config: Config, progress: Progress = lambda message, fraction: None) -> LocalEngine:

@@ -30,6 +30,7 @@ from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
 from ..images import local_photo_path, open_for_model, photo_identity
 from . import Completion, GenerationParams
+from .markers import ANY_FAMILY_MARKUP, defuse_content
 
 STREAM_THREAD = "mmchat-remote-stream"  # one per answer, named so tests and operators can see it
 # The longest a Stop goes unnoticed while the server is silent.
@@ -160,10 +161,12 @@ class RemoteEngine:
         return tokens
 
     def outgoing(self, messages: list[dict]) -> list[dict]:
-        """`messages` as the server gets them: each photo on this machine as a data URL."""
+        """`messages` as the server gets them: each photo on this machine as a data URL,
+        and the words with any chat-template marker in them defused (markers.py): the
+        server writes its own template around them and would read a typed one as real."""
         converted = []
         for message in messages:
-            content = message["content"]
+            content = defuse_content(message["content"], ANY_FAMILY_MARKUP)
             if not isinstance(content, str):
                 content = [{"type": "image_url", "image_url": {**item["image_url"], "url": self._data_url(item["image_url"]["url"])}}
                            if item.get("type") == "image_url" else item for item in content]

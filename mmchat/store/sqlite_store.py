@@ -3,19 +3,23 @@ in one SQLite file in the data folder (the media as files beside it, by content 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..errors import UserFacingError
+from . import schema
 from .legacy import import_json_folder
 from .media import MediaFiles
-from .schema import LOCAL_OWNER, connect, migrate, title_from, write_transaction
+from .schema import LOCAL_OWNER, StoreError, connect, migrate, title_from, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,38 @@ MEDIA_GRACE_SECONDS = 600.0
 TITLE_MAX = 200
 _SAFE_ID = re.compile(r"^[0-9a-f]{32}$")
 _JSON_IMPORTED = "json_imported"
+
+
+# What a failed save adds: the turn layer keeps the conversation in the session, and the
+# next save writes all of it (a save replaces the whole conversation), so nothing is lost
+# unless the page is reloaded first.
+_KEPT_FOR_NOW = "It stays on this page and is saved with the next answer once that is fixed."
+
+
+class SaveFailed(StoreError, UserFacingError):
+    """A write the database refused (the disk is full, another program holds the database,
+    it is read-only). Nothing of it was written: the transaction was rolled back, so what
+    was committed before is all still there. The message says why, for the user (with no
+    paths of the server in it: with --auth the user is not who runs it; the log has them)."""
+
+
+def _refusal(action: str, exc: BaseException, after: str) -> SaveFailed:
+    """SaveFailed for `exc` (an sqlite3.OperationalError or an OSError) met while `action`."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    if name.startswith("SQLITE_FULL") or "disk is full" in text or getattr(exc, "errno", None) in _DISK_FULL:
+        why = "the server's disk is full (space must be freed on it)"
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        why = (f"the database is busy (another program has held it for more than {schema.BUSY_SECONDS:g} "
+               "seconds; wait a moment, or close that program)")
+    elif name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        why = "the database is read-only (its file and folder must be made writable)"
+    else:
+        why = f"the database refused the write ({exc})"
+    return SaveFailed(f"{action}: {why}." + (f" {after}" if after else ""))
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -101,7 +137,8 @@ class SQLiteStore:
         saved before. Its photos and recordings must be files; those outside the store
         are copied in (one that is gone is kept as not available).
         Raises PermissionError if the conversation belongs to another owner."""
-        self._write(conversation, owner, time.time(), only_if_new=False)
+        self._write(conversation, owner, time.time(), only_if_new=False,
+                    failed=("Your conversation could not be saved", _KEPT_FOR_NOW))
 
     def import_conversation(self, conversation: Conversation, owner: str = LOCAL_OWNER,
                             created: float | None = None, updated: float | None = None) -> bool:
@@ -109,7 +146,7 @@ class SQLiteStore:
         if it existed. For imports, which bring their own times."""
         stamp = time.time()
         return self._write(conversation, owner, stamp if updated is None else updated,
-                           created=created, only_if_new=True)
+                           created=created, only_if_new=True, failed=("The conversation could not be imported", ""))
 
     def load(self, conversation_id: str, owner: str = LOCAL_OWNER) -> Conversation | None:
         """The conversation, or None if there is none with this id for this owner."""
@@ -168,7 +205,7 @@ class SQLiteStore:
         """Give the conversation a title of the user's; an empty one brings back the
         title from its first question. False if there is no such conversation."""
         title = " ".join((title or "").split())[:TITLE_MAX]
-        with self._lock, write_transaction(self._db) as db:
+        with self._writing("The new title could not be saved") as db:
             if db.execute("SELECT 1 FROM conversations WHERE id = ? AND owner = ?",
                           (conversation_id, owner)).fetchone() is None:
                 return False
@@ -183,7 +220,7 @@ class SQLiteStore:
     def delete(self, conversation_id: str, owner: str = LOCAL_OWNER) -> bool:
         """Delete the conversation, and the media no other conversation uses. False if
         there was no such conversation."""
-        with self._lock, write_transaction(self._db) as db:
+        with self._writing("The conversation could not be deleted") as db:
             deleted = db.execute("DELETE FROM conversations WHERE id = ? AND owner = ?",
                                  (conversation_id, owner)).rowcount
             if deleted:
@@ -198,7 +235,7 @@ class SQLiteStore:
         stored already; the path to use in a part. It stays while a part uses it."""
         staged = self.media.stage(source)
         try:
-            with self._lock, write_transaction(self._db) as db:
+            with self._writing("Your photo or recording could not be stored") as db:
                 db.execute("""INSERT INTO media (hash, extension, size, kept) VALUES (?, ?, ?, ?)
                               ON CONFLICT (hash) DO UPDATE SET kept = excluded.kept""",
                            (staged.digest, staged.extension, staged.size, time.time()))
@@ -222,18 +259,35 @@ class SQLiteStore:
 
     def collect_garbage(self) -> int:
         """Remove media that no part uses (beyond the grace time); how many."""
-        with self._lock, write_transaction(self._db) as db:
+        with self._writing("Unused photos could not be cleared away") as db:
             return self._collect(db)
 
     # --- inside ---
 
+    @contextmanager
+    def _writing(self, action: str, after: str = ""):
+        """One write transaction under the lock; a write the database refuses is rolled
+        back (by write_transaction) and raised as SaveFailed saying why, while errors of
+        the caller's own (PermissionError, ValueError) pass through as they are."""
+        try:
+            with self._lock, write_transaction(self._db) as db:
+                yield db
+        except sqlite3.OperationalError as exc:
+            log.error("%s: %s (%s)", action, exc, self.path)
+            raise _refusal(action, exc, after) from exc
+        except OSError as exc:  # e.g. a media file placed or removed on a full disk
+            if exc.errno not in _DISK_FULL:
+                raise
+            log.error("%s: %s (%s)", action, exc, self.path)
+            raise _refusal(action, exc, after) from exc
+
     def _write(self, conversation: Conversation, owner: str, updated: float, *, created: float | None = None,
-               only_if_new: bool) -> bool:
+               only_if_new: bool, failed: tuple[str, str]) -> bool:
         if not _SAFE_ID.match(conversation.id):
             raise ValueError(f"not a conversation id: {conversation.id!r}")
         # Copies of outside files happen before the transaction, which stays short.
         turns = [(turn, [self._prepare(part) for part in turn.parts]) for turn in conversation.turns]
-        with self._lock, write_transaction(self._db) as db:
+        with self._writing(*failed) as db:  # (what could not be done, what happens to it)
             found = db.execute("SELECT owner FROM conversations WHERE id = ?", (conversation.id,)).fetchone()
             if found is not None:
                 if only_if_new:
@@ -333,7 +387,7 @@ class SQLiteStore:
         return row[0] if row else None
 
     def set_preference(self, owner: str, key: str, value: str) -> None:
-        with self._lock, write_transaction(self._db) as db:
+        with self._writing("Your choice could not be saved") as db:
             db.execute("INSERT INTO preferences (owner, key, value) VALUES (?, ?, ?) "
                        "ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value", (owner, key, value))
 

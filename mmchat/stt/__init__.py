@@ -38,8 +38,10 @@ class SpeechToText(Protocol):
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (see mmchat.audio.load_audio).
 
-        `language` None detects it. `progress` receives 0..1 as the audio is worked
-        through. Silence, noise and fragments give a Transcript with empty text.
+        `language` None detects it, stretch by stretch between pauses, so a recording
+        that switches language midway comes out in both (Transcript.language is that of
+        its first words; see mmchat.stt.stretches). `progress` receives 0..1 as the
+        audio is worked through. Silence, noise and fragments give a Transcript with empty text.
         Once `cancel` reads cancelled, the work stops at its next step (a segment or
         a 30 s window) and returns what was decoded so far, without a final 1.0
         progress; the caller tells a cut-short Transcript by its own token.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Iterator
 
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.vad import VadOptions
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from mmchat.audio import SAMPLE_RATE
 from mmchat.cancel import CancelToken
@@ -16,11 +16,19 @@ from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
 from mmchat.stt import check_beam_size, weights
 from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
+from mmchat.stt.stretches import MAX_STRETCH_SECONDS, SPEECH_PAD_MS, language_stretches, unpadded
 
 # 250 ms is Silero's own default (faster-whisper lowers it to 0): shorter "speech" is a
 # click or a breath, and Whisper invents whole sentences for it. Padding keeps the
 # soft edges of real words.
 _VAD = VadOptions(min_speech_duration_ms=250, speech_pad_ms=400)
+# When the language is detected, the speech is cut into stretches at the pauses
+# between sentences, and the language of each is detected on its own
+# (mmchat.stt.stretches). The regions are Silero's own (split at 100 ms pauses),
+# padded as above; one is cut at 29 s so that a stretch always fits Whisper's window.
+_VAD_REGIONS = VadOptions(
+    min_speech_duration_ms=250, speech_pad_ms=SPEECH_PAD_MS, min_silence_duration_ms=100, max_speech_duration_s=29
+)
 
 
 class FasterWhisperSpeechToText:
@@ -51,18 +59,26 @@ class FasterWhisperSpeechToText:
         cancel = cancel or CancelToken.standalone()
         if cancel.cancelled:  # Stop before any work: nothing decoded
             return nothing_heard(language, duration)
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
+        options = dict(
             beam_size=beam_size,
-            vad_filter=self._vad,
-            vad_parameters=_VAD,
             # Conditioning on earlier text is what lets one hallucination repeat
             # through the rest of a long recording.
             condition_on_previous_text=False,
         )
-        if info.duration_after_vad == 0:
-            return nothing_heard(language, duration)
+        heard: list[str] = []  # the language of each window, as it is decoded
+        if language is None and self.multilingual and self._vad:
+            stretches = _speech_stretches(audio)
+            if not stretches:
+                return nothing_heard(language, duration)
+            segments = self._by_language(audio, stretches, heard, options)
+        else:
+            found, info = self._model.transcribe(
+                audio, language=language, vad_filter=self._vad, vad_parameters=_VAD, **options
+            )
+            if info.duration_after_vad == 0:
+                return nothing_heard(language, duration)
+            heard.append(info.language)
+            segments = _decoded(found, offset=0.0)
         decoded, finished = [], False
         with contextlib.closing(segments):  # a generator: its decoding state goes now, not when collected
             # Decoded lazily, one 30 s window at a time: each pull may start a window,
@@ -72,12 +88,61 @@ class FasterWhisperSpeechToText:
                 if s is None:
                     finished = True
                     break
-                decoded.append(DecodedSegment(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob))
+                decoded.append(s)
                 if progress is not None:
                     progress(min(s.end / duration, 1.0))
         if progress is not None and finished:
             progress(1.0)
-        return to_transcript(decoded, language=info.language, duration=duration)
+        # One language for the whole Transcript: that of its first words.
+        return to_transcript(decoded, language=heard[0] if heard else language, duration=duration)
+
+    def _by_language(
+        self, audio: np.ndarray, stretches: list[tuple[int, int]], heard: list[str], options: dict
+    ) -> Iterator[DecodedSegment]:
+        """The recording's segments, each window decoded in the language Whisper hears in it.
+
+        The language is detected stretch by stretch (mmchat.stt.stretches); neighbours
+        in the same language share a window again, up to 30 s, so a recording in one
+        language is decoded with its context as if it were never cut, at the cost of
+        one more encoder pass per stretch than per window.
+        """
+        longest = MAX_STRETCH_SECONDS * SAMPLE_RATE
+        window: tuple[int, int, str] | None = None
+        for start, end in stretches:
+            language, _, _ = self._model.detect_language(audio=audio[slice(*unpadded(start, end, SAMPLE_RATE))])
+            if window is not None and language == window[2] and end - window[0] <= longest:
+                window = (window[0], end, language)
+                continue
+            if window is not None:
+                yield from self._decode_window(audio, window, heard, options)
+            window = (start, end, language)
+        if window is not None:
+            yield from self._decode_window(audio, window, heard, options)
+
+    def _decode_window(
+        self, audio: np.ndarray, window: tuple[int, int, str], heard: list[str], options: dict
+    ) -> Iterator[DecodedSegment]:
+        start, end, language = window
+        heard.append(language)
+        # The VAD again, inside the window: it drops the long pauses that a window of
+        # joined stretches can hold, as the whole-recording path does.
+        found, _ = self._model.transcribe(
+            audio[start:end], language=language, vad_filter=True, vad_parameters=_VAD, **options
+        )
+        yield from _decoded(found, offset=start / SAMPLE_RATE)
+
+
+def _decoded(segments: Iterator, *, offset: float) -> Iterator[DecodedSegment]:
+    """faster-whisper's segments as DecodedSegments on the recording's clock."""
+    with contextlib.closing(segments):
+        for s in segments:
+            yield DecodedSegment(offset + s.start, offset + s.end, s.text, s.no_speech_prob, s.avg_logprob)
+
+
+def _speech_stretches(audio: np.ndarray) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) of speech, in stretches that may each be in a language of their own."""
+    regions = [(region["start"], region["end"]) for region in get_speech_timestamps(audio, _VAD_REGIONS)]
+    return language_stretches(regions, SAMPLE_RATE)
 
 
 def load(model: str, *, language: str | None, device: str) -> FasterWhisperSpeechToText:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript
 from mmchat.stt import check_beam_size, vad, weights
 from mmchat.stt.segments import DecodedSegment, nothing_heard, to_transcript
+from mmchat.stt.stretches import unpadded
 
 
 class OpenAIWhisperSpeechToText:
@@ -51,23 +52,32 @@ class OpenAIWhisperSpeechToText:
         if not self.multilingual:
             language = "en"
         decoded: list[DecodedSegment] = []
+        heard: list[str] = []  # the language of each window, as it is decoded
         with self._lock:
-            windows = vad.speech_windows(audio, self._vad)
-            if not windows:
+            if language is None:
+                # Detected once for a whole window, a language that changes inside it
+                # would turn the rest into invented text in the first: detected per
+                # stretch between pauses instead (mmchat.stt.stretches).
+                stretches = vad.speech_windows(audio, self._vad, split_at_pauses=True)
+                windows = self._by_language(audio, stretches)
+            else:
+                stretches = vad.speech_windows(audio, self._vad)
+                windows = iter([(start, end, language) for start, end in stretches])
+            if not stretches:
                 return nothing_heard(language, duration)
-            for start, end in windows:
+            for start, end, window_language in windows:
                 if cancel.cancelled:  # between windows: one window is one uninterruptible decode
-                    return to_transcript(decoded, language=language, duration=duration)
+                    return to_transcript(decoded, language=heard[0] if heard else language, duration=duration)
+                heard.append(window_language)
                 result = whisper.transcribe(
                     self._model,
                     audio[start:end],
-                    language=language,
+                    language=window_language,
                     fp16=self._fp16,
                     condition_on_previous_text=False,  # one hallucination must not seed the next
                     verbose=None,  # no console output
                     **beams,
                 )
-                language = language or result["language"]  # detected once, on the first speech
                 offset = start / SAMPLE_RATE
                 decoded.extend(
                     DecodedSegment(
@@ -79,7 +89,32 @@ class OpenAIWhisperSpeechToText:
                     progress(end / len(audio))
         if progress is not None:
             progress(1.0)
-        return to_transcript(decoded, language=language, duration=duration)
+        # One language for the whole Transcript: that of its first words.
+        return to_transcript(decoded, language=heard[0] if heard else language, duration=duration)
+
+    def _by_language(self, audio: np.ndarray, stretches: list[tuple[int, int]]) -> Iterator[tuple[int, int, str]]:
+        """Windows (start, end, language): the language detected stretch by stretch
+        (mmchat.stt.stretches), neighbours in the same language joined again up to
+        30 s, so speech in one language keeps its context. Lazy: a window is detected
+        just before it is decoded, so Stop also ends the detecting."""
+        longest = vad.WINDOW_SECONDS * SAMPLE_RATE
+        window: tuple[int, int, str] | None = None
+        for start, end in stretches:
+            language = self._language_of(audio[slice(*unpadded(start, end, SAMPLE_RATE))])
+            if window is not None and language == window[2] and end - window[0] <= longest:
+                window = (window[0], end, language)
+                continue
+            if window is not None:
+                yield window
+            window = (start, end, language)
+        if window is not None:
+            yield window
+
+    def _language_of(self, speech: np.ndarray) -> str:
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(speech), self._model.dims.n_mels)
+        mel = mel.to(self._model.device, torch.float16 if self._fp16 else torch.float32)
+        _, probabilities = self._model.detect_language(mel)
+        return max(probabilities, key=probabilities.get)
 
 
 def load(model: str, *, language: str | None, device: str) -> OpenAIWhisperSpeechToText:
