@@ -28,6 +28,7 @@ the end, and the slope of a straight line fitted to the samples in between.
 
     python bench/load.py [--clients 20] [--seconds 300] [--warmup 30] [--concurrency 1]
                          [--runs 1] [--model DIR] [--device cpu|cuda] [--seed 0] [--prefix-cache-mb MB]
+                         [--photo-cache-mb MB]
 
 With `--runs` above 1, one row per run and a last row of min / median. The core
 (`serve_app`, `run_load`) is what tests/hostile/test_load.py runs for 20 seconds.
@@ -97,7 +98,7 @@ class Server:
 
 @contextlib.contextmanager
 def serve_app(model: Path = SHAPES_VLM, device: str = "cpu", concurrency: int = 1,
-              prefix_cache_mb: float | None = None):
+              prefix_cache_mb: float | None = None, photo_cache_mb: float | None = None):
     """`python app.py` on a free loopback port, as a user starts it; stopped on leaving."""
     folder = Path(tempfile.mkdtemp(prefix="mmchat-load-"))
     port = free_port()
@@ -112,6 +113,8 @@ def serve_app(model: Path = SHAPES_VLM, device: str = "cpu", concurrency: int = 
                "--api-keys-file", str(keys), "--max-turns-per-minute", "0"]
     if prefix_cache_mb is not None:
         command += ["--prefix-cache-mb", str(prefix_cache_mb)]
+    if photo_cache_mb is not None:
+        command += ["--photo-cache-mb", str(photo_cache_mb)]
     log = folder / "app.log"
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -456,6 +459,7 @@ def machine_line(args) -> str:
     return (f"{datetime.date.today()}, {os.cpu_count()} CPUs, load average at the end {load}; model "
             f"{Path(args.model).name} on {args.device}, server --concurrency {args.concurrency}, "
             f"--prefix-cache-mb {'default' if args.prefix_cache_mb is None else args.prefix_cache_mb}, "
+            f"--photo-cache-mb {'default' if args.photo_cache_mb is None else args.photo_cache_mb}, "
             f"{args.clients} clients for {args.seconds:.0f} s, warm-up {args.warmup:.0f} s")
 
 
@@ -471,11 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prefix-cache-mb", type=float, default=None,
                         help="the server's --prefix-cache-mb (default: the app's), which memory grows into")
+    parser.add_argument("--photo-cache-mb", type=float, default=None,
+                        help="the server's --photo-cache-mb (default: the app's, 512): every question here "
+                             "brings a new photo, so memory grows into this bound before it is flat")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be 1 to {MAX_CLIENTS}")
     results = []
-    with serve_app(args.model, args.device, args.concurrency, args.prefix_cache_mb) as server:
+    with serve_app(args.model, args.device, args.concurrency, args.prefix_cache_mb, args.photo_cache_mb) as server:
         for run in range(args.runs):
             result = run_load(server, args.clients, args.seconds, warmup=args.warmup, seed=args.seed + run)
             results.append(result)

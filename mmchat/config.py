@@ -82,6 +82,12 @@ class Config:
         "recently used conversations go first. 0 turns it off.",
         1024.0,
     )
+    photo_cache_mb: float = _opt(
+        "Memory for photos as the model's image processor made them, kept so that a photo sent "
+        "again (each turn of a conversation sends its photos) is processed once; the least recently "
+        "used go first. 0 turns it off.",
+        512.0,
+    )
     max_new_tokens: int = _opt("Default longest answer, in tokens (adjustable in the UI).", 512)
     temperature: float = _opt("Default sampling temperature; 0 means greedy (adjustable in the UI).", 0.7)
     system_prompt: str = _opt(

@@ -101,3 +101,18 @@ def test_the_same_photo_in_another_file_is_the_same_photo(tmp_path):
     assert load_photo(copy, 64 * 64) is first
     Image.new("RGB", (100, 70), "red").save(copy)  # other bytes: another photo
     assert load_photo(copy, 64 * 64) is not first
+
+
+def test_the_photo_cache_holds_what_photo_cache_mb_allows(tmp_path):
+    """Every new photo is kept until --photo-cache-mb is full (bench/load.py: memory grows into
+    this bound, then is flat); 0 keeps none, so a photo sent again is processed again."""
+    photos = _photos(tmp_path, [(64, 48), (40, 80)])
+    params = GenerationParams(max_new_tokens=2, temperature=0.0)
+    for megabytes, processed_twice in ((0, 4), (64, 2)):
+        engine = engine_for("tiny-qwen3-vl", photo_cache_mb=megabytes)
+        before = engine._images.processed
+        for round in range(2):  # the same two photos, asked about twice (in new words: a new prompt)
+            for photo in photos:
+                list(engine.stream([_user(f"What is it? ({round})", photo)], params, CancelToken.standalone()))
+        assert engine._images.processed - before == processed_twice, megabytes
+        assert engine._images._bytes <= megabytes * 2**20

@@ -35,7 +35,7 @@ from .prefix_cache import (
     MB, Entry, PrefixStore, cache_argument, common_prefix, dynamic_cache_from, kv_nbytes, prefill, prefix_cache_supported,
 )
 from .prompt import Prompt
-from .vision import CachingImageProcessor, layout_for
+from .vision import FEATURE_CACHE_BYTES, CachingImageProcessor, layout_for
 
 # How long to wait for the worker after a cancel: one decode step plus slack.
 WORKER_JOIN_SECONDS = 30.0
@@ -70,7 +70,8 @@ class _TimedStreamer(TextIteratorStreamer):
 
 
 class LocalEngine:
-    def __init__(self, loaded: LoadedModel, *, max_pixels: int, prefix_cache_mb: float = 0.0) -> None:
+    def __init__(self, loaded: LoadedModel, *, max_pixels: int, prefix_cache_mb: float = 0.0,
+                 photo_cache_mb: float = FEATURE_CACHE_BYTES / MB) -> None:
         self.model = loaded.model
         self.processor = loaded.processor
         self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
@@ -86,7 +87,8 @@ class LocalEngine:
         self.layout = layout_for(self.model, self.processor)
         self._images: CachingImageProcessor | None = None
         if self.layout is not None:
-            self._images = CachingImageProcessor(self.processor.image_processor, self.layout)
+            self._images = CachingImageProcessor(self.processor.image_processor, self.layout,
+                                                 max_bytes=int(photo_cache_mb * MB))
             self.processor.image_processor = self._images
         self.prefix: PrefixStore | None = None
         if prefix_cache_mb > 0 and self.layout is not None and prefix_cache_supported(self.model):
@@ -337,7 +339,8 @@ def _local_path(url: str) -> Path:
 def create_local_engine(config: Config, progress: Progress = lambda message, fraction: None) -> LocalEngine:
     """Load the configured model and warm it up, so the first question pays no start-up cost."""
     loaded = load_model(plan_load(config), progress)
-    engine = LocalEngine(loaded, max_pixels=config.max_pixels, prefix_cache_mb=config.prefix_cache_mb)
+    engine = LocalEngine(loaded, max_pixels=config.max_pixels, prefix_cache_mb=config.prefix_cache_mb,
+                         photo_cache_mb=config.photo_cache_mb)
     progress("Warming up the model", None)
     warm_up = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
     if engine.decoder is not None:
