@@ -77,6 +77,25 @@ def photos(tmp_path) -> list[Path]:
     return paths
 
 
+def last(events):
+    """The last of a handler's updates (or a turn's events)."""
+    result = None
+    for result in events:
+        pass
+    return result
+
+
+@pytest.fixture
+def toasts(monkeypatch):
+    """What the page's handlers show as toasts: ("warning" | "info", message), in order."""
+    import gradio as gr
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(("warning", message)))
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: shown.append(("info", message)))
+    return shown
+
+
 def with_config(config: Config, **changes) -> Config:
     return dataclasses.replace(config, **changes)
 

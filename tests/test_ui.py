@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from conftest import make_services, voice_services_for, with_config
+from conftest import last as _last, make_services, voice_services_for, with_config
 from fixture_models import draw_test_image
 from mmchat.config import parse_config
 from mmchat.engine.local import create_local_engine
@@ -20,13 +20,6 @@ from mmchat.turn import Services
 from mmchat.ui import EDIT_LABEL, MESSAGE_LABEL, ChatHandlers, build_ui, model_title, render
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def _last(generator):
-    result = None
-    for result in generator:
-        pass
-    return result
 
 
 @pytest.fixture

@@ -17,13 +17,12 @@ import math
 import struct
 import wave
 
-import gradio as gr
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_services, with_config
+from conftest import last as _last, make_services, with_config
 from fixture_models import draw_test_image
 from mmchat.config import Config, build_parser, parse_config
 from mmchat.engine import GenerationParams
@@ -52,21 +51,6 @@ class Clock:
 def too_fast(per_minute: int, seconds: int) -> str:
     return (f"You are sending questions faster than this server allows: {per_minute} a minute. "
             f"Try again in {seconds} seconds.")
-
-
-def _last(generator):
-    result = None
-    for result in generator:
-        pass
-    return result
-
-
-@pytest.fixture
-def toasts(monkeypatch):
-    shown = []
-    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(("warning", message)))
-    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: shown.append(("info", message)))
-    return shown
 
 
 def ask_page(handlers, session, text, files=()):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 
-import gradio as gr
 import httpx
 import pytest
 
-from conftest import make_services, with_config
+from conftest import last as _last, make_services, with_config
 from test_api_support import LiveServer
 from mmchat.conversation import Conversation, TextPart, Turn
 from mmchat.engine import GenerationParams
@@ -81,21 +80,6 @@ def with_text(messages: list[dict], typed: str, instead: str) -> list[dict]:
             content = [{**item, "text": instead} if item.get("text") == typed else item for item in content]
         swapped.append({**message, "content": content})
     return swapped
-
-
-def _last(generator):
-    result = None
-    for result in generator:
-        pass
-    return result
-
-
-@pytest.fixture
-def toasts(monkeypatch):
-    shown = []
-    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(("warning", message)))
-    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: shown.append(("info", message)))
-    return shown
 
 
 # --- markers: never a special token or a role, still read, shown as typed ---
