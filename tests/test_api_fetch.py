@@ -115,6 +115,9 @@ def test_an_allowed_public_host_is_fetched_with_limits(allowing, images, monkeyp
     monkeypatch.setattr(fetch, "public_address", lambda address: address == "127.0.0.1")
     assert answer(allowing, ask("What shape is it?", url_part(images + "/star.png"))) == "star"
     assert "redirects" in _refused(allowing, images + "/moved.png")
-    assert "larger than 2 MB" in _refused(allowing, images + "/huge.png")
+    with pytest.raises(openai.APIStatusError) as too_large:  # 413, as an inline photo over the limit
+        allowing.chat.completions.create(model=MODEL, messages=ask("What shape is it?", url_part(images + "/huge.png")),
+                                         max_tokens=8)
+    assert too_large.value.status_code == 413 and "larger than 2 MB" in too_large.value.body["message"]
     assert "answered 404" in _refused(allowing, images + "/gone.png")
     assert answer(allowing, ask("What shape is it?", url_part(images + "/star.png"))) == "star"

@@ -97,5 +97,6 @@ def _download(parts, host: str, address: str, port: int, max_bytes: int, param: 
 
 
 def _too_big(max_bytes: int, param: str) -> ApiError:
-    return ApiError(400, f"The image at that URL is larger than {max_bytes / 1e6:.0f} MB, the limit.",
+    # 413, as for an inline photo over the limit (mmchat/api/messages.py).
+    return ApiError(413, f"The image at that URL is larger than {max_bytes / 1e6:.0f} MB, the limit.",
                     param=param, code="invalid_image")
