@@ -280,7 +280,7 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
             states = [message["state"] for message in said]
             assert states[:2] == ["listening", "hearing"] and states[-1] == "thinking"
             views = list(handlers.on_voice_turn(session, 8, 0.0, "auto", 1.0))  # the page asks: answer it
-    chat, timings = views[-1][0], views[-1][-1]
+    chat, timings = views[-1][0], views[-1][9]  # the turn view's chat and timings (ChatHandlers._view)
     assert chat[-1] == {"role": "assistant", "content": "yellow"}
     assert any(isinstance(view[7], tuple) for view in views), "the answer was spoken"
     assert "first audio" in timings and "| 1 |" in timings
