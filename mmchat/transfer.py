@@ -20,6 +20,7 @@ import os
 import tempfile
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -188,7 +189,8 @@ def _read_zip(path: Path, into: Path) -> tuple[dict, dict[str, Path]]:
                     _copy_at_most(source, out, info.file_size)
                 media[name] = target
             return document, media
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError):
+    # zlib.error: a member whose compressed bytes are damaged (found by tests/hostile/test_fuzz.py).
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, zlib.error):
         raise InputError("This .zip is damaged and can't be imported.") from None
     except OSError as exc:
         raise InputError(f"The file to import can't be read ({exc.strerror or exc}).") from None

@@ -178,3 +178,23 @@ def test_a_zip_without_the_json_is_refused(tmp_path):
         archive.writestr("photo.png", b"x")
     with SQLiteStore(tmp_path / "store") as store, pytest.raises(InputError, match="Export"):
         import_file(path, store, "local")
+
+
+def test_a_zip_whose_compressed_bytes_are_damaged_is_refused(tmp_path):
+    """Found by tests/hostile/test_fuzz.py: zlib's own error came straight through."""
+    path = tmp_path / "export.zip"
+    document = json.dumps({"format": "mmchat-conversation", "version": 1, "turns": []}) * 20
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("export/conversation.json", document)
+    with zipfile.ZipFile(path) as archive:
+        (info,) = archive.infolist()
+    data = bytearray(path.read_bytes())
+    # The member's data starts after its local header (30 bytes, its name and its extra field);
+    # a first byte of 0xFF names a deflate block type that does not exist.
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start] = 0xFF
+    path.write_bytes(bytes(data))
+    with SQLiteStore(tmp_path / "store") as store:
+        with pytest.raises(InputError, match="damaged"):
+            import_file(path, store, "local")
+        assert store.list_conversations() == []
