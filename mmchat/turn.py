@@ -497,6 +497,7 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     refused_key: str | None = None  # the refusal's mmchat.i18n key, e.g. OUT_OF_MEMORY
     slot = None
     ran_out = False  # the engine's stream ended by itself
+    cut = False  # words the engine wrote after a Stop were dropped
     question = conversation.turns[conversation.turns.index(reply) - 1]
     task = task_of(question)
     try:
@@ -519,7 +520,8 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                     if isinstance(item, Completion):
                         completion = item
                     elif token.cancelled:  # Stop: the answer is what the user saw when pressing it;
-                        continue           # the engine ends within a token, with its Completion
+                        cut = cut or isinstance(item, str)  # the engine ends within a token, with its Completion
+                        continue
                     elif isinstance(item, str):
                         clock.mark("first_token")
                         pieces.append(item)
@@ -533,7 +535,9 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                     ran_out = True
         # The text is whole once the engine says so, even if Stop then cut the speech.
         if completion is not None:
-            status = "interrupted" if completion.finish_reason == "cancelled" else "complete"
+            # Words the engine had written before it heard the Stop, and were dropped, make the
+            # kept answer a cut one even when the engine itself finished.
+            status = "interrupted" if completion.finish_reason == "cancelled" or cut else "complete"
         elif ran_out and not token.cancelled:  # an engine that ends without a Completion
             status = "complete"
     except _Refused as exc:
