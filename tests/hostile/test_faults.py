@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' he
 
 from conftest import make_services, with_config  # noqa: E402
 from test_api_support import LiveServer, wait_until  # noqa: E402
-from test_browser import chromium, needs_chromium  # noqa: E402
+from test_browser import _ask as ask_on_page, _open, chromium, needs_chromium  # noqa: E402
 
 from mmchat.ui import build_ui  # noqa: E402
 
@@ -97,10 +97,8 @@ def test_a_tab_closed_mid_answer_stops_the_answer_at_once_and_keeps_it_marked_st
 
     server, engine, services = stalling_page
     with chromium() as page:
-        page.goto(server.url + "/", wait_until="load", timeout=60_000)
-        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
-        page.locator("#message textarea").fill("What is in this photo?")
-        page.locator("#message textarea").press("Enter")
+        _open(page, server.url + "/")
+        ask_on_page(page, "What is in this photo?")
         assert engine.streaming(), "the answer never started"
         expect(page.locator('[data-testid="bot"]').last).not_to_have_text("", timeout=30_000)
         # While the tab is open the answer goes on, however long the model takes.
@@ -138,13 +136,10 @@ def test_closing_one_persons_tab_stops_only_their_answer(stalling_page):
     server, engine, services = stalling_page
     with two_chromiums() as (first, second):
         for page in (first, second):
-            page.goto(server.url + "/", wait_until="load", timeout=60_000)
-            expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
-        first.locator("#message textarea").fill("First person's question")
-        first.locator("#message textarea").press("Enter")
+            _open(page, server.url + "/")
+        ask_on_page(first, "First person's question")
         assert engine.streaming(1), "the first answer never started"
-        second.locator("#message textarea").fill("Second person's question")
-        second.locator("#message textarea").press("Enter")
+        ask_on_page(second, "Second person's question")
         expect(second.locator('[data-testid="bot"]').last).to_contain_text("ahead of you", timeout=30_000)
         first.close()
         # The first person's answer stops, so the second person's (in line behind it) starts...
@@ -164,10 +159,8 @@ def test_a_reload_mid_answer_stops_the_old_sessions_answer(stalling_page):
 
     server, engine, services = stalling_page
     with chromium() as page:
-        page.goto(server.url + "/", wait_until="load", timeout=60_000)
-        expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
-        page.locator("#message textarea").fill("Describe it")
-        page.locator("#message textarea").press("Enter")
+        _open(page, server.url + "/")
+        ask_on_page(page, "Describe it")
         assert engine.streaming(), "the answer never started"
         page.reload(wait_until="load")
         assert wait_until(lambda: engine.cancel_seen_at is not None, within=15)
@@ -637,8 +630,7 @@ def test_a_damaged_weights_file_is_named_in_the_log_the_page_and_the_api(tmp_pat
             expect(page.locator("#model-status")).to_contain_text("one of its weights files is damaged",
                                                                   timeout=30_000)
             # A question now is refused with the reason; the page goes on working.
-            page.locator("#message textarea").fill("Hello?")
-            page.locator("#message textarea").press("Enter")
+            ask_on_page(page, "Hello?")
             expect(page.locator("#mmchat-live")).to_contain_text("weights files is damaged", timeout=30_000)
         assert app.process.poll() is None
     finally:
