@@ -161,8 +161,8 @@ def qwen3_vl_tokenizer(extra_corpus: list[str] = (), vocab_size: int = 1000) -> 
     return tokenizer
 
 
-def qwen3_vl_processor(spec: Qwen3VLSpec, extra_corpus: list[str] = ()) -> Qwen3VLProcessor:
-    tokenizer = qwen3_vl_tokenizer(extra_corpus)
+def qwen3_vl_processor(spec: Qwen3VLSpec, extra_corpus: list[str] = (), vocab_size: int = 1000) -> Qwen3VLProcessor:
+    tokenizer = qwen3_vl_tokenizer(extra_corpus, vocab_size)
     pixels = {"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels}
     common = dict(patch_size=spec.patch_size, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return Qwen3VLProcessor(

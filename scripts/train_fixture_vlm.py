@@ -5,18 +5,24 @@ commit (a few MB) and train on a 2-core CPU in minutes, yet it answers, in
 English and Chinese, what colour and shape the drawn shapes are, how many there
 are, on which side they sit, and what word is printed beside them; it also
 answers a follow-up turn about an earlier image, and which of two images shows
-a given shape. Tests can therefore assert on what it says, and an answer flips
-when an image is dropped or swapped.
+a given shape. It also answers describe mode's presets (mmchat.presets, issue 13),
+asked in their exact prompt words at every verbosity, with templated answers
+(`preset_answer`), and sees bar charts and printed sums for the chart and exercise
+presets. Tests can therefore assert on what it says, and an answer flips when an
+image is dropped or swapped.
 
-The scenes are drawn with PIL (`draw_scene`); tests draw their images with the
-same function. The tokenizer, processor, chat template and model come from
-make_fixture_models, so the result loads like any Qwen3-VL checkpoint.
+The scenes, charts and sums are drawn with PIL (`draw_scene`, `draw_chart`,
+`draw_exercise`); tests draw their images with the same functions. The tokenizer,
+processor, chat template and model come from make_fixture_models, so the result
+loads like any Qwen3-VL checkpoint.
 
 Usage: python scripts/train_fixture_vlm.py [--config scripts/shapes_vlm_config.toml]
                                            [--out tests/fixtures/shapes-vlm]
-It trains, saves, evaluates the saved folder in fp32, NF4 and int4 (through the
-app's loader, and for int4 the app's compiled decoder), and writes the model card
-README.md with the results.
+It trains in the recipe's stages (its [[train]] tables: the first from a random init
+or from a model committed at a given revision, each later one from the model before),
+saves, evaluates the saved folder in fp32, NF4 and int4 (through the app's loader, and
+for int4 the app's compiled decoder), and writes the model card README.md with the
+results.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -42,6 +50,9 @@ sys.path.insert(0, str(REPO))
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine.compiled_decode import CompiledDecoder  # noqa: E402
 from mmchat.engine.loading import load_model, plan_load  # noqa: E402
+from mmchat.presets import (  # noqa: E402
+    CHART, COMPARE, DESCRIBE, EXERCISE, IDENTIFY, READ_DOCUMENT, READ_TEXT, Verbosity,
+)
 
 DEFAULT_CONFIG = REPO / "scripts" / "shapes_vlm_config.toml"
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "shapes-vlm"
@@ -145,6 +156,124 @@ def _draw_word(draw: ImageDraw.ImageDraw, word: str, half, cell: float, rng: ran
     draw.text((x, y), word, fill=tuple(rng.randint(0, 60) for _ in range(3)), font=font)
 
 
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart: one bar per colour, left to right, `heights` in grid cells (all different)."""
+
+    colours: tuple[str, ...]
+    heights: tuple[int, ...]
+
+    @property
+    def tallest(self) -> str:
+        return self.colours[self.heights.index(max(self.heights))]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A printed sum of two digits: "3 + 4" over "= ?"."""
+
+    first: int
+    second: int
+
+    @property
+    def total(self) -> int:
+        return self.first + self.second
+
+
+def random_chart(rng: random.Random) -> Chart:
+    bars = rng.randint(2, 3)
+    return Chart(tuple(rng.sample(list(COLOURS), bars)), tuple(rng.sample(range(1, 6), bars)))
+
+
+# The digits of an exercise: 1-5, so 25 sums to learn (1-9's 81 were too many for a
+# model this small in the time a CPU allows).
+DIGITS = range(1, 6)
+
+
+def random_exercise(rng: random.Random) -> Exercise:
+    return Exercise(rng.choice(DIGITS), rng.choice(DIGITS))
+
+
+def draw_chart(chart: Chart, rng: random.Random, size: int = 96) -> Image.Image:
+    """Bars standing on an axis at the bottom, each centred in a third of the width.
+
+    A third is one column of merged vision tokens (2x2 patches of 16 px), so each bar
+    lands in its own tokens, as each shape of a scene does in its own patch.
+    """
+    image = Image.new("RGB", (size, size), tuple(rng.randint(225, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    cell, third = size / GRID, size / 3
+    base = size - cell * 0.5
+    ink = tuple(rng.randint(0, 60) for _ in range(3))
+    draw.line([(2, base), (size - 2, base)], fill=ink, width=1)
+    draw.line([(2, 2), (2, base)], fill=ink, width=1)
+    # Two bars take the left and middle thirds or the middle and right ones.
+    first = 0 if len(chart.colours) == 3 else rng.randint(0, 1)
+    for slot, (name, height) in enumerate(zip(chart.colours, chart.heights, strict=True)):
+        centre = (first + slot + 0.5) * third + rng.uniform(-1, 1)
+        half_width = third * rng.uniform(0.28, 0.34)
+        colour = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in RGB[name])
+        draw.rectangle([centre - half_width, base - height * cell, centre + half_width, base - 1], fill=colour)
+    return image
+
+
+def draw_exercise(exercise: Exercise, rng: random.Random, size: int = 96) -> Image.Image:
+    """ "3 + 4" on one row and "= ?" under it, each character filling a merged vision
+    token's square (TOKEN_SIDE px), so each digit is read from a token of its own. (One
+    row of 16-px characters put two characters in each token, and a 1300-step run read
+    the sums 0-15% right.)"""
+    image = Image.new("RGB", (size, size), tuple(rng.randint(225, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=round(TOKEN_SIDE * rng.uniform(0.75, 0.85)))
+    ink = tuple(rng.randint(0, 60) for _ in range(3))
+    row = rng.randint(0, 1)
+    lines = [(row, f"{exercise.first}+{exercise.second}"), (row + 1, "=?")]
+    for line, text in lines:
+        for column, character in enumerate(text):
+            left, top, right, bottom = draw.textbbox((0, 0), character, font=font)
+            x = (column + 0.5) * TOKEN_SIDE - (left + right) / 2 + rng.uniform(-1, 1)
+            y = (line + 0.5) * TOKEN_SIDE - (top + bottom) / 2 + rng.uniform(-1, 1)
+            draw.text((x, y), character, fill=ink, font=font)
+    return image
+
+
+# Each merged vision token sees a square of TOKEN_SIDE x TOKEN_SIDE of the image (two
+# 16-px patches each way), row by row: 3x3 tokens for a 96-px image.
+TOKEN_SIDE = 32
+
+
+def token_map(image: Image.Image) -> list[int]:
+    """What covers each vision token's square, row by row: 0 nothing, 1 dark ink (text,
+    digits, a chart's axes), 2 + i the i-th of COLOURS (a shape or a bar).
+
+    Read off the pixels, so it holds for scenes, charts and sums alike: a training
+    target for where things are, which the pooled probes cannot teach.
+    """
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    palette = np.array([RGB[name] for name in COLOURS], dtype=np.int16)  # [colours, 3]
+    classes = []
+    for top in range(0, pixels.shape[0] - TOKEN_SIDE + 1, TOKEN_SIDE):
+        for left in range(0, pixels.shape[1] - TOKEN_SIDE + 1, TOKEN_SIDE):
+            block = pixels[top : top + TOKEN_SIDE, left : left + TOKEN_SIDE].reshape(-1, 3)
+            coloured = block[block.max(1) - block.min(1) > 80]
+            if len(coloured) > 20:  # a shape or bar: its colour, by the nearest pure one
+                nearest = np.abs(coloured[:, None, :] - palette[None]).sum(-1).argmin(1)
+                classes.append(2 + int(np.bincount(nearest, minlength=len(COLOURS)).argmax()))
+            else:
+                classes.append(1 if (block.max(1) < 100).sum() > 8 else 0)
+    return classes
+
+
+def draw_picture(picture: "Scene | Chart | Exercise", rng: random.Random, size: int = 96) -> Image.Image:
+    if isinstance(picture, Chart):
+        return draw_chart(picture, rng, size)
+    if isinstance(picture, Exercise):
+        return draw_exercise(picture, rng, size)
+    return draw_scene(picture, rng, size)
+
+
 # ---------------------------------------------------------------- questions and answers
 
 SINGLE_IMAGE_KINDS = ("colour", "shape", "count", "position", "reading", "exists")
@@ -224,6 +353,7 @@ class Conversation:
         self.language, self.rng, self.image_size = language, rng, image_size
         self.messages: list[dict] = []
         self.scenes: list[Scene] = []  # every image shown, in order
+        self.token_maps: list[list[int]] = []  # per image shown, what covers each vision token (token_map)
         # Per assistant reply: the shape its question names ("Is there a star?"), or None.
         self.asked_shapes: list[str | None] = []
         self._asked: str | None = None
@@ -233,10 +363,16 @@ class Conversation:
 
     def ask(self, key: str, *scenes: Scene, **fields) -> None:
         """A user turn asking a `key` question, showing `scenes` (none: ask about the history)."""
-        text = [{"type": "text", "text": self.rng.choice(QUESTIONS[self.language][key]).format(**fields)}]
+        self.ask_text(self.rng.choice(QUESTIONS[self.language][key]).format(**fields), *scenes)
         self._asked = ENGLISH_SHAPE.get(fields.get("shape"))
-        images = [{"type": "image", "image": draw_scene(s, self.rng, self.image_size)} for s in scenes]
-        self.scenes += scenes
+
+    def ask_text(self, question: str, *pictures: "Scene | Chart | Exercise") -> None:
+        """A user turn asking `question` in these words, showing `pictures`."""
+        text = [{"type": "text", "text": question}]
+        self._asked = None
+        images = [{"type": "image", "image": draw_picture(p, self.rng, self.image_size)} for p in pictures]
+        self.scenes += pictures
+        self.token_maps += [token_map(image["image"]) for image in images]
         # Mostly images first, as chat UIs send them, sometimes the question first.
         content = images + text if self.rng.random() < 0.8 else text + images
         self.messages.append({"role": "user", "content": content})
@@ -338,12 +474,154 @@ def training_conversation(language: str, rng: random.Random, image_size: int, se
     return chat
 
 
+# ---------------------------------------------------------------- describe mode's presets
+
+# Each preset is asked in its exact prompt words (mmchat.presets), so that a retrained
+# fixture follows any edit to the prompts. Light is left out: the app answers it
+# without the model.
+PRESETS = {p.name: p for p in (DESCRIBE, READ_TEXT, READ_DOCUMENT, CHART, EXERCISE, COMPARE, IDENTIFY)}
+# An evaluation kind per preset and verbosity: "describe:brief" (the app's task tags).
+PRESET_KINDS = tuple(f"{name}:{v.value}" for name in PRESETS for v in Verbosity)
+
+NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four"}
+WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
+OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def _shapes(scene: Scene, colour: bool = True) -> str:
+    """ "two red circles", "a blue triangle" (without `colour`: "two circles")."""
+    noun = scene.shape + ("s" if scene.count > 1 else "")
+    words = ([scene.colour] if colour else []) + [noun]
+    number = "an" if scene.count == 1 and words[0][0] in "aeiou" else NUMBER_WORDS[scene.count]
+    return " ".join([number] + words)
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _the_word(scene: Scene) -> str:
+    return f'the word "{scene.word}"' if scene.word else "no text"
+
+
+def preset_answer(name: str, verbosity: Verbosity, pictures: list) -> str:
+    """The templated reply to preset `name` at `verbosity` about `pictures` (tests check
+    what each must contain: tests/test_presets.py `_expected`)."""
+    brief, detailed = verbosity is Verbosity.BRIEF, verbosity is Verbosity.DETAILED
+    picture = pictures[0]
+    if name == "chart":
+        bars = len(picture.colours)
+        if brief:
+            return f"A bar chart. The {picture.tallest} bar is the tallest."
+        if not detailed:
+            return f"A bar chart with {NUMBER_WORDS[bars]} bars. The {picture.tallest} bar is the tallest."
+        order = ", ".join(picture.colours[:-1]) + f" and {picture.colours[-1]}"
+        return (f"A bar chart with {NUMBER_WORDS[bars]} bars: {order}, from left to right. "
+                f"The {picture.tallest} bar is the tallest.")
+    if name == "exercise":
+        a, b, total = picture.first, picture.second, picture.total
+        solved = f"{a} plus {b} equals {total}.\nAnswer: {total}"
+        if brief:
+            return solved
+        why = "Add the two numbers: " if detailed else ""
+        return f"The exercise: {a} + {b} = ?\n{why}{solved}"
+    if name == "compare":
+        first, second = pictures
+        if brief:
+            return f"The first photo has {_shapes(first)}; the second has {_shapes(second)}."
+        if not detailed:
+            return (f"The first photo has {_shapes(first)} {WHERE[first.position]}; "
+                    f"the second has {_shapes(second)} {WHERE[second.position]}.")
+        return (f"The first photo has {_shapes(first)} {WHERE[first.position]} and {_the_word(first)}; "
+                f"the second has {_shapes(second)} {WHERE[second.position]} and {_the_word(second)}.")
+    scene, word = picture, picture.word
+    shapes, where, text_where = _capital(_shapes(picture)), WHERE[picture.position], WHERE[OPPOSITE[picture.position]]
+    if name == "describe":
+        if brief:
+            return f'{shapes} {where}, and the word "{word}".' if word else f"{shapes} {where}."
+        text = f'The word "{word}" is printed {text_where}.' if word else "No text in view."
+        if not detailed:
+            return f"{shapes} {where}. {text}"
+        many = "It is the only shape in view." if scene.count == 1 else \
+            f"There are {NUMBER_WORDS[scene.count]} of them, all {scene.colour}."
+        return f"{shapes} {where}. {many} {text}"
+    if name == "read_text":
+        if not word:
+            return "No text in view."
+        if brief:
+            return word
+        return f'"{word}", printed {text_where}' + (f", next to {_shapes(scene)}." if detailed else ".")
+    if name == "read_document":
+        if brief:
+            return word or "No text on the page."
+        page = f'A page with one word: "{word}".' if word else "No text on the page."
+        return page + (f" Beside it: {_shapes(scene)} {where}." if detailed else "")
+    # identify: the colour alone when brief (what the app's brief identify has always said)
+    if brief:
+        return scene.colour
+    thing = _capital(_shapes(scene, colour=False))
+    if not detailed:
+        return f"{_capital(scene.colour)}. {thing}."
+    return f"{_capital(scene.colour)}. {thing} {where}, next to {_the_word(scene)}."
+
+
+def preset_pictures(name: str, rng: random.Random) -> list:
+    if name == "chart":
+        return [random_chart(rng)]
+    if name == "exercise":
+        return [random_exercise(rng)]
+    if name == "compare":
+        return [random_scene(rng), random_scene(rng)]
+    # Text more often than in the short questions, so the reading presets see it, yet
+    # often enough without it to learn "No text in view."
+    return [random_scene(rng, word_probability=0.7)]
+
+
+def preset_conversation(rng: random.Random, image_size: int, settings: dict, kind: str | None = None) -> Conversation:
+    """A describe-mode task in English, as the app sends it: the photos, then the
+    preset's prompt. In training, sometimes followed by a short question about the
+    same photo with no photo attached (the app's follow-ups)."""
+    chat = Conversation("en", rng, image_size)
+    name, verbosity = (kind or rng.choice(PRESET_KINDS)).split(":")
+    verbosity = Verbosity(verbosity)
+    pictures = preset_pictures(name, rng)
+    history = settings.get("preset_history_share", 0)  # read only when set: the stages before drew no number here
+    if kind is None and history and rng.random() < history:
+        # Earlier in the chat, another photo: a short question or a preset about it. The
+        # task is about the photos it comes with (Describe again with a new photo).
+        earlier = random_scene(rng)
+        if rng.random() < 0.5:
+            chat.reply(chat.ask_about(rng.choice(askable_kinds(earlier)), earlier, show=True))
+        else:
+            other, level = rng.choice(PRESET_KINDS).split(":")
+            other_pictures = preset_pictures(other, rng)
+            chat.ask_text(PRESETS[other].question(Verbosity(level)), *other_pictures)
+            chat.reply(preset_answer(other, Verbosity(level), other_pictures))
+    chat.ask_text(PRESETS[name].question(verbosity), *pictures)
+    if kind is None:
+        chat.reply(preset_answer(name, verbosity, pictures))
+        if isinstance(pictures[-1], Scene) and rng.random() < settings["preset_follow_up_share"]:
+            scene = pictures[-1]
+            follow = rng.choice(askable_kinds(scene))
+            if follow in ("shape", "colour") and rng.random() < 0.5:
+                follow = f"later_{follow}"
+            chat.reply(chat.ask_about(follow, scene, show=False))
+    return chat
+
+
 def tokenizer_corpus() -> list[str]:
     """Every question and answer word, so the tokenizer learns them as few tokens."""
     lines = [q for lang in QUESTIONS.values() for qs in lang.values() for q in qs]
     lines += list(SHAPES) + list(SHAPES.values()) + list(COLOURS) + list(COLOURS.values())
     lines += list(POSITIONS) + list(POSITIONS.values()) + WORDS + ORDINALS["en"] + ORDINALS["zh"] + NTH["en"] + NTH["zh"]
     lines += [f"{n}个" for n in range(1, 5)] + YES_NO["en"] + YES_NO["zh"] + SYSTEM_SENTENCES
+    # The presets' prompts, several times each: they are most of a describe-mode
+    # sequence, and BPE merges what is frequent. Then their answers' words.
+    lines += [PRESETS[n].question(v) for n in PRESETS for v in Verbosity] * 4
+    rng = random.Random(0)
+    for kind in PRESET_KINDS * 4:
+        name, verbosity = kind.split(":")
+        lines.append(preset_answer(name, Verbosity(verbosity), preset_pictures(name, rng)))
     return lines
 
 
@@ -381,6 +659,17 @@ def reply_spans(input_ids: torch.Tensor, tokenizer) -> list[list[tuple[int, int]
     return spans
 
 
+def probe_targets(picture) -> dict[str, object]:
+    """What TrainingProbes reads from a picture's vision tokens."""
+    if isinstance(picture, Chart):
+        # The bars' colours left to right: what the detailed answer lists.
+        bars = {f"bar_{i + 1}": colour for i, colour in enumerate((*picture.colours, None)[:3])}
+        return {"bars": len(picture.colours), "tallest": picture.tallest, **bars}
+    if isinstance(picture, Exercise):
+        return {"first": picture.first, "second": picture.second, "total": picture.total}
+    return {name: getattr(picture, name) for name in ("colour", "shape", "count", "position", "word")}
+
+
 class TrainingProbes(torch.nn.Module):
     """Training aids, thrown away afterwards: linear read-outs whose losses teach
     the model what it must know before it can learn to answer.
@@ -394,9 +683,18 @@ class TrainingProbes(torch.nn.Module):
     - The shape a question names ("Which image has the star?", "Is there a
       star?") from the second-layer state at every position of the reply, so
       the last two layers have it at hand to compare with the images.
+
+    Charts and exercises have heads of their own (the bars, the tallest bar's colour;
+    each digit and the sum), read the same way from their images.
     """
 
-    VALUES = {"colour": list(COLOURS), "shape": list(SHAPES), "count": [1, 2, 3, 4], "position": list(POSITIONS), "word": [None] + WORDS}
+    VALUES = {
+        "colour": list(COLOURS), "shape": list(SHAPES), "count": [1, 2, 3, 4], "position": list(POSITIONS),
+        "word": [None] + WORDS,
+        "bars": [2, 3], "tallest": list(COLOURS),
+        "bar_1": list(COLOURS), "bar_2": list(COLOURS), "bar_3": [None] + list(COLOURS),
+        "first": list(DIGITS), "second": list(DIGITS), "total": list(range(2, 2 * max(DIGITS) + 1)),
+    }
     MAX_IMAGES = 4
 
     def __init__(self, hidden: int):
@@ -404,13 +702,23 @@ class TrainingProbes(torch.nn.Module):
         self.scene = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, len(v)) for name, v in self.VALUES.items()})
         self.order = torch.nn.Linear(hidden, self.MAX_IMAGES)
         self.asked = torch.nn.Linear(hidden, len(SHAPES))
+        self.covering = torch.nn.Linear(hidden, 2 + len(COLOURS))
 
-    def scene_loss(self, image_tokens: list[torch.Tensor], scenes: list[Scene]) -> torch.Tensor:
+    def scene_loss(self, image_tokens: list[torch.Tensor], pictures: list) -> torch.Tensor:
         pooled = torch.stack([tokens.mean(0) for tokens in image_tokens])  # [images, hidden]
-        return sum(
-            F.cross_entropy(head(pooled), torch.tensor([self.VALUES[name].index(getattr(s, name)) for s in scenes]))
-            for name, head in self.scene.items()
-        )
+        targets = [probe_targets(p) for p in pictures]
+        total = pooled.new_zeros(())
+        for name, head in self.scene.items():
+            rows = [i for i, t in enumerate(targets) if name in t]
+            if rows:
+                wanted = torch.tensor([self.VALUES[name].index(targets[i][name]) for i in rows])
+                total = total + F.cross_entropy(head(pooled[rows]), wanted)
+        return total
+
+    def token_map_loss(self, image_tokens: list[torch.Tensor], maps: list[list[int]]) -> torch.Tensor:
+        """Each vision token's own state says what covers its square (token_map)."""
+        tokens = torch.cat(image_tokens)  # [all images' tokens, hidden]
+        return F.cross_entropy(self.covering(tokens), torch.tensor([c for m in maps for c in m]))
 
     def order_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, image_id: int, vision_start_id: int) -> torch.Tensor:
         # Image number of every token: how many <|vision_start|> came before it, minus one.
@@ -430,16 +738,34 @@ class TrainingProbes(torch.nn.Module):
         return F.cross_entropy(self.asked(torch.cat(states)), torch.tensor(targets))
 
 
-def train(config: dict, out_dir: Path) -> float:
-    """Train per `config`, save the model and processor to `out_dir`; returns seconds spent."""
+def stages(config: dict) -> list[dict]:
+    """The recipe's training stages, in order: each [[train]] table, over the one before
+    it (a later stage lists only what it changes)."""
+    merged, settings = [], {}
+    for table in config["train"]:
+        settings = {key: value for key, value in settings.items() if key != "start"} | table
+        merged.append(settings)
+    return merged
+
+
+def train(config: dict, settings: dict, out_dir: Path, start: Path | None = None) -> float:
+    """Train one stage per `config` and its `settings` (one of `stages(config)`), save the
+    model and processor to `out_dir`; returns seconds spent.
+
+    `start`: a saved model (and its tokenizer) to go on training instead of a random init."""
     torch.set_num_threads(config["torch_threads"])
     seed, size = config["seed"], config["image_size"]
-    settings = config["train"]
-    spec = make_fixture_models.Qwen3VLSpec(**config["model"], min_pixels=(size // 2) ** 2, max_pixels=size * size)
-    processor = make_fixture_models.qwen3_vl_processor(spec, extra_corpus=tokenizer_corpus())
-    model = make_fixture_models.qwen3_vl_model(processor, spec)
+    if start is None:
+        spec = make_fixture_models.Qwen3VLSpec(**config["model"], min_pixels=(size // 2) ** 2, max_pixels=size * size)
+        processor = make_fixture_models.qwen3_vl_processor(spec, extra_corpus=tokenizer_corpus(), vocab_size=config["vocab_size"])
+        model = make_fixture_models.qwen3_vl_model(processor, spec)
+    else:
+        from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+        processor = AutoProcessor.from_pretrained(start)
+        model = Qwen3VLForConditionalGeneration.from_pretrained(start, dtype=torch.float32)
     model.train()
-    probes = TrainingProbes(spec.text_hidden)
+    probes = TrainingProbes(model.config.text_config.hidden_size)
     # The vision tower's merged tokens, as the language model receives them.
     vision_outputs = []
     hook = model.model.visual.register_forward_hook(lambda module, args, output: vision_outputs.append(output.pooler_output))
@@ -459,22 +785,35 @@ def train(config: dict, out_dir: Path) -> float:
     )
     started = time.perf_counter()
     running = None
+    # Describe-mode tasks come in a batch of their own: their prompts are 60-130 words,
+    # and padding every short question to that length would cost several times more.
+    preset_rng = random.Random(seed + 1)
+
+    def batch_losses(chats: list[Conversation]) -> dict[str, torch.Tensor]:
+        batch, spans = encode_for_training(processor, [chat.messages for chat in chats])
+        outputs = model(**batch, output_hidden_states=True)
+        tokens_per_image = (batch["image_grid_thw"].prod(-1) // 4).tolist()  # 2x2 patches merge into one token
+        image_tokens = vision_outputs.pop().split(tokens_per_image)
+        return {
+            "loss": outputs.loss,
+            "scene": probes.scene_loss(image_tokens, [s for chat in chats for s in chat.scenes]),
+            "order": probes.order_loss(outputs.hidden_states[1], batch["input_ids"], processor.image_token_id, processor.vision_start_token_id),
+            "asked": probes.asked_loss(outputs.hidden_states[2], spans, [c.asked_shapes for c in chats]),
+            "where": probes.token_map_loss(image_tokens, [m for chat in chats for m in chat.token_maps]),
+        }
+
     for step in range(1, steps + 1):
         chats = [
             training_conversation("zh" if rng.random() < settings["chinese_fraction"] else "en", rng, size, settings)
             for _ in range(settings["batch_size"])
         ]
-        batch, spans = encode_for_training(processor, [chat.messages for chat in chats])
-        outputs = model(**batch, output_hidden_states=True)
-        tokens_per_image = (batch["image_grid_thw"].prod(-1) // 4).tolist()  # 2x2 patches merge into one token
-        image_tokens = vision_outputs.pop().split(tokens_per_image)
-        losses = {
-            "loss": outputs.loss,
-            "scene": probes.scene_loss(image_tokens, [s for chat in chats for s in chat.scenes]),
-            "order": probes.order_loss(outputs.hidden_states[1], batch["input_ids"], processor.image_token_id, processor.vision_start_token_id),
-            "asked": probes.asked_loss(outputs.hidden_states[2], spans, [c.asked_shapes for c in chats]),
-        }
-        (losses["loss"] + settings["probe_weight"] * sum(v for k, v in losses.items() if k != "loss")).backward()
+        losses = batch_losses(chats)
+        tasks = batch_losses([preset_conversation(preset_rng, size, settings) for _ in range(settings["preset_batch_size"])])
+        losses = {**losses, "preset": tasks["loss"], "preset_probes": tasks["scene"] + tasks["order"],
+                  "where": losses["where"] + tasks["where"]}
+        probe_losses = sum(v for k, v in losses.items() if k not in ("loss", "preset", "where"))
+        (losses["loss"] + settings["preset_weight"] * losses["preset"] + settings["probe_weight"] * probe_losses
+         + settings["token_map_weight"] * losses["where"]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
@@ -498,7 +837,7 @@ def train(config: dict, out_dir: Path) -> float:
 QUANTIZATIONS = {"none": "fp32", "nf4": "NF4", "int4": "int4"}
 
 
-def evaluate(folder: Path, config: dict, per_kind: int, quantization: str) -> dict[str, dict[str, float]]:
+def evaluate(folder: Path, config: dict, per_kind: int, preset_per_kind: int, quantization: str) -> dict[str, dict[str, float]]:
     """Accuracy per kind and language on held-out conversations, greedy, with the
     model loaded by mmchat's loader as the app loads it. fp32 and NF4 answer through
     generate(); int4 through the app's compiled decoder, compiled (as on a GPU)."""
@@ -510,29 +849,40 @@ def evaluate(folder: Path, config: dict, per_kind: int, quantization: str) -> di
         decoder = CompiledDecoder(model, compile=True, eos_token_ids={processor.tokenizer.convert_tokens_to_ids("<|im_end|>")})
     rng = random.Random(config["eval"]["seed"])
     results = {}
-    for kind in KINDS:
-        correct = {"en": 0, "zh": 0}
-        for i in range(per_kind):
-            language = ("en", "zh")[i % 2]
-            example = make_example(kind, language, rng, config["image_size"])
+    for kind in KINDS + PRESET_KINDS:
+        # The presets' prompts are English only; their answers are longer.
+        languages = ("en",) if kind in PRESET_KINDS else ("en", "zh")
+        count = preset_per_kind if kind in PRESET_KINDS else per_kind
+        correct = dict.fromkeys(languages, 0)
+        for i in range(count):
+            language = languages[i % len(languages)]
+            if kind in PRESET_KINDS:
+                chat = preset_conversation(rng, config["image_size"], {}, kind=kind)
+                name, verbosity = kind.split(":")
+                example = Example(kind, "en", chat.messages, preset_answer(name, Verbosity(verbosity), chat.scenes))
+            else:
+                example = make_example(kind, language, rng, config["image_size"])
             inputs = processor.apply_chat_template(
                 example.messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
             )
+            # Room for the expected answer and a little more, so a reply that runs on fails.
+            room = len(processor.tokenizer.encode(example.answer)) + 4
             if decoder is None:
                 with torch.inference_mode():
-                    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+                    output = model.generate(**inputs, max_new_tokens=room, do_sample=False)
                 reply_ids = output[0, inputs["input_ids"].shape[-1] :].tolist()
             else:
                 reply_ids = []
                 decoder.submit(lambda: decoder.generate(
-                    inputs, max_new_tokens=8, temperature=0.0, top_p=1.0,
+                    inputs, max_new_tokens=room, temperature=0.0, top_p=1.0,
                     on_token=lambda token: reply_ids.append(int(token[0])), should_stop=lambda: False,
                 )).result()
             reply = processor.decode(reply_ids, skip_special_tokens=True).strip()
             correct[language] += reply == example.answer
-        half = per_kind / 2
-        results[kind] = {"all": sum(correct.values()) / per_kind, "en": correct["en"] / half, "zh": correct["zh"] / half}
-        print(f"{QUANTIZATIONS[quantization]} {kind:11s} {results[kind]['all']:.0%}  (en {results[kind]['en']:.0%}, zh {results[kind]['zh']:.0%})", flush=True)
+        share = count / len(languages)
+        results[kind] = {"all": sum(correct.values()) / count, **{lang: correct[lang] / share for lang in languages}}
+        split = ", ".join(f"{lang} {results[kind][lang]:.0%}" for lang in languages)
+        print(f"{QUANTIZATIONS[quantization]} {kind:18s} {results[kind]['all']:.0%}  ({split})", flush=True)
     return results
 
 
@@ -542,15 +892,42 @@ def evaluate(folder: Path, config: dict, per_kind: int, quantization: str) -> di
 TARGETS = {"colour": 0.95, "shape": 0.95}
 
 
-def write_model_card(out_dir: Path, config: dict, seconds: float, results: dict[str, dict], command: str) -> None:
+def _example_answers(kind: str) -> str:
+    """What the model card shows for a preset kind: its answer about a fixed picture."""
+    name, verbosity = kind.split(":")
+    pictures = {
+        "chart": [Chart(("blue", "red", "green"), (2, 5, 3))],
+        "exercise": [Exercise(3, 4)],
+        "compare": [Scene("circle", "red", "left", 2, "STOP"), Scene("triangle", "blue", "right", 1, None)],
+    }.get(name, [Scene("circle", "red", "left", 2, "STOP")])
+    return "`" + preset_answer(name, Verbosity(verbosity), pictures).replace("\n", "\\n") + "`"
+
+
+def _stage_line(number: int, settings: dict, minutes: float) -> str:
+    origin = (f"from `{settings['start']}`" if settings.get("start") else
+              "from the model of the stage before" if number > 1 else "from a random init (seed in the config)")
+    return (f"{number}. {origin}: {settings['steps']} steps of AdamW at a peak rate of {settings['learning_rate']:g}, "
+            f"each on {settings['batch_size']} short-question conversations and {settings['preset_batch_size']} "
+            f"describe-mode tasks" + (f", {settings['preset_history_share']:.0%} of them after an earlier photo in their chat"
+                                      if settings.get("preset_history_share") else "") + f" ({minutes:.1f} min)")
+
+
+def write_model_card(out_dir: Path, config: dict, minutes: list[float], results: dict[str, dict], command: str) -> None:
+    first = stages(config)[0]
     size_kb = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file()) / 1024
     fp32 = results["none"]
-    weak = [f"{kind} ({fp32[kind]['all']:.0%})" for kind in KINDS if fp32[kind]["all"] < TARGETS.get(kind, 0.85)]
+    weak = [f"{kind} ({fp32[kind]['all']:.0%})" for kind in KINDS + PRESET_KINDS
+            if fp32[kind]["all"] < TARGETS.get(kind, 0.85)]
+
+    def split(r: dict) -> str:
+        return f"{r['en']:.0%} / {r['zh']:.0%}" if "zh" in r else f"{r['en']:.0%} / -"
+
     rows = "\n".join(
-        f"| {kind} | "
-        + " | ".join(f"{r[kind]['all']:.0%} | {r[kind]['en']:.0%} / {r[kind]['zh']:.0%}" for r in results.values())
-        + " |"
-        for kind in KINDS
+        f"| {kind} | " + " | ".join(f"{r[kind]['all']:.0%} | {split(r[kind])}" for r in results.values()) + " |"
+        for kind in KINDS + PRESET_KINDS
+    )
+    examples = "\n".join(
+        f"- `{kind}`: " + _example_answers(kind) for kind in PRESET_KINDS
     )
     names = [QUANTIZATIONS[q] for q in results]
     header = "| kind | " + " | ".join(f"{n} | {n} en / zh" for n in names) + " |\n|---|" + "---|---|" * len(names)
@@ -568,9 +945,15 @@ def write_model_card(out_dir: Path, config: dict, seconds: float, results: dict[
             ),
             per_kind=config["eval"]["per_kind"],
             nf4_per_kind=config["eval"]["nf4_per_kind"],
-            minutes=seconds / 60,
-            steps=config["train"]["steps"],
-            batch=config["train"]["batch_size"],
+            preset_per_kind=config["eval"]["preset_per_kind"],
+            nf4_preset_per_kind=config["eval"]["nf4_preset_per_kind"],
+            examples=examples,
+            stages="\n".join(_stage_line(i + 1, settings, m) for i, (settings, m) in enumerate(zip(stages(config), minutes))),
+            tokenizer=("Tokenizer: the starting model's." if first.get("start") else
+                       "Tokenizer: byte-level BPE trained by `make_fixture_models.py` on English and Chinese "
+                       f"text plus the question templates and the presets' prompts and answers ({config['vocab_size']} "
+                       "tokens), with Qwen's special tokens."),
+            minutes=sum(minutes),
             size_kb=size_kb,
             image_size=config["image_size"],
             vision_tokens=(config["image_size"] // (2 * config["model"]["patch_size"])) ** 2,
@@ -620,13 +1003,29 @@ Questions (exact templates in `QUESTIONS` in the script), answers are one word:
   also "What shape is in the second image?" -> `circle` ("第二张图里是什么形状？" -> `圆形`)
   and the colour of the first or second image.
 
+Describe mode's presets (`mmchat.presets`: describe, read_text, read_document, chart,
+exercise, compare, identify; light needs no model), each asked in its exact prompt
+text at each verbosity (brief / normal / detailed), the photos first as the app sends
+them. Besides the scenes above, the chart preset gets a bar chart of 2-3 bars in
+different colours (`draw_chart`, tests: `draw_test_chart`) and the exercise preset a
+printed sum of two digits from 1 to 5, `3 + 4` over `= ?` (`draw_exercise`, tests: `draw_test_exercise`).
+Answers are templated (`preset_answer` in the script); about two red circles on the
+left with the word STOP (compare: and a blue triangle on the right; chart: bars blue,
+red, green of heights 2, 5, 3; exercise: 3+4):
+
+{examples}
+
+A follow-up question with no photo ("What shape was it?") is answered from the
+preset's photo, and a task later in a chat, sent with a new photo, is about that photo. Retraining picks up any edit to the prompts.
+
 A system message is optional; training used combinations of `SYSTEM_SENTENCES`
 (mmchat's default prompt among them), and a very different one may change answers. Greedy decoding (`do_sample=False`, the saved
 generation config) ends each answer with `<|im_end|>`.
 
 ## Accuracy on held-out generated conversations
 Exact match of the greedy reply, {per_kind} conversations per kind in fp32 and
-{nf4_per_kind} in NF4 and in int4, half English and half Chinese, loaded by mmchat's
+{nf4_per_kind} in NF4 and in int4, half English and half Chinese ({preset_per_kind} and
+{nf4_preset_per_kind} per preset kind, English only: the prompts are English), loaded by mmchat's
 own loader (`mmchat.engine.loading.load_model`). NF4: bitsandbytes 4-bit with double
 quantization on the CPU, the vision tower and lm_head kept unquantized
 (`llm_int8_skip_modules=["model.visual", "lm_head"]`), as the app loads it. int4:
@@ -639,19 +1038,30 @@ compiled decoder (`mmchat.engine.compiled_decode`, torch.compile on the CPU).
 {targets}
 
 ## How it was made
-Random init (seed in the config), then {steps} steps of AdamW on batches of {batch}
-freshly drawn conversations (one to four questions about an image, or two images),
-through the real `Qwen3VLProcessor` and chat template. The loss is the language
-model's on the assistant replies only, plus, during training only, linear probes
-(`TrainingProbes`, not part of the saved model) that read each scene attribute
-from the mean of an image's vision tokens, each image token's image number from
-the first layer, and the shape a question names from the second layer at the
-reply. Without the first two the model stayed at chance for 700 steps; without
-the third, "which image has the X" stayed at chance (51%) after 1300 steps and
-"is there an X" was unreliable (62-75%), though both images' shapes were known
-(asked about the first or second image: 100%). Tokenizer: byte-level BPE trained by
-`make_fixture_models.py` on English and Chinese text plus the question templates,
-with Qwen's special tokens. Training took {minutes:.1f} minutes on {threads} CPU thread(s) of a shared 2-core machine.
+In stages (the recipe's `[[train]]` tables), each on freshly drawn conversations (one to
+four questions about an image, or two images) and, in a batch of their own (so the short
+questions are not padded to a long prompt's length), describe-mode tasks, through the
+real `Qwen3VLProcessor` and chat template:
+
+{stages}
+
+A stage of `git:REVISION:PATH` starts from the model committed there: e11755a's is the one
+trained on the short questions alone (1300 steps from a random init, by this script as it
+was then). Training the presets from a random init in one go (1300 steps) learned their
+answer templates but lost where the shapes are (position 28%, was 91%), so they are
+taught on top of what that model knew.
+
+The loss is the language model's on the assistant replies only, plus, during training
+only, linear probes (`TrainingProbes`, not part of the saved model, new in each stage)
+that read each scene attribute from the mean of an image's vision tokens, what covers
+each vision token's square from that token alone, each image token's image number from
+the first layer, and the shape a question names from the second layer at the reply.
+Without the first and third the model stayed at chance for 700 steps; without the
+fourth, "which image has the X" stayed at chance (51%) after 1300 steps and "is there
+an X" was unreliable (62-75%), though both images' shapes were known (asked about the
+first or second image: 100%). Charts and exercises have probes of their own (number of
+bars, each bar's colour, the tallest one; each digit and the sum). {tokenizer} Training
+took {minutes:.1f} minutes on {threads} CPU thread(s) of a shared 2-core machine.
 
 Recipe: `scripts/shapes_vlm_config.toml`. Reproduce (same result on the same
 library versions and CPU type):
@@ -660,20 +1070,50 @@ library versions and CPU type):
 """
 
 
+def model_at(where: str, scratch: Path) -> Path:
+    """The folder of a saved model: a path in the repository, or "git:REVISION:PATH",
+    a model as committed at REVISION (copied into `scratch`), so that a recipe can name
+    the exact model it starts from."""
+    if not where.startswith("git:"):
+        return REPO / where
+    _, revision, folder = where.split(":", 2)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:{folder}"], cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for name in names:
+        blob = subprocess.run(["git", "show", f"{revision}:{folder}/{name}"], cwd=REPO, check=True, capture_output=True)
+        (scratch / name).write_bytes(blob.stdout)
+    return scratch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     config = tomllib.loads(args.config.read_text())
-    seconds = train(config, args.out)
-    print(f"trained in {seconds / 60:.1f} min", flush=True)
-    results = {
-        quantization: evaluate(args.out, config, config["eval"]["per_kind" if quantization == "none" else "nf4_per_kind"], quantization)
-        for quantization in QUANTIZATIONS
-    }
+    minutes = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        (scratch / "start").mkdir()
+        folder = None
+        recipe = stages(config)
+        for number, settings in enumerate(recipe, 1):
+            if settings.get("start"):
+                folder = model_at(settings["start"], scratch / "start")
+            # Each stage's model is saved and loaded again by the next, as separate runs would.
+            out = args.out if number == len(recipe) else scratch / f"stage-{number}"
+            minutes.append(train(config, settings, out, folder) / 60)
+            print(f"stage {number} trained in {minutes[-1]:.1f} min", flush=True)
+            folder = out
+    numbers = config["eval"]
+    results = {}
+    for quantization in QUANTIZATIONS:
+        full = quantization == "none"
+        results[quantization] = evaluate(
+            args.out, config, numbers["per_kind" if full else "nf4_per_kind"],
+            numbers["preset_per_kind" if full else "nf4_preset_per_kind"], quantization)
     command = "python scripts/train_fixture_vlm.py" + "".join(f" {a}" for a in sys.argv[1:])
-    write_model_card(args.out, config, seconds, results, command)
+    write_model_card(args.out, config, minutes, results, command)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@
   stale model behind.
 - `shapes_vlm_path()`: the committed trained model that answers questions about
   drawn shapes (scripts/train_fixture_vlm.py, model card in its README.md), and
-  `draw_test_image(...)`, which draws its images with the training code itself.
+  `draw_test_image(...)`, which draws its images with the training code itself, and
+  `draw_test_chart(...)` / `draw_test_exercise(...)` for describe mode's chart and
+  exercise presets.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
 import sys
@@ -51,8 +54,12 @@ def fixture_model_path(name: str) -> Path:
 
 
 def shapes_vlm_path() -> Path:
-    """The committed tiny Qwen3-VL trained on drawn shapes (see its README.md for what it knows)."""
-    return SHAPES_VLM
+    """The committed tiny Qwen3-VL trained on drawn shapes (see its README.md for what it knows).
+
+    MMCHAT_SHAPES_VLM names another folder instead: a retrained model can then be
+    tested (train_fixture_vlm.py --out elsewhere) before it replaces the committed one.
+    """
+    return Path(os.environ.get("MMCHAT_SHAPES_VLM", SHAPES_VLM))
 
 
 def draw_test_image(
@@ -64,3 +71,18 @@ def draw_test_image(
     from train_fixture_vlm import Scene, draw_scene
 
     return draw_scene(Scene(shape, colour, position, count, word), random.Random(seed))
+
+
+def draw_test_chart(colours: tuple[str, ...], heights: tuple[int, ...], seed: int = 0) -> Image.Image:
+    """A 96x96 bar chart as shapes-vlm saw in training: one bar per colour, left to
+    right, `heights` in grid cells (1-5, all different; 2 or 3 bars)."""
+    from train_fixture_vlm import Chart, draw_chart
+
+    return draw_chart(Chart(tuple(colours), tuple(heights)), random.Random(seed))
+
+
+def draw_test_exercise(first: int, second: int, seed: int = 0) -> Image.Image:
+    """A 96x96 printed sum of two digits from 1 to 5, "3 + 4" over "= ?", as shapes-vlm saw in training."""
+    from train_fixture_vlm import Exercise, draw_exercise
+
+    return draw_exercise(Exercise(first, second), random.Random(seed))

@@ -1,12 +1,14 @@
 """Describe mode's presets (issue 13): prompts, answer tidying, commands, and the light reading.
 
-The prompts go through the real turn layer to the trained shapes-vlm fixture. It was
-trained on short fixed questions (tests/fixtures/shapes-vlm/README.md), so of the
-presets' prompts it answers only the brief identify prompt; the others are kept here as
-strict xfails, each saying what the answer should be, so that they flip (and fail
-until the marker goes) once the fixture is retrained on the presets' prompts. The
-chart and exercise presets are not asked at all: the fixture has no charts or
-exercises to look at.
+The prompts go through the real turn layer to the trained shapes-vlm fixture. Its recipe
+(scripts/train_fixture_vlm.py) trains on every preset's exact prompt at every verbosity:
+drawn scenes for describe, read_text, read_document, compare and identify, bar charts
+for chart and printed sums for exercise. `_expected` says what a right answer
+must contain, so a test fails if the photo were dropped or swapped, or if a prompt were
+edited without retraining the fixture (it would then answer some other preset's way).
+
+MMCHAT_SHAPES_VLM=/path/to/a/retrained/folder runs them against a candidate model
+before it replaces the committed one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_services
-from fixture_models import draw_test_image, shapes_vlm_path
+from fixture_models import draw_test_chart, draw_test_exercise, draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
@@ -27,7 +29,8 @@ from mmchat.errors import ModelUnavailableError
 from mmchat.light import lightness, read_light
 from mmchat.model_handle import ModelHandle
 from mmchat.presets import (
-    BRIEF_CHARS, COMPARE, DESCRIBE, IDENTIFY, LIGHT, PRESETS, READ_DOCUMENT, READ_TEXT, Task, Verbosity,
+    BRIEF_CHARS, CHART, COMPARE, DESCRIBE, EXERCISE, IDENTIFY, LIGHT, PRESETS, READ_DOCUMENT, READ_TEXT, Task,
+    Verbosity,
     preset_for_words, trim_brief, without_filler,
 )
 from mmchat.session import ChatSession, ConversationStore
@@ -208,6 +211,8 @@ def test_every_prompt_differs_by_verbosity_and_brief_describe_is_one_short_sente
 # --- through the turn layer to shapes-vlm ---
 
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)
+# The presets' answers run to a few sentences (the longest, compare's detailed one, ~45 tokens).
+TASK_GREEDY = GenerationParams(max_new_tokens=64, temperature=0.0)
 # (shape, colour, position, count, word): answers that differ in every attribute.
 SCENES = [("circle", "red", "left", 2, "STOP"), ("triangle", "blue", "right", 1, "EXIT"),
           ("star", "yellow", "top", 3, "CAT"), ("square", "green", "bottom", 4, "42"),
@@ -237,16 +242,18 @@ class Asker:
     def __init__(self, config, engine, folder: Path):
         self.services, self.config, self.folder = make_services(config, engine), config, folder
 
-    def __call__(self, question: str, *scenes) -> tuple[str, ChatSession]:
+    def __call__(self, question: str, *pictures, params: GenerationParams = GREEDY) -> tuple[str, ChatSession]:
+        """`pictures`: scenes as draw_test_image's arguments, or images already drawn."""
         session = ChatSession(ConversationStore(self.config.data_dir))
         paths = []
-        for scene in scenes:
+        for picture in pictures:
             paths.append(str(self.folder / f"{len(list(self.folder.iterdir()))}.png"))
-            draw_test_image(*scene).save(paths[-1])
-        return self.follow_up(session, question, tuple(paths)), session
+            (picture if isinstance(picture, Image.Image) else draw_test_image(*picture)).save(paths[-1])
+        return self.follow_up(session, question, tuple(paths), params), session
 
-    def follow_up(self, session: ChatSession, question: str, photos: tuple[str, ...] = ()) -> str:
-        return _answer(submit(session, UserInput(question, photos), self.services, GREEDY))
+    def follow_up(self, session: ChatSession, question: str, photos: tuple[str, ...] = (),
+                  params: GenerationParams = GREEDY) -> str:
+        return _answer(submit(session, UserInput(question, photos), self.services, params))
 
 
 @pytest.fixture(params=["none", "nf4", "int4"])
@@ -273,38 +280,109 @@ def test_identify_brief_gets_the_colour_and_a_follow_up_uses_the_same_photo(ask,
     assert ask.follow_up(session, "What shape was it?") == scene[0]  # no photo sent: it is the earlier one
 
 
-def _expected(preset_name: str, scenes) -> list[re.Pattern]:
-    """What a right answer must say about the fixture's scenes."""
-    shape, colour, _, _, word = scenes[0]
-    if preset_name == "describe":
-        must = [shape, colour] + ([word] if word else [])
-    elif preset_name in ("read_text", "read_document"):
-        must = [word] if word else ["no text"]
+NUMBER = {1: "a", 2: "two", 3: "three", 4: "four"}
+WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
+
+
+def _shapes(scene, colour: bool = True) -> str:
+    """The scene's shapes as the answers name them: "two red circles", "a blue triangle"."""
+    shape, name, _, count, _ = scene
+    words = ([name] if colour else []) + [shape + ("s" if count > 1 else "")]
+    return " ".join([NUMBER[count] if count > 1 or words[0][0] not in "aeiou" else "an"] + words)
+
+
+def _expected(preset_name: str, verbosity: Verbosity, pictures) -> list[re.Pattern]:
+    """What a right answer must say about the fixture's pictures: scenes as
+    draw_test_image's arguments, charts as (colours, heights), exercises as (a, b)."""
+    brief, detailed = verbosity is Verbosity.BRIEF, verbosity is Verbosity.DETAILED
+    if preset_name == "chart":
+        colours, heights = pictures[0]
+        tallest = colours[heights.index(max(heights))]
+        must = [r"^A bar chart\b", rf"\bThe {tallest} bar is the tallest\."]
+        if not brief:
+            must.append(rf"\b{NUMBER[len(colours)]} bars\b")
+        if detailed:  # every bar, left to right
+            must.append(re.escape(", ".join(colours[:-1]) + f" and {colours[-1]}, from left to right"))
+    elif preset_name == "exercise":
+        a, b = pictures[0]
+        must = [rf"\b{a} plus {b} equals {a + b}\.", rf"(?m)^Answer: {a + b}$"]
+        if not brief:  # the question read out first, as written
+            must.append(rf"^The exercise: {a} \+ {b} = \?")
     elif preset_name == "compare":
-        must = [shape, scenes[1][0]]
-    else:  # identify
-        must = [colour, shape]
-    return [re.compile(rf"\b{re.escape(m)}\b", re.IGNORECASE) for m in must]
+        first, second = pictures
+        must = [rf"^The first photo has {_shapes(first)}\b[^;]*; the second has {_shapes(second)}\b"]
+        if not brief:
+            must += [rf"{_shapes(first)} {WHERE[first[2]]}\b[^;]*;", rf"{_shapes(second)} {WHERE[second[2]]}\b"]
+    else:
+        shape, colour, position, _, word = pictures[0]
+        text = f'"{re.escape(word)}"' if word else None
+        if preset_name == "describe":
+            must = [rf"^{_shapes(pictures[0])} {WHERE[position]}\b"]
+            if text or not brief:
+                must.append(text or r"\bNo text in view\.")
+        elif preset_name == "read_text":  # brief: the text alone, exactly
+            must = [rf"^{re.escape(word)}$" if brief else rf"^{text}"] if word else [r"^No text in view\.$"]
+        elif preset_name == "read_document":
+            must = [rf"^{re.escape(word)}$" if brief else text] if word else [r"^No text on the page\."]
+        else:  # identify, normal and detailed: the colour first, then what it is
+            must = [rf"^{colour}\. {_shapes(pictures[0], colour=False)}\b"]
+            if detailed:
+                must.append(rf"{WHERE[position]}, next to " + (f"the word {text}" if word else "no text"))
+    return [re.compile(m, re.IGNORECASE) for m in must]
 
 
-NOT_TRAINED = pytest.mark.xfail(
-    strict=True, reason="shapes-vlm was trained on short fixed questions, not on the presets' prompts "
-                        "(it answers with looping template words such as 'SUN'); retrain it on them to make these pass")
+# Single photos that differ in every attribute, one with no text; two pairs for compare.
+ONE_PHOTO = [[SCENES[1]], [SCENES[2]], [SCENES[4]]]
+TWO_PHOTOS = [[SCENES[0], SCENES[1]], [SCENES[2], SCENES[3]]]
+CHARTS = [(("blue", "red", "green"), (2, 5, 3)), (("yellow", "purple"), (1, 4)), (("orange", "green", "blue"), (4, 1, 2))]
+EXERCISES = [(3, 4), (5, 2), (1, 5)]  # the fixture's digits are 1-5
 
 
-UNTRAINED = [(preset, verbosity) for preset in (DESCRIBE, READ_TEXT, READ_DOCUMENT, COMPARE, IDENTIFY)
-             for verbosity in Verbosity if (preset, verbosity) != (IDENTIFY, Verbosity.BRIEF)]
+def _pictures(preset) -> list[list]:
+    """The photos each preset is asked about, as `_expected` takes them."""
+    return {"chart": [[c] for c in CHARTS], "exercise": [[e] for e in EXERCISES]}.get(
+        preset.name, TWO_PHOTOS if preset.needs_two_photos else ONE_PHOTO)
 
 
-@NOT_TRAINED
-@pytest.mark.parametrize("preset, verbosity", UNTRAINED, ids=lambda x: x.value if isinstance(x, Verbosity) else x.name)
-def test_untrained_prompts_get_the_right_answer(ask_fp32, preset, verbosity):
-    questions = ([SCENES[0], SCENES[1]], [SCENES[2], SCENES[3]]) if preset.needs_two_photos else \
-        [[scene] for scene in SCENES[:3]]
-    for scenes in questions:
-        answer, _ = ask_fp32(preset.question(verbosity), *scenes)
+def _drawn(preset, pictures) -> list:
+    if preset is CHART:
+        return [draw_test_chart(*p) for p in pictures]
+    if preset is EXERCISE:
+        return [draw_test_exercise(*p) for p in pictures]
+    return pictures
+
+
+# The cases the committed fixture still gets wrong about at least one fixture picture: its
+# held-out accuracy there is chart detailed 45% (the bars' colours in order), exercise
+# normal 80%, identify detailed 65% (the side and the word both); see its model card.
+# Strict, so each fails (and its marker must go) once a retrained fixture answers it.
+NOT_YET_LEARNED = pytest.mark.xfail(
+    strict=True, reason="shapes-vlm does not yet answer this preset right about every fixture picture "
+                        "(see tests/fixtures/shapes-vlm/README.md); train it further (scripts/shapes_vlm_config.toml)")
+WEAK = {(CHART, Verbosity.DETAILED), (EXERCISE, Verbosity.NORMAL), (IDENTIFY, Verbosity.DETAILED)}
+
+ASKED = [pytest.param(preset, verbosity, marks=[NOT_YET_LEARNED] if (preset, verbosity) in WEAK else [],
+                      id=f"{preset.name}-{verbosity.value}")
+         for preset in (DESCRIBE, READ_TEXT, READ_DOCUMENT, CHART, EXERCISE, COMPARE, IDENTIFY)
+         for verbosity in Verbosity if (preset, verbosity) != (IDENTIFY, Verbosity.BRIEF)]
+
+
+@pytest.mark.parametrize("preset, verbosity", ASKED)
+def test_each_preset_gets_the_right_answer_at_each_verbosity(ask_fp32, preset, verbosity):
+    for pictures in _pictures(preset):
+        answer, _ = ask_fp32(preset.question(verbosity), *_drawn(preset, pictures), params=TASK_GREEDY)
         answer = preset.finish(answer, verbosity)
-        assert all(p.search(answer) for p in _expected(preset.name, scenes)), answer
+        assert all(p.search(answer) for p in _expected(preset.name, verbosity, pictures)), answer
+    if verbosity is Verbosity.BRIEF and preset is DESCRIBE:
+        assert len(answer) <= BRIEF_CHARS and answer.count(".") == 1
+
+
+def test_a_follow_up_after_a_preset_answers_from_its_photo(ask_fp32):
+    # No photo with the follow-up: only the preset's photo can tell the shape.
+    answer, session = ask_fp32(DESCRIBE.question(Verbosity.NORMAL), SCENES[2], params=TASK_GREEDY)
+    assert answer.startswith("Three yellow stars")
+    assert ask_fp32.follow_up(session, "What colour was it?") == "yellow"
+    assert ask_fp32.follow_up(session, "How many shapes are there?") == "3"
 
 
 # --- tasks through the turn layer ---
