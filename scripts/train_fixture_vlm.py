@@ -28,6 +28,7 @@ results.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import random
 import subprocess
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -266,6 +267,30 @@ def token_map(image: Image.Image) -> list[int]:
     return classes
 
 
+def sides_that_fit(image: Image.Image) -> set[str]:
+    """Every side ("left", "right", "top", "bottom") that a right answer may name for a
+    scene drawn by draw_scene: each half that holds all its shapes, with any
+    printed word in the opposite half.
+
+    A scene is drawn from one side, but a lone shape in the bottom-right corner is as
+    much at the bottom as on the right, and a model that says either reads the picture
+    right; a shape in each row of the right half is on the right only.
+    """
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    coloured = pixels.max(-1) - pixels.min(-1) > 80  # the shapes (the background is near white)
+    ink = pixels.max(-1) < 100  # the word's dark letters
+    height, width = coloured.shape
+    halves = {"left": (slice(None), slice(0, width // 2)), "right": (slice(None), slice(width // 2, None)),
+              "top": (slice(0, height // 2), slice(None)), "bottom": (slice(height // 2, None), slice(None))}
+
+    def only_in(mask, side: str) -> bool:
+        return mask[halves[side]].sum() == mask.sum()
+
+    return {side for side in halves if only_in(coloured, side) and only_in(ink, OPPOSITE[side])}
+
+
 def draw_picture(picture: "Scene | Chart | Exercise", rng: random.Random, size: int = 96) -> Image.Image:
     if isinstance(picture, Chart):
         return draw_chart(picture, rng, size)
@@ -414,6 +439,7 @@ class Example:
     language: str
     messages: list[dict]
     answer: str
+    pictures: list  # the pictures shown, in order (Scene, Chart or Exercise)
 
 
 def make_example(kind: str, language: str, rng: random.Random, image_size: int) -> Example:
@@ -422,7 +448,7 @@ def make_example(kind: str, language: str, rng: random.Random, image_size: int) 
     if kind in SINGLE_IMAGE_KINDS:
         scene = random_scene(rng, word_probability=1.0 if kind == "reading" else 0.6)
         expected = chat.ask_about(kind, scene, show=True)
-        return Example(kind, language, chat.messages, expected)
+        return Example(kind, language, chat.messages, expected, chat.scenes)
     if kind == "multi_turn":
         # Turn 2 carries no image: its answer can only come from turn 1's image.
         scene = random_scene(rng)
@@ -430,14 +456,34 @@ def make_example(kind: str, language: str, rng: random.Random, image_size: int) 
         first = rng.choice([k for k in askable_kinds(scene) if k != later.removeprefix("later_")])
         chat.reply(chat.ask_about(first, scene, show=True))
         expected = chat.ask_about(later, scene, show=False)
-        return Example(kind, language, chat.messages, expected)
+        return Example(kind, language, chat.messages, expected, chat.scenes)
     scenes, target = two_distinct_scenes(rng), rng.randrange(2)
     if kind == "nth_image":  # "What shape is in the second image?"
         key = rng.choice(["nth_shape", "nth_colour"])
         chat.ask(key, *scenes, nth=NTH[language][target])
-        return Example(kind, language, chat.messages, answer(key, scenes[target], language))
+        return Example(kind, language, chat.messages, answer(key, scenes[target], language), chat.scenes)
     chat.ask("two_images", *scenes, shape=answer("shape", scenes[target], language))
-    return Example(kind, language, chat.messages, ORDINALS[language][target])
+    return Example(kind, language, chat.messages, ORDINALS[language][target], chat.scenes)
+
+
+def message_images(messages: list[dict]) -> list[Image.Image]:
+    """Every image in a conversation, in order."""
+    return [part["image"] for message in messages for part in message["content"] if part["type"] == "image"]
+
+
+def right_answers(example: Example) -> set[str]:
+    """The replies that read the example's pictures right: its answer, and where a scene's
+    shapes fit more than one side (sides_that_fit: a lone shape in a corner, about 29% of
+    drawn scenes), the answer for each side they fit."""
+    readings = [[replace(p, position=side) for side in sorted(sides_that_fit(image))] if isinstance(p, Scene) else [p]
+                for p, image in zip(example.pictures, message_images(example.messages), strict=True)]
+    if example.kind == "position":
+        return {example.answer} | {answer("position", scene, example.language) for scene in readings[-1]}
+    if example.kind in PRESET_KINDS:
+        name, verbosity = example.kind.split(":")
+        return {example.answer} | {preset_answer(name, Verbosity(verbosity), list(pictures))
+                                   for pictures in itertools.product(*readings)}
+    return {example.answer}  # the other questions name no side
 
 
 def training_conversation(language: str, rng: random.Random, image_size: int, settings: dict) -> Conversation:
@@ -577,26 +623,63 @@ def preset_pictures(name: str, rng: random.Random) -> list:
     return [random_scene(rng, word_probability=0.7)]
 
 
+def draw_preset_kind(rng: random.Random, settings: dict) -> str:
+    """A preset kind ("chart:detailed"), each as often as its `preset_kind_weights` entry
+    (1 where it has none) says: a later stage dwells on the kinds still answered wrong."""
+    weights = settings.get("preset_kind_weights")
+    if not weights:  # drawn as the stages before drew it, so they still train the same
+        return rng.choice(PRESET_KINDS)
+    unknown = set(weights) - set(PRESET_KINDS)
+    if unknown:
+        raise ValueError(f"preset_kind_weights names no preset kind: {sorted(unknown)}")
+    return rng.choices(PRESET_KINDS, [weights.get(kind, 1) for kind in PRESET_KINDS])[0]
+
+
+# The presets asked about one scene: a later task in a chat may ask any of them about it.
+SCENE_PRESETS = ("describe", "read_text", "read_document", "identify")
+
+
+def earlier_chat(chat: Conversation, rng: random.Random, most_turns: int) -> None:
+    """Turns about other photos, before a task that comes with a new one, as a chat goes
+    on in the app: a short question or a preset about an earlier photo, then (up to
+    `most_turns` in all) follow-ups without a photo, or a task again with the same photos
+    sent again (Describe with an empty box). The task after them is about its own photo."""
+    earlier = random_scene(rng)
+    if rng.random() < 0.5:
+        chat.reply(chat.ask_about(rng.choice(askable_kinds(earlier)), earlier, show=True))
+        name, pictures = None, [earlier]
+    else:
+        name, level = rng.choice(PRESET_KINDS).split(":")
+        pictures = preset_pictures(name, rng)
+        chat.ask_text(PRESETS[name].question(Verbosity(level)), *pictures)
+        chat.reply(preset_answer(name, Verbosity(level), pictures))
+    if most_turns == 1:  # as the stages before drew it: no number drawn for the turns
+        return
+    one_scene = len(pictures) == 1 and isinstance(pictures[0], Scene)
+    for _ in range(rng.randint(1, most_turns) - 1):
+        if one_scene and rng.random() < 0.5:
+            follow = rng.choice(askable_kinds(pictures[0]))
+            if follow in ("shape", "colour") and rng.random() < 0.5:
+                follow = f"later_{follow}"
+            chat.reply(chat.ask_about(follow, pictures[0], show=False))
+            continue
+        again = rng.choice(SCENE_PRESETS) if one_scene else name
+        level = rng.choice(list(Verbosity))
+        chat.ask_text(PRESETS[again].question(level), *pictures)
+        chat.reply(preset_answer(again, level, pictures))
+
+
 def preset_conversation(rng: random.Random, image_size: int, settings: dict, kind: str | None = None) -> Conversation:
     """A describe-mode task in English, as the app sends it: the photos, then the
     preset's prompt. In training, sometimes followed by a short question about the
     same photo with no photo attached (the app's follow-ups)."""
     chat = Conversation("en", rng, image_size)
-    name, verbosity = (kind or rng.choice(PRESET_KINDS)).split(":")
+    name, verbosity = (kind or draw_preset_kind(rng, settings)).split(":")
     verbosity = Verbosity(verbosity)
     pictures = preset_pictures(name, rng)
     history = settings.get("preset_history_share", 0)  # read only when set: the stages before drew no number here
     if kind is None and history and rng.random() < history:
-        # Earlier in the chat, another photo: a short question or a preset about it. The
-        # task is about the photos it comes with (Describe again with a new photo).
-        earlier = random_scene(rng)
-        if rng.random() < 0.5:
-            chat.reply(chat.ask_about(rng.choice(askable_kinds(earlier)), earlier, show=True))
-        else:
-            other, level = rng.choice(PRESET_KINDS).split(":")
-            other_pictures = preset_pictures(other, rng)
-            chat.ask_text(PRESETS[other].question(Verbosity(level)), *other_pictures)
-            chat.reply(preset_answer(other, Verbosity(level), other_pictures))
+        earlier_chat(chat, rng, settings.get("preset_history_turns", 1))
     chat.ask_text(PRESETS[name].question(verbosity), *pictures)
     if kind is None:
         chat.reply(preset_answer(name, verbosity, pictures))
@@ -631,7 +714,7 @@ def encode_for_training(processor, conversations: list[list[dict]]) -> tuple[dic
     """Processor outputs for whole conversations, with labels on the assistant replies
     only, and where those replies are (see reply_spans)."""
     texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
-    images = [part["image"] for c in conversations for m in c for part in m["content"] if part["type"] == "image"]
+    images = [image for c in conversations for image in message_images(c)]
     batch = processor(text=texts, images=images, padding=True, return_tensors="pt")
     spans = reply_spans(batch["input_ids"], processor.tokenizer)
     batch["labels"] = assistant_labels(batch["input_ids"], spans)
@@ -754,7 +837,9 @@ def train(config: dict, settings: dict, out_dir: Path, start: Path | None = None
 
     `start`: a saved model (and its tokenizer) to go on training instead of a random init."""
     torch.set_num_threads(config["torch_threads"])
-    seed, size = config["seed"], config["image_size"]
+    # A stage may draw from a seed of its own, so that it sees other conversations than
+    # the stages before it saw at the same steps.
+    seed, size = settings.get("seed", config["seed"]), config["image_size"]
     if start is None:
         spec = make_fixture_models.Qwen3VLSpec(**config["model"], min_pixels=(size // 2) ** 2, max_pixels=size * size)
         processor = make_fixture_models.qwen3_vl_processor(spec, extra_corpus=tokenizer_corpus(), vocab_size=config["vocab_size"])
@@ -859,7 +944,7 @@ def evaluate(folder: Path, config: dict, per_kind: int, preset_per_kind: int, qu
             if kind in PRESET_KINDS:
                 chat = preset_conversation(rng, config["image_size"], {}, kind=kind)
                 name, verbosity = kind.split(":")
-                example = Example(kind, "en", chat.messages, preset_answer(name, Verbosity(verbosity), chat.scenes))
+                example = Example(kind, "en", chat.messages, preset_answer(name, Verbosity(verbosity), chat.scenes), chat.scenes)
             else:
                 example = make_example(kind, language, rng, config["image_size"])
             inputs = processor.apply_chat_template(
@@ -878,7 +963,7 @@ def evaluate(folder: Path, config: dict, per_kind: int, preset_per_kind: int, qu
                     on_token=lambda token: reply_ids.append(int(token[0])), should_stop=lambda: False,
                 )).result()
             reply = processor.decode(reply_ids, skip_special_tokens=True).strip()
-            correct[language] += reply == example.answer
+            correct[language] += reply in right_answers(example)
         share = count / len(languages)
         results[kind] = {"all": sum(correct.values()) / count, **{lang: correct[lang] / share for lang in languages}}
         split = ", ".join(f"{lang} {results[kind][lang]:.0%}" for lang in languages)
@@ -903,13 +988,19 @@ def _example_answers(kind: str) -> str:
     return "`" + preset_answer(name, Verbosity(verbosity), pictures).replace("\n", "\\n") + "`"
 
 
-def _stage_line(number: int, settings: dict, minutes: float) -> str:
+def _stage_line(number: int, settings: dict, minutes: float | None) -> str:
     origin = (f"from `{settings['start']}`" if settings.get("start") else
               "from the model of the stage before" if number > 1 else "from a random init (seed in the config)")
+    history = settings.get("preset_history_share")
+    turns = settings.get("preset_history_turns", 1)
+    favoured = [kind for kind, weight in settings.get("preset_kind_weights", {}).items() if weight > 1]
     return (f"{number}. {origin}: {settings['steps']} steps of AdamW at a peak rate of {settings['learning_rate']:g}, "
             f"each on {settings['batch_size']} short-question conversations and {settings['preset_batch_size']} "
-            f"describe-mode tasks" + (f", {settings['preset_history_share']:.0%} of them after an earlier photo in their chat"
-                                      if settings.get("preset_history_share") else "") + f" ({minutes:.1f} min)")
+            f"describe-mode tasks"
+            + (f", {history:.0%} of them after {'1' if turns == 1 else f'1-{turns}'} earlier turn(s) about another photo"
+               if history else "")
+            + (f"; the tasks {', '.join(favoured)} drawn more often" if favoured else "")
+            + (f" ({minutes:.1f} min)" if minutes is not None else " (trained in an earlier run; a later stage starts from its model)"))
 
 
 def write_model_card(out_dir: Path, config: dict, minutes: list[float], results: dict[str, dict], command: str) -> None:
@@ -953,7 +1044,7 @@ def write_model_card(out_dir: Path, config: dict, minutes: list[float], results:
                        "Tokenizer: byte-level BPE trained by `make_fixture_models.py` on English and Chinese "
                        f"text plus the question templates and the presets' prompts and answers ({config['vocab_size']} "
                        "tokens), with Qwen's special tokens."),
-            minutes=sum(minutes),
+            minutes=sum(m for m in minutes if m is not None),
             size_kb=size_kb,
             image_size=config["image_size"],
             vision_tokens=(config["image_size"] // (2 * config["model"]["patch_size"])) ** 2,
@@ -1023,7 +1114,9 @@ A system message is optional; training used combinations of `SYSTEM_SENTENCES`
 generation config) ends each answer with `<|im_end|>`.
 
 ## Accuracy on held-out generated conversations
-Exact match of the greedy reply, {per_kind} conversations per kind in fp32 and
+Exact match of the greedy reply (where a scene's shapes fit two sides, as a lone shape in a
+corner does in about 29% of drawn scenes, the answer naming either side counts:
+`sides_that_fit`), {per_kind} conversations per kind in fp32 and
 {nf4_per_kind} in NF4 and in int4, half English and half Chinese ({preset_per_kind} and
 {nf4_preset_per_kind} per preset kind, English only: the prompts are English), loaded by mmchat's
 own loader (`mmchat.engine.loading.load_model`). NF4: bitsandbytes 4-bit with double
@@ -1060,8 +1153,8 @@ Without the first and third the model stayed at chance for 700 steps; without th
 fourth, "which image has the X" stayed at chance (51%) after 1300 steps and "is there
 an X" was unreliable (62-75%), though both images' shapes were known (asked about the
 first or second image: 100%). Charts and exercises have probes of their own (number of
-bars, each bar's colour, the tallest one; each digit and the sum). {tokenizer} Training
-took {minutes:.1f} minutes on {threads} CPU thread(s) of a shared 2-core machine.
+bars, each bar's colour, the tallest one; each digit and the sum). {tokenizer} The stages
+trained for this card took {minutes:.1f} minutes on {threads} CPU thread(s) of a shared 2-core machine.
 
 Recipe: `scripts/shapes_vlm_config.toml`. Reproduce (same result on the same
 library versions and CPU type):
@@ -1089,17 +1182,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--from-stage", type=int, default=1, metavar="N",
+                        help="train stage N and the stages after it only; stage N must name its `start` "
+                             "(the model the stages before it made, as committed)")
     args = parser.parse_args()
     config = tomllib.loads(args.config.read_text())
-    minutes = []
+    recipe = stages(config)
+    if not 1 <= args.from_stage <= len(recipe) or (args.from_stage > 1 and not recipe[args.from_stage - 1].get("start")):
+        parser.error(f"--from-stage {args.from_stage}: the recipe's stage {args.from_stage} must exist and name its start")
+    minutes: list[float | None] = [None] * (args.from_stage - 1)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        (scratch / "start").mkdir()
         folder = None
-        recipe = stages(config)
-        for number, settings in enumerate(recipe, 1):
+        for number, settings in enumerate(recipe[args.from_stage - 1 :], args.from_stage):
             if settings.get("start"):
-                folder = model_at(settings["start"], scratch / "start")
+                (scratch / f"start-{number}").mkdir()
+                folder = model_at(settings["start"], scratch / f"start-{number}")
             # Each stage's model is saved and loaded again by the next, as separate runs would.
             out = args.out if number == len(recipe) else scratch / f"stage-{number}"
             minutes.append(train(config, settings, out, folder) / 60)
@@ -1112,7 +1210,10 @@ def main() -> None:
         results[quantization] = evaluate(
             args.out, config, numbers["per_kind" if full else "nf4_per_kind"],
             numbers["preset_per_kind" if full else "nf4_preset_per_kind"], quantization)
-    command = "python scripts/train_fixture_vlm.py" + "".join(f" {a}" for a in sys.argv[1:])
+    # The command that remakes this model where the fixture lives (whatever --out this run had).
+    command = "python scripts/train_fixture_vlm.py" + (
+        f" --config {args.config}" if args.config.resolve() != DEFAULT_CONFIG else "") + (
+        f" --from-stage {args.from_stage}" if args.from_stage > 1 else "")
     write_model_card(args.out, config, minutes, results, command)
 
 
