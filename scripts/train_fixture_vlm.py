@@ -840,6 +840,9 @@ def train(config: dict, settings: dict, out_dir: Path, start: Path | None = None
     # A stage may draw from a seed of its own, so that it sees other conversations than
     # the stages before it saw at the same steps.
     seed, size = settings.get("seed", config["seed"]), config["image_size"]
+    # The probes' random init draws from torch's generator, which torch seeds at random in
+    # each process: seeded here, a stage gives the same model every time it is run.
+    torch.manual_seed(seed)
     if start is None:
         spec = make_fixture_models.Qwen3VLSpec(**config["model"], min_pixels=(size // 2) ** 2, max_pixels=size * size)
         processor = make_fixture_models.qwen3_vl_processor(spec, extra_corpus=tokenizer_corpus(), vocab_size=config["vocab_size"])
@@ -997,8 +1000,8 @@ def _stage_line(number: int, settings: dict, minutes: float | None) -> str:
     return (f"{number}. {origin}: {settings['steps']} steps of AdamW at a peak rate of {settings['learning_rate']:g}, "
             f"each on {settings['batch_size']} short-question conversations and {settings['preset_batch_size']} "
             f"describe-mode tasks"
-            + (f", {history:.0%} of them after {'1' if turns == 1 else f'1-{turns}'} earlier turn(s) about another photo"
-               if history else "")
+            + (f", {history:.0%} of them after " + ("an earlier turn" if turns == 1 else f"1-{turns} earlier turns")
+               + " about another photo" if history else "")
             + (f"; the tasks {', '.join(favoured)} drawn more often" if favoured else "")
             + (f" ({minutes:.1f} min)" if minutes is not None else " (trained in an earlier run; a later stage starts from its model)"))
 

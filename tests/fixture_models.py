@@ -88,7 +88,6 @@ def draw_test_exercise(first: int, second: int, seed: int = 0) -> Image.Image:
     return draw_exercise(Exercise(first, second), random.Random(seed))
 
 
-
 def sides_that_fit(image: Image.Image) -> set[str]:
     """Each side a right answer may name for a scene drawn by draw_test_image (a lone
     shape in a corner fits two)."""
