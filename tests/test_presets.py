@@ -364,9 +364,9 @@ def _drawn(preset, pictures) -> list:
 
 
 # These cases hold the model to its answers about these fixture pictures only: on
-# held-out pictures several presets are still below the model card's 85% target (its
-# table in tests/fixtures/shapes-vlm/README.md), so a new picture here may need a look at
-# the card first.
+# held-out pictures some presets are still below the model card's 85% target (chart
+# detailed in fp32, more in NF4 and int4: its table in tests/fixtures/shapes-vlm/README.md),
+# so a new picture here may need a look at the card first.
 ASKED = [pytest.param(preset, verbosity, id=f"{preset.name}-{verbosity.value}")
          for preset in (DESCRIBE, READ_TEXT, READ_DOCUMENT, CHART, EXERCISE, COMPARE, IDENTIFY)
          for verbosity in Verbosity if (preset, verbosity) != (IDENTIFY, Verbosity.BRIEF)]
