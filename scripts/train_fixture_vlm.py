@@ -635,6 +635,15 @@ def draw_preset_kind(rng: random.Random, settings: dict) -> str:
     return rng.choices(PRESET_KINDS, [weights.get(kind, 1) for kind in PRESET_KINDS])[0]
 
 
+def follow_up_kind(rng: random.Random, scene: Scene) -> str:
+    """A short question about an earlier photo, asked without it as the app's follow-ups
+    are; a shape or colour half the time as "What shape was it?"."""
+    follow = rng.choice(askable_kinds(scene))
+    if follow in ("shape", "colour") and rng.random() < 0.5:
+        follow = f"later_{follow}"
+    return follow
+
+
 # The presets asked about one scene: a later task in a chat may ask any of them about it.
 SCENE_PRESETS = ("describe", "read_text", "read_document", "identify")
 
@@ -658,10 +667,7 @@ def earlier_chat(chat: Conversation, rng: random.Random, most_turns: int) -> Non
     one_scene = len(pictures) == 1 and isinstance(pictures[0], Scene)
     for _ in range(rng.randint(1, most_turns) - 1):
         if one_scene and rng.random() < 0.5:
-            follow = rng.choice(askable_kinds(pictures[0]))
-            if follow in ("shape", "colour") and rng.random() < 0.5:
-                follow = f"later_{follow}"
-            chat.reply(chat.ask_about(follow, pictures[0], show=False))
+            chat.reply(chat.ask_about(follow_up_kind(rng, pictures[0]), pictures[0], show=False))
             continue
         again = rng.choice(SCENE_PRESETS) if one_scene else name
         level = rng.choice(list(Verbosity))
@@ -684,11 +690,7 @@ def preset_conversation(rng: random.Random, image_size: int, settings: dict, kin
     if kind is None:
         chat.reply(preset_answer(name, verbosity, pictures))
         if isinstance(pictures[-1], Scene) and rng.random() < settings["preset_follow_up_share"]:
-            scene = pictures[-1]
-            follow = rng.choice(askable_kinds(scene))
-            if follow in ("shape", "colour") and rng.random() < 0.5:
-                follow = f"later_{follow}"
-            chat.reply(chat.ask_about(follow, scene, show=False))
+            chat.reply(chat.ask_about(follow_up_kind(rng, pictures[-1]), pictures[-1], show=False))
     return chat
 
 
