@@ -159,7 +159,7 @@ def endless_voice(config, qwen_engine, speech_to_text, text_to_speech):
     """Voice mode on a model that never ends an answer by itself: there is always speech to interrupt."""
     saved = qwen_engine.model.generation_config.eos_token_id
     qwen_engine.model.generation_config.eos_token_id = None
-    services = voice_services_for(with_config(config, max_new_tokens=400), qwen_engine, speech_to_text,
+    services = voice_services_for(with_config(config, max_new_tokens=LONG.max_new_tokens), qwen_engine, speech_to_text,
                                   text_to_speech)
     loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
     try:
@@ -184,7 +184,9 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-LONG = GenerationParams(max_new_tokens=400, temperature=1.0, seed=1)
+# Long enough to outlast a barge-in: the random tiny model writes a token in about 2 ms, so
+# 400 tokens ended (complete) 1.1 s into the answer, racing the barge-in, on a quiet machine.
+LONG = GenerationParams(max_new_tokens=3000, temperature=1.0, seed=1)
 
 
 def test_speaking_over_the_answer_stops_it_and_the_new_question_is_answered(endless_voice, say):
