@@ -63,7 +63,7 @@ def open_store(config: Config):
 def _explain_when_unavailable(engine, config: Config) -> None:
     """If the model can't be loaded, say in the terminal (after the loader's own message) how to try the app anyway."""
     from mmchat.errors import ModelUnavailableError
-    from mmchat.ui import bundled_model_hint
+    from mmchat.web.page import bundled_model_hint
 
     def watch() -> None:
         try:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from mmchat.server import check_options, serve
-    from mmchat.ui import build_ui
+    from mmchat.web.page import build_ui
 
     check_options(config)  # before minutes of loading a model
     services = build_services(config)

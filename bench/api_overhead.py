@@ -77,7 +77,7 @@ from mmchat.engine.local import LocalEngine, create_local_engine  # noqa: E402
 from mmchat.events import InputRejected, TextDelta, TurnDone  # noqa: E402
 from mmchat.model_handle import ModelHandle  # noqa: E402
 from mmchat.server import build_app  # noqa: E402
-from mmchat.session import ChatSession, ConversationStore  # noqa: E402
+from mmchat.turn.session import ChatSession, ConversationStore  # noqa: E402
 from mmchat.turn import Services, UserInput, submit  # noqa: E402
 
 SHAPES_VLM = ROOT / "tests" / "fixtures" / "shapes-vlm"

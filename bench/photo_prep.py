@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mmchat.config import Config  # noqa: E402
-from mmchat.images import fit_pixel_budget, open_for_model  # noqa: E402
+from mmchat.media.images import fit_pixel_budget, open_for_model  # noqa: E402
 
 
 def full_decode(path: Path, max_pixels: int) -> Image.Image:

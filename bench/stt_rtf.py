@@ -43,7 +43,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mmchat.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from mmchat.media.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from mmchat.stt import weights  # noqa: E402
 from mmchat.stt.faster_backend import FasterWhisperSpeechToText  # noqa: E402
 

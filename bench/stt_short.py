@@ -56,7 +56,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mmchat.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from mmchat.media.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from mmchat.stt import weights  # noqa: E402
 from mmchat.stt.faster_backend import FasterWhisperSpeechToText  # noqa: E402
 

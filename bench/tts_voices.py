@@ -110,7 +110,7 @@ def words(text: str) -> str:
 
 
 def round_trip_wer(chunks: list[AudioChunk], whisper) -> tuple[float, list[str]]:
-    from mmchat.audio import SAMPLE_RATE
+    from mmchat.media.audio import SAMPLE_RATE
 
     heard = []
     for chunk in chunks:

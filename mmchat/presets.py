@@ -278,7 +278,7 @@ IDENTIFY = Preset(
 
 
 def _light_words(photo) -> str:
-    from .light import read_light  # numpy and PIL only when the light is asked for
+    from .media.light import read_light  # numpy and PIL only when the light is asked for
 
     return read_light(photo).spoken
 

@@ -43,7 +43,7 @@ def build_app(services: Services, demo=None) -> FastAPI:
     if demo is not None:
         import gradio as gr
 
-        from .ui import launch_options
+        from .web.page import launch_options
 
         demo.queue()  # answers set their own limits (none: the turn layer's admission line bounds them)
         options = launch_options(services.config)
@@ -64,8 +64,8 @@ def build_app(services: Services, demo=None) -> FastAPI:
 def _stop_answers_of_closed_tabs(app: FastAPI, demo) -> None:
     """A tab closed mid-answer ends its answer within a token, not an hour later when
     Gradio deletes its session (see mmchat/closed_tab.py). The answer is kept, marked stopped."""
-    from .closed_tab import TabWatch, stop_answers_of
-    from .session import ChatSession
+    from .web.closed_tab import TabWatch, stop_answers_of
+    from .turn.session import ChatSession
 
     def on_gone(session_hash: str) -> None:
         stopped = stop_answers_of(demo, session_hash, lambda value: isinstance(value, ChatSession),
@@ -127,7 +127,7 @@ def _serve(demo, services: Services) -> None:
     config = services.config
     check_options(config)
     if config.share:  # a share link needs Gradio's own server, which cannot carry the API routes
-        from .ui import launch_options
+        from .web.page import launch_options
 
         log.warning("--share: serving the page through a Gradio share link, without the HTTP API (/v1) "
                     "and without voice mode (its socket is served with the API)")

@@ -12,7 +12,7 @@ from fixture_models import fixture_model_path
 from mmchat.config import Config
 from mmchat.engine.local import create_local_engine
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.store import SQLiteStore
 from mmchat.turn import Services
 

@@ -115,7 +115,7 @@ def silent_wav(path: Path, seconds: float = 30.0) -> Path:
 @contextmanager
 def voice_app(config, engine, speech_to_text, text_to_speech, folder: Path):
     """The app's own server (page and voice socket on one port) and a browser with a fake, quiet microphone."""
-    from mmchat.ui import build_ui
+    from mmchat.web.page import build_ui
     from test_api_support import LiveServer
 
     services = voice_services_for(with_config(config, max_new_tokens=8), engine, speech_to_text, text_to_speech)

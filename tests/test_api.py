@@ -22,7 +22,7 @@ from conftest import make_services
 from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine.local import create_local_engine
-from mmchat.ui import build_ui
+from mmchat.web.page import build_ui
 from test_api_support import LiveServer, alive, data_url, wait_until
 
 WHICH = "Which image has the {}, the first or the second?"

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from conftest import voice_services_for
-from mmchat.audio import SAMPLE_RATE, load_audio
+from mmchat.media.audio import SAMPLE_RATE, load_audio
 from mmchat.config import Config
 from mmchat.tts import create_text_to_speech
 from test_api_support import LiveServer

@@ -15,7 +15,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmchat.audio import SAMPLE_RATE, load_audio
+from mmchat.media.audio import SAMPLE_RATE, load_audio
 from mmchat.errors import InputError
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"

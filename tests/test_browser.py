@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_services, voice_services_for, with_config
-from mmchat.ui import build_ui, launch_options
+from mmchat.web.page import build_ui, launch_options
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

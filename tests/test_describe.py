@@ -10,11 +10,11 @@ import pytest
 
 from conftest import make_services, voice_services_for, with_config
 from fixture_models import draw_test_image
-from mmchat.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
+from mmchat.web.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
 from mmchat.engine import GenerationParams
 from mmchat.events import InputRejected
 from mmchat.presets import COMPARE, DESCRIBE, IDENTIFY, LIGHT, Task, Verbosity
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, submit
 from mmchat.voice.loop import VoiceLoop
 from mmchat.voice.websocket import VoiceLoops

@@ -58,7 +58,7 @@ def test_every_refusal_with_a_key_has_its_chinese_words_and_fills_their_blanks()
 def test_a_refused_photo_is_explained_in_the_pages_language(tmp_path):
     from mmchat.errors import InputError
     from mmchat.events import InputRejected
-    from mmchat.images import check_image
+    from mmchat.media.images import check_image
 
     broken = tmp_path / "cat.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG's signature, then nothing

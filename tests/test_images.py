@@ -2,7 +2,7 @@ import pytest
 from PIL import Image
 
 from mmchat.errors import InputError
-from mmchat.images import check_image, fit_pixel_budget, open_for_model
+from mmchat.media.images import check_image, fit_pixel_budget, open_for_model
 
 MB = 1_000_000
 

@@ -14,7 +14,7 @@ from fixture_models import fixture_model_path
 from mmchat.cancel import CancelToken
 from mmchat.engine import GenerationParams
 from mmchat.history import fit_history
-from mmchat.images import PHOTOS, load_photo, open_for_model
+from mmchat.media.images import PHOTOS, load_photo, open_for_model
 
 
 def _user(text, *images):

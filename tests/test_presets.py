@@ -26,14 +26,14 @@ from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
 from mmchat.errors import ModelUnavailableError
-from mmchat.light import lightness, read_light
+from mmchat.media.light import lightness, read_light
 from mmchat.model_handle import ModelHandle
 from mmchat.presets import (
     BRIEF_CHARS, CHART, COMPARE, DESCRIBE, EXERCISE, IDENTIFY, LIGHT, PRESETS, READ_DOCUMENT, READ_TEXT, Task,
     Verbosity,
     preset_for_words, trim_brief, without_filler,
 )
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.turn.session import ChatSession, ConversationStore
 from mmchat.turn import Services, UserInput, regenerate, submit
 from mmchat.voice.commands import Command, spoken_command
 

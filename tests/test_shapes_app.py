@@ -13,9 +13,9 @@ from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.turn.session import ChatSession, ConversationStore
 from mmchat.turn import UserInput, edit_last, regenerate, submit
-from mmchat.ui import ChatHandlers
+from mmchat.web.page import ChatHandlers
 
 
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)

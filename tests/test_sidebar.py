@@ -8,9 +8,9 @@ import zipfile
 import gradio as gr
 import pytest
 
-from mmchat.session import ChatSession
-from mmchat.sidebar import NOTHING_YET, SidebarHandlers
-from mmchat.ui import ChatHandlers, render
+from mmchat.turn.session import ChatSession
+from mmchat.web.sidebar import NOTHING_YET, SidebarHandlers
+from mmchat.web.page import ChatHandlers, render
 
 QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, rate
 LONG = (400, 0.0, False, "auto", 1.0)

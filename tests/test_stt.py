@@ -13,7 +13,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from mmchat.audio import SAMPLE_RATE, load_audio
+from mmchat.media.audio import SAMPLE_RATE, load_audio
 from mmchat.config import Config
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript

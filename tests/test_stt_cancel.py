@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from mmchat.audio import load_audio
+from mmchat.media.audio import load_audio
 from mmchat.cancel import CancelToken
 from mmchat.config import Config
 from mmchat.stt import create_speech_to_text, weights

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mmchat.audio import load_audio
+from mmchat.media.audio import load_audio
 from mmchat.cancel import CancelToken
 from mmchat.config import Config
 from mmchat.errors import ModelUnavailableError, UserFacingError

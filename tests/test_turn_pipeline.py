@@ -14,11 +14,11 @@ import pytest
 import soundfile as sf
 
 from conftest import make_services, voice_services_for, with_config
-from mmchat.admission import Admission
+from mmchat.turn.admission import Admission
 from mmchat.engine import Completion, GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Progress, QuestionAdded, Queued, TextDelta, TurnDone
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.store import SQLiteStore
 from mmchat.turn import Services, Speech, UserInput, regenerate, submit
 
@@ -291,7 +291,7 @@ def long_recording(tmp_path) -> str:
     """Three 30 s windows of speech (jfk.flac over and over), for a transcription that takes a while."""
     from pathlib import Path
 
-    from mmchat.audio import SAMPLE_RATE, load_audio
+    from mmchat.media.audio import SAMPLE_RATE, load_audio
 
     jfk = load_audio(Path(__file__).parent / "data" / "jfk.flac", max_seconds=60)
     samples = np.concatenate([jfk] * 9)

@@ -17,7 +17,7 @@ from mmchat.engine.local import create_local_engine
 from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
-from mmchat.ui import EDIT_LABEL, MESSAGE_LABEL, ChatHandlers, build_ui, model_title, render
+from mmchat.web.page import EDIT_LABEL, MESSAGE_LABEL, ChatHandlers, build_ui, model_title, render
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -28,7 +28,7 @@ from mmchat.config import Config
 from mmchat.conversation import AudioPart, Conversation, TextPart
 from mmchat.engine.local import create_local_engine
 from mmchat.store import DATABASE_NAME, SQLiteStore
-from mmchat.ui import build_ui
+from mmchat.web.page import build_ui
 from mmchat.users import AccountError, Accounts
 from mmchat.users.passwords import hash_password, verify_password
 from mmchat.users.web import COOKIE, safe_next

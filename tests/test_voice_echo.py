@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmchat.audio import SAMPLE_RATE, load_audio
+from mmchat.media.audio import SAMPLE_RATE, load_audio
 from mmchat.voice import EchoGuard
 from speech import speech_maker
 

@@ -12,7 +12,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from mmchat.audio import SAMPLE_RATE, load_audio
+from mmchat.media.audio import SAMPLE_RATE, load_audio
 from mmchat.config import Config, parse_config
 from mmchat.stt import create_speech_to_text
 from mmchat.voice import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded

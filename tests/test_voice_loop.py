@@ -19,7 +19,7 @@ from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
 from mmchat.events import AudioChunk, Notice, TurnDone
-from mmchat.session import ChatSession, ConversationStore
+from mmchat.turn.session import ChatSession, ConversationStore
 from mmchat.presets import DESCRIBE, Verbosity
 from mmchat.voice.loop import VoiceLoop
 from speech import speech_maker
@@ -249,7 +249,7 @@ def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timing
     from starlette.websockets import WebSocketDisconnect
 
     from mmchat.server import build_app
-    from mmchat.ui import ChatHandlers, build_ui
+    from mmchat.web.page import ChatHandlers, build_ui
     from mmchat.voice.websocket import AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,

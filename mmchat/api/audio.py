@@ -10,7 +10,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from ..audio import load_audio
+from ..media.audio import load_audio
 from ..cancel import CancelToken
 from ..errors import InputError, UserFacingError
 from ..events import Transcript

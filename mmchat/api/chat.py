@@ -16,8 +16,8 @@ from typing import Iterator, Union
 
 from ..engine import Completion, GenerationParams
 from ..events import InputRejected, Queued, TextDelta, TurnDone
-from ..rate_limit import TOO_FAST
-from ..session import ChatSession, ConversationStore
+from ..turn.rate_limit import TOO_FAST
+from ..turn.session import ChatSession, ConversationStore
 from ..turn import OUT_OF_MEMORY, Services, submit
 from .errors import ApiError
 from .messages import ChatInput

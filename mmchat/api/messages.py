@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config import Config
 from ..conversation import Conversation, ImagePart, Part, TextPart, Turn
 from ..errors import InputError
-from ..images import check_image
+from ..media.images import check_image
 from ..turn import UserInput, check_text, clean_text
 from .errors import ApiError
 from .fetch import allowed_hosts, fetch_image

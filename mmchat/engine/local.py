@@ -26,7 +26,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, T
 
 from ..cancel import CancelToken
 from ..config import Config
-from ..images import PHOTOS, load_photo, local_photo_path, photo_identity
+from ..media.images import PHOTOS, load_photo, local_photo_path, photo_identity
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load

@@ -28,7 +28,7 @@ from PIL import Image
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
-from ..images import local_photo_path, open_for_model, photo_identity
+from ..media.images import local_photo_path, open_for_model, photo_identity
 from . import Completion, GenerationParams
 from .markers import ANY_FAMILY_MARKUP, defuse_content
 

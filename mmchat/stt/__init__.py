@@ -36,7 +36,7 @@ class SpeechToText(Protocol):
         cancel: CancelToken | None = None,
         beam_size: int | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio (see mmchat.audio.load_audio).
+        """Transcribe 16 kHz mono float32 audio (see mmchat.media.audio.load_audio).
 
         `language` None detects it, stretch by stretch between pauses, so a recording
         that switches language midway comes out in both (Transcript.language is that of

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import whisper
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import Transcript

@@ -11,7 +11,7 @@ import numpy as np
 import silero_vad
 import torch
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.stt.stretches import SPEECH_PAD_MS, language_stretches
 
 WINDOW_SECONDS = 30.0  # Whisper's context: one window is one forward pass of the encoder

@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.voice.resample import StreamResampler, to_mono_float
 
 HOP = SAMPLE_RATE // 100  # 10 ms between frames: finer than the echo's smearing needs

@@ -24,7 +24,7 @@ from typing import Callable, Literal, Union
 import numpy as np
 import onnxruntime
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.config import Config
 from mmchat.voice.resample import StreamResampler
 

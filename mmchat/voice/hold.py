@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.stt import SpeechToText, check_beam_size
 
 TRAILING_WORDS = frozenset({

@@ -29,11 +29,11 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
 from mmchat.presets import DESCRIBE, Task, Verbosity, preset_for_words
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
 from mmchat.voice.endpoint import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded

@@ -2,7 +2,7 @@
 
 Browsers record at 48 kHz (sometimes 44.1 kHz), Gradio hands chunks over as int16,
 often [N, channels]. PyAV's resampler (FFmpeg's swresample, already here for
-`mmchat.audio`) keeps its filter state between chunks, so chunk edges leave no clicks
+`mmchat.media.audio`) keeps its filter state between chunks, so chunk edges leave no clicks
 and no samples are lost however the stream is cut.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 
 
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
@@ -24,7 +24,7 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     samples = samples.astype(np.float32, copy=False)
     if samples.ndim == 2:
         # Averaged here, not by the resampler: FFmpeg's down-mix adds channels at -3 dB
-        # each, which lifts centred speech above full scale (see mmchat.audio).
+        # each, which lifts centred speech above full scale (see mmchat.media.audio).
         samples = samples.mean(axis=1, dtype=np.float32)
     return samples
 

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from mmchat.audio import SAMPLE_RATE
+from mmchat.media.audio import SAMPLE_RATE
 from mmchat.cancel import CancelToken
 from mmchat.events import Transcript
 from mmchat.stt import SpeechToText

@@ -32,7 +32,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.voice.loop import VoiceLoop
 
 log = logging.getLogger(__name__)

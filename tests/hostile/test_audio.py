@@ -1,5 +1,5 @@
 """Hostile recordings: files a user may send as speech that are not a clean 16 kHz
-mono WAV, each tried through mmchat.audio, the page's path (its handlers and the
+mono WAV, each tried through mmchat.media.audio, the page's path (its handlers and the
 turn layer under them) and the HTTP API's /v1/audio/transcriptions.
 
 The corpus is made here, in code, from tests/data/jfk.flac (a real 1961 broadcast)
@@ -32,18 +32,18 @@ import pytest
 import soundfile as sf
 
 from conftest import make_services
-from mmchat.audio import MIN_SECONDS, SAMPLE_RATE, load_audio
+from mmchat.media.audio import MIN_SECONDS, SAMPLE_RATE, load_audio
 from mmchat.cancel import CancelToken
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.errors import InputError
 from mmchat.events import InputRejected, Progress, Transcribed, TurnDone
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.store.sqlite_store import SQLiteStore
 from mmchat.stt import create_speech_to_text, weights
 from mmchat.turn import UserInput, submit
-from mmchat.ui import ChatHandlers
+from mmchat.web.page import ChatHandlers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: speech.py, test_api_support.py
 from speech import espeak  # noqa: E402

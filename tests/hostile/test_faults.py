@@ -26,7 +26,7 @@ from conftest import make_services, with_config  # noqa: E402
 from test_api_support import LiveServer, wait_until  # noqa: E402
 from test_browser import _ask as ask_on_page, _open, chromium, needs_chromium  # noqa: E402
 
-from mmchat.ui import build_ui  # noqa: E402
+from mmchat.web.page import build_ui  # noqa: E402
 
 
 # --- a tab closed mid-answer ---
@@ -221,7 +221,7 @@ def test_out_of_memory_on_a_huge_question_says_so_takes_it_back_and_the_model_an
     history does not carry it into the same failure), and the message says what to change.
     (Out of memory after part of an answer keeps that part, marked failed: tests/test_turn.py.)"""
     from mmchat.events import InputRejected, TurnDone
-    from mmchat.session import ChatSession
+    from mmchat.turn.session import ChatSession
     from mmchat.turn import OUT_OF_MEMORY, UserInput, submit
 
     services = _shapes_services(config, shapes_engine, store)
@@ -250,7 +250,7 @@ def test_out_of_memory_on_a_huge_question_says_so_takes_it_back_and_the_model_an
 
 def test_out_of_memory_through_the_page_warns_puts_the_question_back_and_the_next_is_answered(
         config, shapes_engine, store, tmp_path, out_of_memory_on_huge_prompts):
-    from mmchat.ui import ChatHandlers
+    from mmchat.web.page import ChatHandlers
 
     handlers = ChatHandlers(_shapes_services(config, shapes_engine, store))
     session, *_ = handlers.on_load("")
@@ -356,7 +356,7 @@ def _ask(session, services, text, photo=None):
 
 def test_a_locked_database_loses_no_committed_turn_says_so_and_saves_once_it_is_free(
         config, shapes_engine, tmp_path, quick_busy_timeout):
-    from mmchat.session import ChatSession
+    from mmchat.turn.session import ChatSession
     from mmchat.store import SQLiteStore
 
     store = SQLiteStore(config.data_dir)
@@ -406,7 +406,7 @@ def test_a_locked_database_loses_no_committed_turn_says_so_and_saves_once_it_is_
 
 def test_a_full_disk_loses_no_committed_turn_says_so_and_saves_once_there_is_room(
         config, shapes_engine, tmp_path):
-    from mmchat.session import ChatSession
+    from mmchat.turn.session import ChatSession
     from mmchat.store import SQLiteStore
 
     store = SQLiteStore(config.data_dir)
@@ -469,7 +469,7 @@ def _fill(folder: Path) -> Path:
 
 def test_a_really_full_disk_loses_no_committed_turn_says_so_and_saves_once_there_is_room(
         config, shapes_engine, tmp_path, small_disk):
-    from mmchat.session import ChatSession
+    from mmchat.turn.session import ChatSession
     from mmchat.store import SQLiteStore
 
     config = with_config(config, data_dir=small_disk / "data")
@@ -499,7 +499,7 @@ def test_a_really_full_disk_loses_no_committed_turn_says_so_and_saves_once_there
 
 def test_the_page_says_when_the_disk_is_full_and_keeps_serving(config, shapes_engine, tmp_path):
     from mmchat.store import SQLiteStore
-    from mmchat.ui import ChatHandlers
+    from mmchat.web.page import ChatHandlers
 
     store = SQLiteStore(config.data_dir)
     disk = store._db = DiskFills(store._db)
@@ -644,7 +644,7 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
     from mmchat.engine.local import create_local_engine
     from mmchat.model_handle import ModelHandle
     from mmchat.turn import Services
-    from mmchat.ui import ChatHandlers
+    from mmchat.web.page import ChatHandlers
 
     folder = tmp_path / "bad-config"
     shutil.copytree(shapes_vlm_path(), folder)
@@ -659,7 +659,7 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
 
 def test_the_page_on_a_really_full_disk_says_so_and_keeps_serving(config, shapes_engine, tmp_path, small_disk):
     from mmchat.store import SQLiteStore
-    from mmchat.ui import ChatHandlers
+    from mmchat.web.page import ChatHandlers
 
     config = with_config(config, data_dir=small_disk / "data")
     store = SQLiteStore(config.data_dir)

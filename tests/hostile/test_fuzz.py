@@ -44,12 +44,12 @@ from PIL import Image
 
 from conftest import make_services
 from fixture_models import draw_test_image, shapes_vlm_path
-from mmchat.audio import MIN_SECONDS, SAMPLE_RATE, load_audio
+from mmchat.media.audio import MIN_SECONDS, SAMPLE_RATE, load_audio
 from mmchat.config import Config
 from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart, Turn
 from mmchat.engine.local import create_local_engine
 from mmchat.errors import InputError
-from mmchat.images import check_image, load_photo
+from mmchat.media.images import check_image, load_photo
 from mmchat.store import SQLiteStore
 from mmchat.transfer import Details, import_file, write_export
 from mmchat.tts.speakable import to_speakable

@@ -1,5 +1,5 @@
 """Hostile photos: files a user may send that are not plain RGB JPEGs, each tried
-through mmchat.images, the turn layer, the page's handlers and the HTTP API.
+through mmchat.media.images, the turn layer, the page's handlers and the HTTP API.
 
 The corpus is made here, in code, with Pillow, numpy and pillow-heif's encoder (so
 every sample's provenance is this file): damaged and cut-short files of every
@@ -38,9 +38,9 @@ from mmchat.conversation import TextPart
 from mmchat.engine import GenerationParams
 from mmchat.errors import InputError
 from mmchat.events import InputRejected, Notice, QuestionAdded, TurnDone
-from mmchat.images import ACCEPTED_FORMATS, MAX_ASPECT_RATIO, accepted_formats, check_image, load_photo
-from mmchat.images import open_for_model, photo_notice
-from mmchat.session import ChatSession
+from mmchat.media.images import ACCEPTED_FORMATS, MAX_ASPECT_RATIO, accepted_formats, check_image, load_photo
+from mmchat.media.images import open_for_model, photo_notice
+from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, submit
 from test_api_support import LiveServer
 
@@ -274,7 +274,7 @@ def check(path: Path) -> tuple[int, int]:
     return check_image(path, max_pixels=MAX_PIXELS, max_bytes=25 * MB)
 
 
-# --- (a) mmchat.images ---
+# --- (a) mmchat.media.images ---
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda case: case.name)
 def test_each_hostile_file_is_refused_with_a_clear_message(case, write):
@@ -347,7 +347,7 @@ def test_a_heic_photo_without_pillow_heif_is_refused_with_what_to_install(write)
     path = write("iphone.heic", heic(red_circle()))
     program = (
         "import sys; sys.modules['pillow_heif'] = None\n"
-        "from mmchat.images import check_image, accepted_formats\n"
+        "from mmchat.media.images import check_image, accepted_formats\n"
         "from mmchat.errors import InputError\n"
         "print(accepted_formats())\n"
         "try:\n"
@@ -441,7 +441,7 @@ def test_an_old_conversations_photo_that_cannot_be_decoded_is_refused_and_the_an
 def page(turn_services, store, monkeypatch):
     """The page's handlers on the turn layer above; what they show in toasts, in `toasts`."""
     import gradio as gr
-    from mmchat.ui import ChatHandlers
+    from mmchat.web.page import ChatHandlers
 
     turn_services.store = store
     handlers = ChatHandlers(turn_services)

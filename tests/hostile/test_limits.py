@@ -28,10 +28,10 @@ from mmchat.config import Config, build_parser, parse_config
 from mmchat.engine import GenerationParams
 from mmchat.events import InputRejected
 from mmchat.model_handle import ModelHandle
-from mmchat.rate_limit import TurnRateLimit
-from mmchat.session import ChatSession
+from mmchat.turn.rate_limit import TurnRateLimit
+from mmchat.turn.session import ChatSession
 from mmchat.turn import Services, UserInput, regenerate, submit
-from mmchat.ui import ChatHandlers
+from mmchat.web.page import ChatHandlers
 from test_api_support import LiveServer
 
 QUIET = (4, 0.0, False, "auto", 1.0)  # the page's settings: max tokens, temperature, speak, voice, rate

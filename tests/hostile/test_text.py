@@ -22,10 +22,10 @@ from mmchat.engine.markers import ANY_FAMILY_MARKUP, WORD_JOINER, defuse_content
 from mmchat.engine.remote import RemoteEngine
 from mmchat.events import InputRejected
 from mmchat.model_handle import ModelHandle
-from mmchat.session import ChatSession
+from mmchat.turn.session import ChatSession
 from mmchat.store import SQLiteStore
 from mmchat.turn import Services, UserInput, submit
-from mmchat.ui import ChatHandlers
+from mmchat.web.page import ChatHandlers
 
 # Every supported family's markers (Qwen2/2.5/3-VL, Idefics3/SmolVLM, LLaVA/Mistral-like),
 # each typed by a user who hopes the model reads it as the real thing.

@@ -17,8 +17,8 @@ import threading
 from collections import deque
 from typing import Iterator
 
-from .cancel import CancelToken
-from .events import Queued
+from ..cancel import CancelToken
+from ..events import Queued
 
 # How often a waiting answer looks at its cancel token. A place freeing up wakes it
 # at once; this only bounds how long a Stop of a waiting answer takes to be seen.

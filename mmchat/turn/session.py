@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cancel import CancelScope, CancelToken
-from .conversation import Conversation
-from .store import LOCAL_OWNER, SQLiteStore
+from ..cancel import CancelScope, CancelToken
+from ..conversation import Conversation
+from ..store import LOCAL_OWNER, SQLiteStore
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[0-9a-f]{32}$")

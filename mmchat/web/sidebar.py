@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import transfer, ui
-from .i18n import say, t
-from .conversation import Conversation
-from .errors import UserFacingError
-from .session import ChatSession
-from .store import SQLiteStore
+from .. import transfer
+from . import page as ui
+from ..i18n import say, t
+from ..conversation import Conversation
+from ..errors import UserFacingError
+from ..turn.session import ChatSession
+from ..store import SQLiteStore
 
 SKIP = gr.skip()
 LIST_LENGTH = 100  # the newest; search reaches the others

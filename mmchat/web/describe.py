@@ -15,11 +15,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .events import InputRejected
-from .i18n import ENGLISH, LANGUAGES, say
-from .presets import PRESETS, Task, Verbosity
-from .session import ChatSession
-from .turn import UserInput, submit
+from ..events import InputRejected
+from ..i18n import ENGLISH, LANGUAGES, say
+from ..presets import PRESETS, Task, Verbosity
+from ..turn.session import ChatSession
+from ..turn import UserInput, submit
 
 # Not a key a screen reader uses (NVDA and JAWS take Insert / Caps Lock combinations,
 # VoiceOver Control+Option, Orca Insert / Caps Lock), nor one Chrome or Firefox takes

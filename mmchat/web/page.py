@@ -18,27 +18,27 @@ import gradio as gr
 
 import numpy as np
 
-from .conversation import AudioPart, Conversation, TextPart, Turn
-from .engine import GenerationParams
-from .errors import UserFacingError
-from .events import (
+from ..conversation import AudioPart, Conversation, TextPart, Turn
+from ..engine import GenerationParams
+from ..errors import UserFacingError
+from ..events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
-from . import transfer
+from .. import transfer
 from .describe import (
     DESCRIBE_PREFERENCES, Describer, chosen_task, menu_words, task_choices, verbosity_choices,
 )
-from .i18n import ENGLISH, I18N, LANGUAGE_NAMES, VOICE_STATE_ZH, language_of, say, t
-from .session import ChatSession
-from .store import LOCAL_OWNER
-from .turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
-from .users.accounts import exports_folder
-from .voice.loop import STATE_WORDS, VoiceLoop
-from .voice.websocket import VoiceLoops
+from ..i18n import ENGLISH, I18N, LANGUAGE_NAMES, VOICE_STATE_ZH, language_of, say, t
+from ..turn.session import ChatSession
+from ..store import LOCAL_OWNER
+from ..turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
+from ..users.accounts import exports_folder
+from ..voice.loop import STATE_WORDS, VoiceLoop
+from ..voice.websocket import VoiceLoops
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [
     ("What is in this photo? Answer in one sentence.", "examples/chelsea.png"),
     ("Describe this scene for someone who cannot see it.", "examples/rocket.jpg"),
@@ -260,7 +260,7 @@ EDIT_LABEL = t("edit_label")  # one object each: tests and handlers compare them
 MESSAGE_LABEL = t("message")
 
 # Ships with the repository, so a machine that cannot download the default model can still try the page.
-TEST_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shapes-vlm"
+TEST_MODEL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "shapes-vlm"
 
 # Announcements are numbered, and the number's change triggers them: the text's own change
 # event would not fire for the same words twice (the same answer after Regenerate, the
@@ -799,7 +799,7 @@ def page_language(request: gr.Request | None, cookie: bool = True) -> str:
 
 def _shown_text(turn: Turn, language: str) -> str:
     """A question's words as the chat shows them: a describe-mode task by its name in `language`."""
-    from .presets import Task, Verbosity
+    from ..presets import Task, Verbosity
 
     pieces = []
     for part in turn.parts:
@@ -829,7 +829,7 @@ def voice_choices(config) -> list[str]:
     names = ["auto"]
     if config.tts_backend == "none":  # the menu is disabled; no voice package is needed to start
         return names if config.voice in names else [*names, config.voice]
-    from .tts.voices import installed_voices, voices_dir
+    from ..tts.voices import installed_voices, voices_dir
 
     names += [v.name for v in installed_voices(voices_dir(config)) if v.name not in names]
     if config.voice not in names:

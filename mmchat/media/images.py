@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import InputError
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
