@@ -63,7 +63,7 @@ def open_store(config: Config):
 def _explain_when_unavailable(engine, config: Config) -> None:
     """If the model can't be loaded, say in the terminal (after the loader's own message) how to try the app anyway."""
     from mmchat.errors import ModelUnavailableError
-    from mmchat.web.page import bundled_model_hint
+    from mmchat.web.settings import bundled_model_hint
 
     def watch() -> None:
         try:
@@ -79,12 +79,12 @@ def _explain_when_unavailable(engine, config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mmchat.server import check_options, serve
-    from mmchat.web.page import build_ui
+    from mmchat.server import build_page, check_options, serve
 
     check_options(config)  # before minutes of loading a model
     services = build_services(config)
-    serve(build_ui(services), services)  # the page and the HTTP API (/v1) on one port
+    demo, voice = build_page(services)
+    serve(demo, services, voice)  # the page, its voice socket and the HTTP API (/v1) on one port
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """The page's words in English and Chinese.
 
-- Labels and static help are translated in the browser by Gradio's own i18n (`t(key)` in
-  place of a string; `I18N` goes to launch), which also translates Gradio's built-in
-  words. The browser's language picks the table; Settings → Language changes it in place
-  (the page script's `mmchatLanguage` calls Gradio's exported `changeLocale`, and keeps
+- Labels and static help are translated in the browser by Gradio's own i18n
+  (mmchat/web/labels.py), which also translates Gradio's built-in words. The browser's
+  language picks the table; Settings → Language changes it in place (the page script's `mmchatLanguage` calls Gradio's exported `changeLocale`, and keeps
   the choice in the browser and in a cookie the server reads).
 - Messages made on the server (the model's status, announcements, answer markers, the
   waiting line, describe mode's refusals) are made with `say(key, language)` in the
@@ -14,8 +13,6 @@ keeps the tables complete).
 """
 
 from __future__ import annotations
-
-import gradio as gr
 
 ENGLISH, CHINESE = "en", "zh-CN"
 LANGUAGES = (ENGLISH, CHINESE)
@@ -105,6 +102,8 @@ _EN: dict[str, str] = {
     "title_back": "The title is “{title}” again, from the first question.",
     "nothing_to_delete": "There is nothing to delete: this conversation has no question yet.",
     "deleted": "Deleted “{title}”. Undo brings it back.",
+    "nothing_to_export": "There is nothing to export yet: ask a question first.",
+    "export_failed": "The export could not be written ({reason}).",
     "undo_title": "Undo: bring back “{title}”",
     "too_late": "It is too late to undo: a deleted conversation can be brought back for {minutes} minutes.",
     "brought_back": "Brought back “{title}”.",
@@ -193,6 +192,8 @@ _ZH: dict[str, str] = {
     "title_back": "标题已恢复为“{title}”，取自第一个问题。",
     "nothing_to_delete": "没有可删除的内容：这个对话还没有问题。",
     "deleted": "已删除“{title}”。撤销可以恢复。",
+    "nothing_to_export": "还没有可导出的内容：请先提一个问题。",
+    "export_failed": "无法写入导出文件（{reason}）。",
     "undo_title": "撤销：恢复“{title}”",
     "too_late": "已无法撤销：删除的对话只能在 {minutes} 分钟内恢复。",
     "brought_back": "已恢复“{title}”。",
@@ -233,14 +234,6 @@ _ZH.update({
 ERROR_KEYS = frozenset(set(_ZH) - set(_EN))
 
 TABLES = {ENGLISH: _EN, CHINESE: _ZH}
-I18N = gr.I18n(**TABLES)
-
-
-def t(key: str):
-    """A label translated in the browser (for component labels, placeholders, Markdown)."""
-    return I18N(key)
-
-
 def language_of(tag: str | None) -> str:
     """The interface language for a browser language tag ("zh-TW", "zh", "en-GB", ...)."""
     return CHINESE if (tag or "").lower().startswith("zh") else ENGLISH
@@ -266,10 +259,9 @@ def missing_translations() -> list[str]:
     return sorted(set(_EN) - set(_ZH))
 
 
-# Voice mode's state line in Chinese (the English words are voice.loop.STATE_WORDS).
-VOICE_STATE_ZH = {
-    "listening": "正在听",
-    "hearing": "正在听你说",
-    "thinking": "正在思考",
-    "speaking": "正在说（说话即可打断）",
+# Voice mode's state line, by the state the voice socket names (mmchat/voice/loop.py).
+VOICE_STATE_WORDS = {
+    ENGLISH: {"listening": "Listening", "hearing": "Hearing you", "thinking": "Thinking",
+              "speaking": "Speaking (talk to interrupt)"},
+    CHINESE: {"listening": "正在听", "hearing": "正在听你说", "thinking": "正在思考", "speaking": "正在说（说话即可打断）"},
 }

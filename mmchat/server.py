@@ -1,7 +1,8 @@
 """One process, one port: the OpenAI-compatible API under /v1 and the page at /.
 
-    app = build_app(services, build_ui(services))   # a FastAPI app (tests serve it themselves)
-    serve(build_ui(services), services)             # uvicorn on config.host:config.port
+    demo, voice = build_page(services)                # the page, and its sessions' voice mode
+    app = build_app(services, demo, voice)            # a FastAPI app (tests serve it themselves)
+    serve(demo, services, voice)                      # uvicorn on config.host:config.port
 
 Both share one `Services`, so the page and the API answer through the same admission
 line and the same limits. With --auth (mmchat/users) a log-in gate stands in front of
@@ -25,8 +26,20 @@ from .turn import Services
 log = logging.getLogger(__name__)
 
 
-def build_app(services: Services, demo=None) -> FastAPI:
-    """The API routes, and the page (a gr.Blocks) mounted at / with the options it launches with."""
+def build_page(services: Services):
+    """The page and every session's voice mode, whose socket build_app serves beside it:
+    (the gr.Blocks, the VoiceLoops). The page knows voice mode only by what it is handed."""
+    from .voice.loop import VoiceLoop
+    from .voice.websocket import VoiceLoops
+    from .web.page import build_ui
+
+    voice = VoiceLoops(lambda session: VoiceLoop(session, services))
+    return build_ui(services, voice=voice), voice
+
+
+def build_app(services: Services, demo=None, voice=None) -> FastAPI:
+    """The API routes, the page (a gr.Blocks) mounted at / with the options it launches with,
+    and voice mode's socket for `voice` (the VoiceLoops the page was built with)."""
     app = FastAPI(title="mmchat", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.include_router(api_router(services))  # before the page's mount, which takes every other path
@@ -36,10 +49,10 @@ def build_app(services: Services, demo=None) -> FastAPI:
 
         setattr(app.state, ACCOUNTS_STATE, accounts)  # the API's key check takes users' keys from here
         app.include_router(login_router(accounts))
-    if demo is not None and getattr(demo, "mmchat_voice", None) is not None:
+    if voice is not None:
         from .voice.websocket import voice_router
 
-        app.include_router(voice_router(demo.mmchat_voice))  # voice mode's microphone and camera
+        app.include_router(voice_router(voice))  # voice mode's microphone and camera
     if demo is not None:
         import gradio as gr
 
@@ -50,7 +63,7 @@ def build_app(services: Services, demo=None) -> FastAPI:
         if accounts is not None:
             _gate(app, services, accounts, demo)
             options["auth_dependency"] = user_of_request  # what Gradio gives handlers as gr.Request.username
-        # Every launch option the mount knows carries over as is, so one added in ui.py
+        # Every launch option the mount knows carries over as is, so one added in web/page.py
         # works here too; the others belong to Gradio's own server, which is not used.
         accepted = inspect.signature(gr.mount_gradio_app).parameters
         unused = sorted(name for name, value in options.items() if name not in accepted and value)
@@ -113,9 +126,9 @@ def check_options(config) -> None:
                          "or share without --auth.")
 
 
-def serve(demo, services: Services) -> None:
+def serve(demo, services: Services, voice=None) -> None:
     try:
-        _serve(demo, services)
+        _serve(demo, services, voice)
     finally:
         # After the server has stopped: closing the last connection checkpoints the
         # write-ahead log into the database, so a clean stop leaves one file behind.
@@ -123,7 +136,7 @@ def serve(demo, services: Services) -> None:
             services.store.close()
 
 
-def _serve(demo, services: Services) -> None:
+def _serve(demo, services: Services, voice) -> None:
     config = services.config
     check_options(config)
     if config.share:  # a share link needs Gradio's own server, which cannot carry the API routes
@@ -136,7 +149,7 @@ def _serve(demo, services: Services) -> None:
         return
     try:
         warn_if_open(config, load_keys(config))
-        app = build_app(services, demo)
+        app = build_app(services, demo, voice)
     except UserFacingError as exc:  # e.g. an unreadable keys file: say so, no traceback
         raise SystemExit(exc.message) from None
     if config.auth:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
 from mmchat.transfer import write_export
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 DATA = Path(__file__).resolve().parent / "data"
 LINK = re.compile(r"\]\(([^)]+)\)")

@@ -33,7 +33,7 @@ from mmchat.engine.remote import STREAM_THREAD, RemoteEngine, create_remote_engi
 from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 from test_api_support import LiveServer, alive, free_port, wait_until
 
 MODEL = str(shapes_vlm_path())

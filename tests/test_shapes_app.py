@@ -15,7 +15,7 @@ from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
 from mmchat.turn.session import ChatSession, ConversationStore
 from mmchat.turn import UserInput, edit_last, regenerate, submit
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0.0)

@@ -10,7 +10,8 @@ import pytest
 
 from mmchat.turn.session import ChatSession
 from mmchat.web.sidebar import NOTHING_YET, SidebarHandlers
-from mmchat.web.page import ChatHandlers, render
+from mmchat.web.chat import ChatHandlers
+from mmchat.web.view import render
 
 QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, rate
 LONG = (400, 0.0, False, "auto", 1.0)

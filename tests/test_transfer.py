@@ -14,7 +14,7 @@ from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
 from mmchat.errors import InputError
 from mmchat.store import SQLiteStore
 from mmchat.transfer import Details, import_file, write_export
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 DATA = Path(__file__).resolve().parent / "data"
 

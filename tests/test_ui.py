@@ -17,7 +17,10 @@ from mmchat.engine.local import create_local_engine
 from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
-from mmchat.web.page import EDIT_LABEL, MESSAGE_LABEL, ChatHandlers, build_ui, model_title, render
+from mmchat.web.chat import ChatHandlers
+from mmchat.web.page import build_ui
+from mmchat.web.settings import SettingsHandlers, model_title
+from mmchat.web.view import EDIT_LABEL, MESSAGE_LABEL, render
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -17,7 +17,7 @@ from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, TextDelta, Transcribed, TurnDone
 from mmchat.conversation import AudioPart
 from mmchat.turn import Speech, UserInput, submit
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 needs_tools = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("ffmpeg")),
                                  reason="espeak-ng and ffmpeg make the test speech (scripts/dev-setup.sh)")

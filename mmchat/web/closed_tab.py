@@ -1,6 +1,6 @@
 """A closed browser tab stops its answer at once.
 
-Gradio deletes a session's state (and calls its `delete_callback`, ui.ChatHandlers.on_close)
+Gradio deletes a session's state (and calls its `delete_callback`, web.page.PageHandlers.on_close)
 only an hour after the tab is gone, and on its own it drops a running answer only when
 the answer next yields an update: an answer that waits in line, or for a slow token, would
 keep the model busy for a tab nobody looks at.

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
 
 from ..events import InputRejected
 from ..i18n import ENGLISH, LANGUAGES, say
 from ..presets import PRESETS, Task, Verbosity
-from ..turn.session import ChatSession
 from ..turn import UserInput, submit
+from ..turn.session import ChatSession
+from .chat import ChatHandlers, files_of, generation_params, is_audio, speech_setting
+from .view import STILL_LOADING, TurnView
 
 # Not a key a screen reader uses (NVDA and JAWS take Insert / Caps Lock combinations,
 # VoiceOver Control+Option, Orca Insert / Caps Lock), nor one Chrome or Firefox takes
@@ -69,12 +74,29 @@ def menu_words(task: Task, language: str) -> tuple[str, str]:
 
 
 class Describer:
-    """Turns the page's Describe (button or shortcut) into a turn with a task."""
+    """Turns the page's Describe (button or shortcut) into a turn with a task.
 
-    def __init__(self, services, voice_loops) -> None:
-        self.services = services
+    `voice_loops`: every session's voice mode (voice_panel.VoiceMode), for the camera's view."""
+
+    def __init__(self, chat: ChatHandlers, voice_loops) -> None:
+        self.chat = chat
+        self.services = chat.services
         self.voice_loops = voice_loops
         self._camera_folder = Path(tempfile.mkdtemp(prefix="mmchat-camera-"))
+
+    def on_describe(self, session: ChatSession, message: dict, task_name: str, verbosity: str,
+                    max_new_tokens, temperature, speak: bool, voice: str, rate) -> Iterator[TurnView]:
+        """Describe (button or shortcut): the chosen task about the box's photos, the camera's
+        view (voice mode) or the conversation's last photo."""
+        if session is None:
+            gr.Warning(STILL_LOADING)
+            return
+        message = message or {"text": "", "files": []}
+        photos = [f for f in files_of(message) if not is_audio(f)]
+        task = chosen_task(task_name, verbosity)
+        params, speech = generation_params(max_new_tokens, temperature), speech_setting(speak, voice, rate)
+        events = self.events(session, task, photos, params, speech)
+        yield from self.chat.play(session, events, message if photos else None, keep_box=not photos)
 
     def photos_for(self, session: ChatSession, task: Task, box_photos: list[str]) -> tuple[str, ...] | None:
         """The photos the task is about (see the module's docstring); None when there are none."""

@@ -7,7 +7,7 @@ choice. Choosing one opens it; the next question goes into it, and the page's sa
 follows, so a reload reopens it too.
 
 Every store call names `session.owner`: the store holds everyone's conversations.
-The list follows the page's announcements (ui.py numbers each one): a finished answer,
+The list follows the page's announcements (view.py numbers each one): a finished answer,
 a new chat, a refusal are all announced, and are the moments the list can change.
 """
 
@@ -19,61 +19,26 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import transfer
-from . import page as ui
-from ..i18n import say, t
 from ..conversation import Conversation
 from ..errors import UserFacingError
-from ..turn.session import ChatSession
+from ..i18n import say
 from ..store import SQLiteStore
+from ..turn.session import ChatSession
+from .chat import ChatHandlers
+from .labels import t
+from .view import STILL_LOADING, TurnView, cleared_box, next_announcement, plain, turn_view
 
 SKIP = gr.skip()
 LIST_LENGTH = 100  # the newest; search reaches the others
 NOTHING_YET = t("nothing_yet")
 
-# Installed once the page has loaded. Gradio's radio list has no name for screen readers
-# and gives each choice a group of its own; one name makes it one radio group ("2 of 5",
-# arrow keys). A choice opens its conversation as it is checked: with the arrow keys that
-# is each one passed on the way, so focus stays in the list then, while a click, or Enter
-# on a choice, goes on to the message box. On a phone the open sidebar covers the chat:
-# it starts closed there, and closes again once a conversation is chosen.
-SIDEBAR_JS = """() => {
-  const panel = document.getElementById("history");
-  if (!panel || window.mmchatSidebar) return;
-  const toggle = () => panel.querySelector(".toggle-button");
-  const narrow = () => window.matchMedia("(max-width: 767px)").matches;
-  const set = (element, name, value) => {
-    if (element && element.getAttribute(name) !== value) element.setAttribute(name, value);
-  };
-  const tidy = () => {
-    const list = document.getElementById("conversation-list");
-    const chinese = document.documentElement.lang.startsWith("zh");  // the page's language (mmchat/i18n.py)
-    set(list, "role", "radiogroup");
-    set(list, "aria-label", chinese ? "对话列表" : "Conversations");
-    list?.querySelectorAll("input[type=radio]").forEach((input) => set(input, "name", "mmchat-conversation"));
-    set(toggle(), "aria-label", chinese ? "对话侧栏" : "Conversations sidebar");
-    set(toggle(), "aria-expanded", String(panel.classList.contains("open")));
-  };
-  new MutationObserver(tidy).observe(panel, {childList: true, subtree: true, attributes: true,
-                                             attributeFilter: ["class", "name"]});
-  new MutationObserver(tidy).observe(document.documentElement, {attributes: true, attributeFilter: ["lang"]});
-  tidy();
-  const toChat = () => {
-    if (narrow() && panel.classList.contains("open")) toggle()?.click();
-    setTimeout(() => document.querySelector("#message textarea")?.focus(), 50);
-  };
-  const inList = (event) => event.target.closest && event.target.closest("#conversation-list");
-  document.addEventListener("keydown", (event) => {
-    if (!inList(event)) return;
-    if (event.key.startsWith("Arrow")) window.mmchatSidebar.byKeys = true;
-    if (event.key === "Enter") { event.preventDefault(); toChat(); }
-  }, true);
-  document.addEventListener("pointerdown", () => { window.mmchatSidebar.byKeys = false; }, true);
-  window.mmchatSidebar = {toChat, byKeys: false};
-  if (narrow() && panel.classList.contains("open")) toggle()?.click();
-}"""
-TO_CHAT_JS = """() => { window.mmchatSidebar?.toChat(); }"""
-AFTER_OPEN_JS = """() => { if (!window.mmchatSidebar?.byKeys) window.mmchatSidebar?.toChat(); }"""
-FOCUS_UNDO_JS = """() => { setTimeout(() => document.querySelector("#undo-delete")?.focus(), 100); }"""
+# The sidebar's behaviour is static/sidebar.js; these are its hooks.
+SETUP_JS = "() => window.mmchatSidebar.setup()"
+TO_CHAT_JS = "() => window.mmchatSidebar.toChat?.()"
+AFTER_OPEN_JS = "() => window.mmchatSidebar.afterOpen()"
+FOCUS_UNDO_JS = "() => window.mmchatSidebar.focusUndo()"
+SILENCE_JS = "() => window.mmchat.silence()"
+DOWNLOAD_JS = "() => window.mmchat.download('#export-file')"
 
 
 @dataclass
@@ -100,7 +65,8 @@ class SidebarParts:
     rename: gr.Button
     delete: gr.Button
     undo: gr.Button
-    export: gr.DownloadButton  # filled by the chat's turns (ui.ChatHandlers.export)
+    export: gr.Button  # pressable while the chat has turns (view.turn_view); writes the .zip when pressed
+    export_file: gr.DownloadButton  # hidden: the .zip just written, which the page's script downloads
     import_button: gr.UploadButton
     deleted: gr.State  # a Deleted while Undo can bring it back
     shown_title: gr.State  # the title last put in the title box, to tell what the user typed there
@@ -120,8 +86,11 @@ class SidebarHandlers:
     return what they say.
     """
 
-    def __init__(self, chat: ui.ChatHandlers) -> None:
+    def __init__(self, chat: ChatHandlers) -> None:
         self.chat = chat
+
+    def on_new_chat(self, session: ChatSession) -> tuple:
+        return self.chat.on_new_chat(session).outputs()
 
     # --- the list ---
 
@@ -166,17 +135,17 @@ class SidebarHandlers:
         _check_loaded(session)
         if not conversation_id or conversation_id == session.conversation.id:
             # Already open: nothing changes (and a running turn keeps writing into it).
-            return (*(SKIP for _ in self.chat._view(session)), *self.listing(session, query, listed=listed))
+            return (*TurnView.unchanged(), *self.listing(session, query, listed=listed))
         conversation = session.store.load(conversation_id, session.owner)
         if conversation is None:  # deleted meanwhile, in another tab
             message = say("gone", session.language)
             gr.Warning(message)
-            return (*self.chat._view(session, announcement=message), *self.listing(session, query))
+            return (*turn_view(session, announcement=message).outputs(), *self.listing(session, query))
         self._switch_to(session, conversation)
         title = self._title_of_open(session)
         # An update to the box would focus it (autofocus): only when it must change, so
         # that the focus stays in the list for a keyboard user going through it.
-        box = ui._cleared() if editing else SKIP
+        box = cleared_box() if editing else SKIP
         return (*self._opened(session, say("opened", session.language, title=title), box), *self.listing(session, query, listed=listed))
 
     def _switch_to(self, session: ChatSession, conversation: Conversation) -> None:
@@ -185,8 +154,8 @@ class SidebarHandlers:
             session.conversation = conversation
 
     def _opened(self, session: ChatSession, announcement: str, box=None):
-        return self.chat._view(session, box=ui._cleared() if box is None else box, announcement=announcement,
-                               export=self.chat.export(session), reviewed=None)
+        return turn_view(session, box=cleared_box() if box is None else box, announcement=announcement,
+                         export=bool(session.conversation.turns), reviewed=None).outputs()
 
     # --- rename ---
 
@@ -197,13 +166,13 @@ class SidebarHandlers:
         if not session.store.rename(session.conversation.id, title, session.owner):
             message = say("rename_first", session.language)
             gr.Warning(message)
-            return (message, next(ui._announcements), *self.listing(session, query))
+            return (message, next_announcement(), *self.listing(session, query))
         now = self._title_of_open(session)
         if (title or "").strip():
             message = say("renamed", session.language, title=now)
         else:
             message = say("title_back", session.language, title=now)
-        return (message, next(ui._announcements), *self.listing(session, query))
+        return (message, next_announcement(), *self.listing(session, query))
 
     # --- delete and undo ---
 
@@ -218,7 +187,7 @@ class SidebarHandlers:
             if summary is None:
                 message = say("nothing_to_delete", session.language)
                 gr.Warning(message)
-                return (*self.chat._view(session, announcement=message), *self.listing(session, query), SKIP, SKIP)
+                return (*turn_view(session, announcement=message).outputs(), *self.listing(session, query), SKIP, SKIP)
             session.cancel_scope.cancel()
             kept = Deleted(conversation.copy(), summary.title, summary.custom_title, summary.created,
                            summary.updated, time.monotonic())
@@ -229,8 +198,8 @@ class SidebarHandlers:
             session.conversation = Conversation()
         message = say("deleted", session.language, title=summary.title)
         undo = gr.update(visible=True, value=say("undo_title", session.language, title=summary.title))
-        view = self.chat._view(session, box=ui._cleared(), announcement=message, export=None, reviewed=None)
-        return (*view, *self.listing(session, query), kept, undo)
+        view = turn_view(session, box=cleared_box(), announcement=message, export=False, reviewed=None)
+        return (*view.outputs(), *self.listing(session, query), kept, undo)
 
     def on_undo(self, session: ChatSession | None, deleted: Deleted | None, query: str = ""):
         """Bring back the conversation just deleted, and open it. Returns the turn view,
@@ -238,13 +207,13 @@ class SidebarHandlers:
         _check_loaded(session)
         hidden = gr.update(visible=False)
         if deleted is None:
-            return (*self.chat._view(session), *self.listing(session, query), None, hidden)
+            return (*turn_view(session).outputs(), *self.listing(session, query), None, hidden)
         if time.monotonic() - deleted.at > session.store.media_grace:
             # Its photos and recordings are gone by now; text alone would be a damaged copy.
             minutes = round(session.store.media_grace / 60)
             message = say("too_late", session.language, minutes=minutes)
             gr.Warning(message)
-            return (*self.chat._view(session, announcement=message), *self.listing(session, query), None, hidden)
+            return (*turn_view(session, announcement=message).outputs(), *self.listing(session, query), None, hidden)
         conversation = deleted.conversation
         session.store.import_conversation(conversation, session.owner, created=deleted.created,
                                           updated=deleted.updated)
@@ -262,13 +231,13 @@ class SidebarHandlers:
         view and the listing."""
         _check_loaded(session)
         if not path:
-            return (*self.chat._view(session), *self.listing(session, query))
+            return (*turn_view(session).outputs(), *self.listing(session, query))
         try:
             conversation = transfer.import_file(path, session.store, session.owner)
         except UserFacingError as exc:
-            message = ui._plain(exc.message_in(session.language))
+            message = plain(exc.message_in(session.language))
             gr.Warning(message)
-            return (*self.chat._view(session, announcement=message), *self.listing(session, query))
+            return (*turn_view(session, announcement=message).outputs(), *self.listing(session, query))
         self._switch_to(session, conversation)
         title = self._title_of_open(session)
         return (*self._opened(session, say("imported", session.language, title=title)), *self.listing(session, query))
@@ -276,7 +245,7 @@ class SidebarHandlers:
 
 def _check_loaded(session: ChatSession | None) -> None:
     if session is None:  # an error rather than a warning: there is no view to return yet
-        raise gr.Error(ui.STILL_LOADING)
+        raise gr.Error(STILL_LOADING)
 
 
 def build_sidebar() -> SidebarParts:
@@ -295,15 +264,16 @@ def build_sidebar() -> SidebarParts:
             delete = gr.Button(t("delete"), variant="stop", size="sm",
                                elem_id="delete-conversation")
             undo = gr.Button(t("undo"), visible=False, size="sm", elem_id="undo-delete")
-            # Nothing to export until the chat has a turn (ui.ChatHandlers._view enables it).
-            export = gr.DownloadButton(t("export"), value=None, interactive=False, size="sm",
-                                       elem_id="export-conversation")
+            # Nothing to export until the chat has a turn (view.turn_view enables it).
+            export = gr.Button(t("export"), interactive=False, size="sm", elem_id="export-conversation")
+            export_file = gr.DownloadButton("Download the export", value=None, visible="hidden",
+                                            elem_id="export-file")
         import_button = gr.UploadButton(t("import"), file_types=[".zip", ".json"],
                                         file_count="single", size="sm", elem_id="import-conversation")
         deleted = gr.State(None)
         shown_title = gr.State("")
         listed = gr.State(None)
-    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, export, import_button,
+    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, export, export_file, import_button,
                         deleted, shown_title, listed)
 
 
@@ -317,15 +287,17 @@ def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, tu
     opened = [*turn_outputs, *listing]
 
     loaded.then(handlers.listing, inputs=list_inputs, outputs=listing, **quick)
-    loaded.then(None, js=SIDEBAR_JS)
+    loaded.then(None, js=SETUP_JS)
     announcement_number.change(handlers.listing, inputs=list_inputs, outputs=listing, **quick)
     parts.search.change(handlers.listing, inputs=list_inputs, outputs=listing, **quick)  # only the user changes it
 
-    parts.new_chat.click(handlers.chat.on_new_chat, inputs=[session_state], outputs=turn_outputs,
-                         js=ui.SILENCE_JS, **quick).then(None, js=TO_CHAT_JS)
+    parts.new_chat.click(handlers.on_new_chat, inputs=[session_state], outputs=turn_outputs,
+                         js=SILENCE_JS, **quick).then(None, js=TO_CHAT_JS)
+    parts.export.click(handlers.chat.on_export, inputs=[session_state], outputs=[parts.export_file], **quick).then(
+        None, js=DOWNLOAD_JS)
     # The speech stops in the page at once. A listener of its own: an event's `js` that returns
     # nothing would take the place of the event's inputs.
-    parts.conversations.input(None, js=ui.SILENCE_JS)
+    parts.conversations.input(None, js=SILENCE_JS)
     parts.conversations.input(handlers.on_open, inputs=[session_state, parts.conversations, parts.search,
                                                         parts.listed, editing],
                               outputs=opened, trigger_mode="always_last", **quick).then(None, js=AFTER_OPEN_JS)
@@ -334,11 +306,11 @@ def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, tu
     for trigger in (parts.rename.click, parts.title.submit):
         trigger(handlers.on_rename, inputs=[session_state, parts.title, parts.search], outputs=rename_outputs,
                 **quick)
-    parts.delete.click(None, js=ui.SILENCE_JS)
+    parts.delete.click(None, js=SILENCE_JS)
     parts.delete.click(handlers.on_delete, inputs=[session_state, parts.search],
                        outputs=[*opened, parts.deleted, parts.undo], **quick).then(None, js=FOCUS_UNDO_JS)
     parts.undo.click(handlers.on_undo, inputs=[session_state, parts.deleted, parts.search],
                      outputs=[*opened, parts.deleted, parts.undo], **quick).then(None, js=TO_CHAT_JS)
-    parts.import_button.upload(None, js=ui.SILENCE_JS)
+    parts.import_button.upload(None, js=SILENCE_JS)
     parts.import_button.upload(handlers.on_import, inputs=[session_state, parts.import_button, parts.search],
                                outputs=opened, **quick).then(None, js=TO_CHAT_JS)

@@ -43,7 +43,7 @@ from mmchat.turn.session import ChatSession
 from mmchat.store.sqlite_store import SQLiteStore
 from mmchat.stt import create_speech_to_text, weights
 from mmchat.turn import UserInput, submit
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: speech.py, test_api_support.py
 from speech import espeak  # noqa: E402

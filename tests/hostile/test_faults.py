@@ -250,7 +250,7 @@ def test_out_of_memory_on_a_huge_question_says_so_takes_it_back_and_the_model_an
 
 def test_out_of_memory_through_the_page_warns_puts_the_question_back_and_the_next_is_answered(
         config, shapes_engine, store, tmp_path, out_of_memory_on_huge_prompts):
-    from mmchat.web.page import ChatHandlers
+    from mmchat.web.chat import ChatHandlers
 
     handlers = ChatHandlers(_shapes_services(config, shapes_engine, store))
     session, *_ = handlers.on_load("")
@@ -499,7 +499,7 @@ def test_a_really_full_disk_loses_no_committed_turn_says_so_and_saves_once_there
 
 def test_the_page_says_when_the_disk_is_full_and_keeps_serving(config, shapes_engine, tmp_path):
     from mmchat.store import SQLiteStore
-    from mmchat.web.page import ChatHandlers
+    from mmchat.web.chat import ChatHandlers
 
     store = SQLiteStore(config.data_dir)
     disk = store._db = DiskFills(store._db)
@@ -644,7 +644,7 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
     from mmchat.engine.local import create_local_engine
     from mmchat.model_handle import ModelHandle
     from mmchat.turn import Services
-    from mmchat.web.page import ChatHandlers
+    from mmchat.web.chat import ChatHandlers
 
     folder = tmp_path / "bad-config"
     shutil.copytree(shapes_vlm_path(), folder)
@@ -659,7 +659,7 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
 
 def test_the_page_on_a_really_full_disk_says_so_and_keeps_serving(config, shapes_engine, tmp_path, small_disk):
     from mmchat.store import SQLiteStore
-    from mmchat.web.page import ChatHandlers
+    from mmchat.web.chat import ChatHandlers
 
     config = with_config(config, data_dir=small_disk / "data")
     store = SQLiteStore(config.data_dir)

@@ -441,7 +441,7 @@ def test_an_old_conversations_photo_that_cannot_be_decoded_is_refused_and_the_an
 def page(turn_services, store, monkeypatch):
     """The page's handlers on the turn layer above; what they show in toasts, in `toasts`."""
     import gradio as gr
-    from mmchat.web.page import ChatHandlers
+    from mmchat.web.chat import ChatHandlers
 
     turn_services.store = store
     handlers = ChatHandlers(turn_services)

@@ -31,7 +31,7 @@ from mmchat.model_handle import ModelHandle
 from mmchat.turn.rate_limit import TurnRateLimit
 from mmchat.turn.session import ChatSession
 from mmchat.turn import Services, UserInput, regenerate, submit
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 from test_api_support import LiveServer
 
 QUIET = (4, 0.0, False, "auto", 1.0)  # the page's settings: max tokens, temperature, speak, voice, rate

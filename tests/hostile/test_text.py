@@ -25,7 +25,7 @@ from mmchat.model_handle import ModelHandle
 from mmchat.turn.session import ChatSession
 from mmchat.store import SQLiteStore
 from mmchat.turn import Services, UserInput, submit
-from mmchat.web.page import ChatHandlers
+from mmchat.web.chat import ChatHandlers
 
 # Every supported family's markers (Qwen2/2.5/3-VL, Idefics3/SmolVLM, LLaVA/Mistral-like),
 # each typed by a user who hopes the model reads it as the real thing.
