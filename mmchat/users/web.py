@@ -20,6 +20,7 @@ import html
 import json
 import logging
 from http.cookies import SimpleCookie
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
@@ -36,7 +37,9 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 # The browser asks for these on the log-in page too, and for the manifest without cookies;
 # they say only the app's name and show its icon.
-_OPEN_PATHS = (LOGIN_PATH, LOGOUT_PATH, "/manifest.json", "/favicon.ico")
+STYLESHEET_PATH = "/login.css"
+STYLESHEET = Path(__file__).with_name("login.css")
+_OPEN_PATHS = (LOGIN_PATH, LOGOUT_PATH, STYLESHEET_PATH, "/manifest.json", "/favicon.ico")
 _FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 _UPLOAD_ROUTE = "/gradio_api/upload"
 _EVENTS_ROUTE = "/gradio_api/queue/data"  # the page's answers, as server-sent events
@@ -59,17 +62,7 @@ _PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} – mmchat</title>
-<style>
-  body {{ font-family: system-ui, sans-serif; max-width: 24rem; margin: 4rem auto; padding: 0 1rem;
-         line-height: 1.5; color: #1f2937; background: #fff; }}
-  label {{ display: block; margin-top: 1rem; font-weight: 600; }}
-  input {{ width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; border: 1px solid #6b7280;
-          border-radius: .25rem; }}
-  button {{ margin-top: 1.5rem; padding: .5rem 1.25rem; font-size: 1rem; border-radius: .25rem;
-           border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; cursor: pointer; }}
-  :focus-visible {{ outline: 3px solid #f59e0b; outline-offset: 2px; }}
-  .error {{ color: #b91c1c; font-weight: 600; }}
-</style>
+<link rel="stylesheet" href="{stylesheet}">
 </head>
 <body>
 <main>
@@ -94,13 +87,13 @@ def _login_page(next_path: str, name: str = "", error: str = "") -> str:
        {"autofocus" if name else ""}>
 <button type="submit">Log in</button>
 </form>"""
-    return _PAGE.format(title="Log in to mmchat", body=body)
+    return _PAGE.format(title="Log in to mmchat", body=body, stylesheet=STYLESHEET_PATH)
 
 
 def _logout_page() -> str:
     body = f"""<p>Log out of mmchat on this browser?</p>
 <form method="post" action="{LOGOUT_PATH}"><button type="submit" autofocus>Log out</button></form>"""
-    return _PAGE.format(title="Log out of mmchat", body=body)
+    return _PAGE.format(title="Log out of mmchat", body=body, stylesheet=STYLESHEET_PATH)
 
 
 def safe_next(value: str | None) -> str:
@@ -134,6 +127,10 @@ def login_router(accounts: Accounts) -> APIRouter:
         response.set_cookie(COOKIE, token, max_age=lifetime, path="/", httponly=True, samesite="lax",
                             secure=request.url.scheme == "https")
         return response
+
+    @router.get(STYLESHEET_PATH, include_in_schema=False)
+    async def stylesheet():
+        return Response(STYLESHEET.read_text(encoding="utf-8"), media_type="text/css")
 
     @router.get(LOGOUT_PATH, response_class=HTMLResponse, include_in_schema=False)
     async def logout_form():
