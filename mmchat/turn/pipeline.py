@@ -161,6 +161,26 @@ def _remove_turns(conversation: Conversation, *turns: Turn) -> None:
 
 
 # --- the answer ---
+@dataclasses.dataclass
+class _Written:
+    """What an answer has come to so far."""
+
+    pieces: list[str] = dataclasses.field(default_factory=list)
+    completion: Completion | None = None
+    ran_out: bool = False  # the engine's stream ended by itself
+    cut: bool = False  # words the engine wrote after a Stop were dropped
+
+    def status(self, token: CancelToken) -> str:
+        # The text is whole once the engine says so, even if Stop then cut the speech.
+        if self.completion is not None:
+            # Words the engine had written before it heard the Stop, and were dropped, make the
+            # kept answer a cut one even when the engine itself finished.
+            return "interrupted" if self.completion.finish_reason == "cancelled" or self.cut else "complete"
+        if self.ran_out and not token.cancelled:  # an engine that ends without a Completion
+            return "complete"
+        return "interrupted"
+
+
 def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token: CancelToken, services: Services,
             params: GenerationParams, speech: Speech | None, take_back: Callable[[], None],
             clock: StageClock) -> Iterator[TurnEvent]:
@@ -171,13 +191,11 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     as soon as it is complete, on its own thread, so the text never waits for speech.
     `clock` times the answer's stages, which are kept with the reply.
     """
-    pieces: list[str] = []
-    status, error, completion = "interrupted", None, None
+    written = _Written()
+    status, error = "interrupted", None
     refused: str | None = None
     refused_key: str | None = None  # the refusal's mmchat.i18n key, e.g. OUT_OF_MEMORY
     slot = None
-    ran_out = False  # the engine's stream ended by itself
-    cut = False  # words the engine wrote after a Stop were dropped
     question = conversation.turns[conversation.turns.index(reply) - 1]
     task = task_of(question)
     try:
@@ -195,38 +213,16 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 voice = yield from voice_for(speech, services)
                 slot = yield from services.admission.enter(token)
         if slot is not None:
-            with contextlib.closing(generate(engine, messages, params, token, voice)) as items:
-                for item in items:
-                    if isinstance(item, Completion):
-                        completion = item
-                    elif token.cancelled:  # Stop: the answer is what the user saw when pressing it;
-                        cut = cut or isinstance(item, str)  # the engine ends within a token, with its Completion
-                        continue
-                    elif isinstance(item, str):
-                        clock.mark("first_token")
-                        pieces.append(item)
-                        with session.lock:
-                            reply.parts = [TextPart("".join(pieces))]
-                        yield TextDelta(item)
-                    else:
-                        clock.mark("first_audio")
-                        yield item  # AudioChunk
-                else:
-                    ran_out = True
-        # The text is whole once the engine says so, even if Stop then cut the speech.
-        if completion is not None:
-            # Words the engine had written before it heard the Stop, and were dropped, make the
-            # kept answer a cut one even when the engine itself finished.
-            status = "interrupted" if completion.finish_reason == "cancelled" or cut else "complete"
-        elif ran_out and not token.cancelled:  # an engine that ends without a Completion
-            status = "complete"
+            yield from _stream_into(reply, generate(engine, messages, params, token, voice), session, token, clock,
+                                    written)
+        status = written.status(token)
     except Refused as exc:
         refused = str(exc)
     except GeneratorExit:  # the consumer went away (closed tab): end the work, keep what we have
         token.cancel()
         raise
     except Exception as exc:
-        if out_of_memory(exc) and not pieces:
+        if out_of_memory(exc) and not written.pieces:
             # Nothing was written: the question as it stands does not fit in the GPU. Taken
             # back like a question too long, so the next question's history does not carry
             # it into the same failure, and the page puts it back in the box to shorten.
@@ -243,7 +239,7 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 take_back()
             else:
                 clock.mark("done")
-                answer = "".join(pieces)
+                answer = "".join(written.pieces)
                 if task is not None and status == "complete":  # e.g. a brief description kept to one sentence
                     answer = task.finish(answer)
                 reply.parts = [TextPart(answer)]
@@ -255,7 +251,29 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     if refused is not None:
         yield InputRejected(refused, refused_key)
     else:
-        yield TurnDone(status, reply.text, error, completion, dict(clock.marks))
+        yield TurnDone(status, reply.text, error, written.completion, dict(clock.marks))
+
+
+def _stream_into(reply: Turn, items, session: ChatSession, token: CancelToken, clock: StageClock,
+                 written: _Written) -> Iterator[TurnEvent]:
+    """The engine's text into `reply` as it comes (and out as TextDeltas), its audio out as it is."""
+    with contextlib.closing(items):
+        for item in items:
+            if isinstance(item, Completion):
+                written.completion = item
+            elif token.cancelled:  # Stop: the answer is what the user saw when pressing it;
+                written.cut = written.cut or isinstance(item, str)  # the engine ends within a token
+                continue
+            elif isinstance(item, str):
+                clock.mark("first_token")
+                written.pieces.append(item)
+                with session.lock:
+                    reply.parts = [TextPart("".join(written.pieces))]
+                yield TextDelta(item)
+            else:
+                clock.mark("first_audio")
+                yield item  # AudioChunk
+        written.ran_out = True
 
 
 def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part]) -> list[Part]:
