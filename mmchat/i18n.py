@@ -2,11 +2,12 @@
 
 - Labels and static help are translated in the browser by Gradio's own i18n
   (mmchat/web/labels.py), which also translates Gradio's built-in words. The browser's
-  language picks the table; Settings → Language changes it in place (the page script's `mmchatLanguage` calls Gradio's exported `changeLocale`, and keeps
-  the choice in the browser and in a cookie the server reads).
+  language picks the table; Settings → Language changes it in place (the page script's
+  `mmchat.setLanguage` calls Gradio's exported `changeLocale`, and keeps the choice in
+  the browser and in a cookie the server reads).
 - Messages made on the server (the model's status, announcements, answer markers, the
   waiting line, describe mode's refusals) are made with `say(key, language)` in the
-  session's language; menus' entries too (mmchat/describe.py says why).
+  session's language; menus' entries too (mmchat/web/describe.py says why).
 
 Keys name the English text; a key missing from Chinese falls back to English (a test
 keeps the tables complete).
