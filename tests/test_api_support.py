@@ -22,9 +22,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, services, demo=None) -> None:
+    def __init__(self, services, demo=None, voice=None) -> None:
         self.services = services
-        self.app = build_app(services, demo)
+        self.app = build_app(services, demo, voice)
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", lifespan="on"))

@@ -31,7 +31,8 @@ def test_the_downloaded_zip_holds_every_photo_its_markdown_shows(services, photo
     for text, files in (("What is it?", [str(photos[0]), str(photos[1])]), ("And now?", [])):
         *_, last = handlers.on_submit(session, {"text": text, "files": files}, False, None,
                                       12, 0.0, False, "auto", 1.0, progress=None)
-    export = Path(last[3]["value"])  # the Export button's update
+    assert last.export["interactive"] is True  # the Export button, pressable
+    export = Path(handlers.on_export(session)["value"])  # pressed: the .zip it writes
     markdown = _unpack(export, tmp_path / "unpacked")
     text = markdown.read_text(encoding="utf-8")
     assert "What is it?" in text and "And now?" in text

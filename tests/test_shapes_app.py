@@ -102,15 +102,15 @@ def test_the_page_handlers_answer_about_the_uploaded_photo(config, shapes_engine
     photo = _photo(tmp_path, "p", "star", "purple")
     *_, last = handlers.on_submit(session, {"text": "What colour is the shape?", "files": [photo]}, False, None,
                                   8, 0.0, False, "auto", 1.0, progress=None)
-    chat, announcement = last[0], last[2]
+    chat, announcement = last.chat, last.announcement
     assert chat[-1] == {"role": "assistant", "content": "purple"}
     assert announcement == "purple"
     # A follow-up with no photo, and two photos in one message, through the same handlers.
     *_, last = handlers.on_submit(session, {"text": "What shape was it?", "files": []}, False, None,
                                   8, 0.0, False, "auto", 1.0, progress=None)
-    assert last[0][-1] == {"role": "assistant", "content": "star"}
+    assert last.chat[-1] == {"role": "assistant", "content": "star"}
     handlers.on_new_chat(session)
     circle = _photo(tmp_path, "c", "circle", "red")
     *_, last = handlers.on_submit(session, {"text": WHICH.format("star"), "files": [circle, photo]}, False, None,
                                   8, 0.0, False, "auto", 1.0, progress=None)
-    assert last[0][-1] == {"role": "assistant", "content": "the second"}
+    assert last.chat[-1] == {"role": "assistant", "content": "the second"}

@@ -79,7 +79,7 @@ def test_opening_a_conversation_continues_it_and_the_page_remembers_it(chat, sid
     assert saved_id == first == session.conversation.id
     assert chat_view == render(session.conversation) and chat_view[0]["content"] == ["Chat about cats"]
     assert announcement == "Opened “Chat about cats”." and box == gr.skip()  # a message being written stays
-    assert export["value"].endswith(".zip") and export["interactive"]
+    assert chat.on_export(session)["value"].endswith(".zip") and export["interactive"]  # Export writes its .zip
     conversations, title, shown, _ = view[-4:]
     assert conversations["value"] == first and title == shown == "Chat about cats"
 

@@ -78,7 +78,8 @@ def test_the_page_exports_what_import_takes_back(services, photos, tmp_path):
     for text, files in (("What colour is the shape?", [str(photos[0])]), ("And now?", [str(photos[1])])):
         *_, last = handlers.on_submit(session, {"text": text, "files": files}, False, None,
                                       12, 0.0, False, "auto", 1.0, progress=None)
-    export = Path(last[3]["value"])  # the Export button's update
+    assert last.export["interactive"] is True  # the Export button, pressable
+    export = Path(handlers.on_export(session)["value"])  # pressed: the .zip it writes
     with SQLiteStore(tmp_path / "other") as other:
         imported = import_file(export, other, "local")
         assert _comparable(imported) == _comparable(session.conversation)

@@ -44,15 +44,17 @@ def _ask(handlers, session, text, files=(), editing=False):
 def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, photos):
     session, *_ = handlers.on_load("")
     updates = list(_submit(handlers, session, {"text": "What is it?", "files": [str(photos[0])]}))
-    first_chat, first_box = updates[0][0], updates[0][1]
+    first_chat, first_box = updates[0].chat, updates[0].box
     # the question shows before any answer; its reply is there, empty, and not marked stopped
     assert [m["role"] for m in first_chat] == ["user", "assistant"] and first_chat[1]["content"] == ""
     assert first_box["value"] is None
-    assert updates[0][-1]["visible"] is True  # Stop while the answer is written
-    chat, _, announcement, export, editing, saved_id, *_, stop = updates[-1]
+    assert updates[0].stop["visible"] is True  # Stop while the answer is written
+    last = updates[-1]
+    chat, announcement, export, editing, saved_id, stop = (
+        last.chat, last.announcement, last.export, last.editing, last.conversation_id, last.stop)
     assert stop["visible"] is False  # ...and gone once it is done
     assert export["interactive"] is True
-    export = export["value"]
+    export = handlers.on_export(session)["value"]  # the .zip, written when Export is pressed
     assert [m["role"] for m in chat] == ["user", "assistant"]
     assert chat[0]["content"][0]["path"].endswith(".png")
     assert announcement == session.conversation.turns[-1].text  # announced once, whole
@@ -61,22 +63,25 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
     assert saved_id == session.conversation.id and editing is False
 
 
-def test_describe_choices_are_kept_per_person(handlers, services):
+def test_describe_choices_are_kept_per_person(services):
+    settings = SettingsHandlers(services)
     ann, bob = gr.Request(username="ann"), gr.Request(username="bob")
-    handlers.on_describe_choice("Read text", "Detailed", ann)
-    task, verbosity, _language = handlers.on_page_menus("auto", ann)
+    settings.on_describe_choice("Read text", "Detailed", ann)
+    task, verbosity, _language = settings.on_page_menus("auto", ann)
     assert (task["value"], verbosity["value"]) == ("Read text", "Detailed")
-    task, verbosity, _language = ChatHandlers(services).on_page_menus("auto", ann)  # after a restart too
+    task, verbosity, _language = SettingsHandlers(services).on_page_menus("auto", ann)  # after a restart too
     assert (task["value"], verbosity["value"]) == ("Read text", "Detailed")
-    task, verbosity, _language = handlers.on_page_menus("auto", bob)  # someone else: the defaults
+    task, verbosity, _language = settings.on_page_menus("auto", bob)  # someone else: the defaults
     assert (task["value"], verbosity["value"]) == ("Describe", "Brief")
 
 
 def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
     session, _chat, _id, export, _timings = handlers.on_load("")
-    assert export == {"__type__": "update", "value": None, "interactive": False}  # nothing to export
+    assert export == {"__type__": "update", "interactive": False}  # nothing to export
+    assert handlers.on_export(session) == gr.skip()  # and pressed, it writes no file
     message = {"text": "x" * 50_000, "files": []}
-    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
+    view = _last(_submit(handlers, session, message))
+    chat, box, announcement = view.chat, view.box, view.announcement
     assert chat == []
     assert box["value"] == message
     assert "50,000 characters" in announcement
@@ -85,9 +90,10 @@ def test_a_refused_message_stays_in_the_box_for_fixing(handlers):
 def test_a_refusal_is_said_in_the_pages_language(handlers):
     session, *_ = handlers.on_load("")
     session.language = "zh-CN"
-    chat, box, announcement, *_ = _last(_submit(handlers, session, {"text": "x" * 50_000, "files": []}))
+    view = _last(_submit(handlers, session, {"text": "x" * 50_000, "files": []}))
+    chat, announcement = view.chat, view.announcement
     assert chat == [] and announcement == "你的消息有 50,000 个字符，上限是 8,000。请缩短一些。"
-    *_, announcement_of_empty = _last(_submit(handlers, session, {"text": "  ", "files": []}))[:3]
+    announcement_of_empty = _last(_submit(handlers, session, {"text": "  ", "files": []})).announcement
     assert announcement_of_empty == "请输入或说出一个问题。"
 
 
@@ -114,10 +120,12 @@ def test_edit_button_then_submit_edits_the_last_question(handlers, photos):
 def test_regenerate_and_new_chat(handlers):
     session, *_ = handlers.on_load("")
     _ask(handlers, session, "Hi")
-    chat, _, announcement, *_ = _last(handlers.on_regenerate(session, *QUIET))
+    view = _last(handlers.on_regenerate(session, *QUIET))
+    chat, announcement = view.chat, view.announcement
     assert len(chat) == 2 and announcement == session.conversation.turns[-1].text
     old_id = session.conversation.id
-    chat, _, _, _, _, saved_id, *_ = handlers.on_new_chat(session)
+    view = handlers.on_new_chat(session)
+    chat, saved_id = view.chat, view.conversation_id
     assert chat == [] and session.conversation.turns == [] and saved_id != old_id
 
 
@@ -126,12 +134,13 @@ def test_the_same_words_twice_are_announced_twice(handlers):
     session, *_ = handlers.on_load("")
     first = _ask(handlers, session, "Hi")
     again = _last(handlers.on_regenerate(session, *QUIET))  # temperature 0: the same answer
-    assert first[2] == again[2] == session.conversation.turns[-1].text
-    assert isinstance(first[8], int) and isinstance(again[8], int) and first[8] != again[8]
+    assert first.announcement == again.announcement == session.conversation.turns[-1].text
+    assert isinstance(first.announcement_number, int) and isinstance(again.announcement_number, int) \
+        and first.announcement_number != again.announcement_number
 
 
-def test_model_status_reports_ready_with_the_models_name_not_its_path(handlers, services):
-    text, timer = handlers.model_status()
+def test_model_status_reports_ready_with_the_models_name_not_its_path(services):
+    text, timer = SettingsHandlers(services).model_status()
     path = services.engine.wait().name  # the fixture's folder
     assert text == f"Model: {Path(path).name} · ready" and path not in text
     assert model_title("Qwen/Qwen3-VL-4B-Instruct") == "Qwen/Qwen3-VL-4B-Instruct"  # a hub id stays whole
@@ -141,11 +150,12 @@ def test_model_status_reports_ready_with_the_models_name_not_its_path(handlers, 
 def test_an_answer_being_written_is_not_marked_stopped_until_stop(handlers):
     session, *_ = handlers.on_load("")
     updates = _submit(handlers, session, {"text": "Tell me a story", "files": []}, settings=(400, 0.0, False, "auto", 1.0))
-    streaming = [next(updates)[0] for _ in range(4)]  # the question, then the answer growing
+    streaming = [next(updates).chat for _ in range(4)]  # the question, then the answer growing
     assert all("(stopped)" not in str(chat[-1]["content"]) for chat in streaming)
     shown = streaming[-1][-1]["content"]
     handlers.on_stop(session)
-    chat, _, announcement = _last(updates)[:3]
+    view = _last(updates)
+    chat, announcement = view.chat, view.announcement
     # Nothing the model wrote after Stop is added; the answer says it was stopped.
     assert chat[-1]["content"] == shown + "\n\n*(stopped)*"
     assert announcement == "Stopped. " + shown
@@ -155,9 +165,9 @@ def _box_and_editing(updates):
     """What the message box shows and the edit flag after a handler's updates (as the page folds them)."""
     box, editing = {}, None
     for update in updates:
-        if isinstance(update[1], dict):
-            box.update({k: v for k, v in update[1].items() if k != "__type__"})
-        editing = update[4]
+        if isinstance(update.box, dict):
+            box.update({k: v for k, v in update.box.items() if k != "__type__"})
+        editing = update.editing
     return box, editing
 
 
@@ -180,7 +190,7 @@ def test_a_refused_edit_stays_in_edit_mode(handlers):
     updates = list(_submit(handlers, session, message, editing=True))
     box, editing = _box_and_editing(updates)
     assert box == {"value": message, "label": EDIT_LABEL} and editing is True
-    assert "empty" in updates[-1][2]
+    assert "empty" in updates[-1].announcement
     # still editing: the corrected words replace the last message rather than adding one
     _ask(handlers, session, "Fixed", editing=True)
     assert [t.text for t in session.conversation.turns if t.role == "user"] == ["Fixed"]
@@ -192,7 +202,8 @@ def test_a_second_recording_is_refused_not_dropped(config, qwen_engine, speech_t
     session, *_ = handlers.on_load("")
     first, second = (shutil.copy(DATA / "jfk.flac", tmp_path / name) for name in ("one.flac", "two.flac"))
     message = {"text": "", "files": [str(first), str(second)]}
-    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
+    view = _last(_submit(handlers, session, message))
+    chat, box, announcement = view.chat, view.box, view.announcement
     assert "One recording per message" in announcement and "2" in announcement
     assert chat == [] and session.conversation.turns == []  # nothing sent, nothing half-kept
     assert box["value"] == message  # both stay in the box, to remove one
@@ -221,7 +232,8 @@ def test_without_a_model_a_question_gets_one_plain_notice(config, monkeypatch):
     handlers = ChatHandlers(_unavailable(config, LOADER_MESSAGE))
     session, *_ = handlers.on_load("")
     message = {"text": "What colour is the shape?", "files": []}
-    chat, box, announcement, *_ = _last(_submit(handlers, session, message))
+    view = _last(_submit(handlers, session, message))
+    chat, box, announcement = view.chat, view.box, view.announcement
     assert len(toasts) == 1 and toasts[0][0] == "warning"
     assert "`" not in toasts[0][1] and "hf download X" in toasts[0][1]  # toasts show backticks as they are
     assert announcement == toasts[0][1]
@@ -229,7 +241,7 @@ def test_without_a_model_a_question_gets_one_plain_notice(config, monkeypatch):
 
 
 def test_without_a_model_the_page_says_how_to_try_the_test_model_and_that_works(config, tmp_path):
-    status, _ = ChatHandlers(_unavailable(config, LOADER_MESSAGE)).model_status()
+    status, _ = SettingsHandlers(_unavailable(config, LOADER_MESSAGE)).model_status()
     assert "Model unavailable" in status and "hf download X" in status
     command = re.search(r"`python app\.py (--model [^`]+)`", status)
     assert command, status
@@ -277,8 +289,8 @@ def test_an_answer_replaced_by_a_newer_question_does_not_mark_the_newer_answer_s
             break
     second = _submit(handlers, session, {"text": "Second question", "files": []})
     next(second)  # the second question and its (empty, unfinished) answer are in the conversation
-    chat = _last(first)[0]  # the first turn ends: stopped by the second
+    chat = _last(first).chat  # the first turn ends: stopped by the second
     assert chat[1]["content"].endswith("*(stopped)*")  # the first answer, kept and marked
     assert "(stopped)" not in chat[3]["content"]  # the second, being written
-    second_chat = _last(second)[0]
+    second_chat = _last(second).chat
     assert len(second_chat) == 4 and "(stopped)" not in second_chat[3]["content"]
