@@ -21,3 +21,13 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # The lock pins every package to the versions the suite passed with (scripts/refresh-lock.sh).
 .venv/bin/pip install -q -r requirements-dev.txt -c requirements.lock
+
+# ESLint for the page's scripts in mmchat/web/static/ (tests/test_structure.py), pinned by
+# package-lock.json; the machine's own Node.js and npm install it into node_modules/.
+if [ -f package-lock.json ]; then
+  if command -v npm >/dev/null; then
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  else
+    echo "npm not found: the ESLint test is skipped here (and fails under CI). Node.js 20.19 or newer brings it." >&2
+  fi
+fi
