@@ -77,7 +77,8 @@ from mmchat.engine.local import LocalEngine, create_local_engine  # noqa: E402
 from mmchat.events import InputRejected, TextDelta, TurnDone  # noqa: E402
 from mmchat.model_handle import ModelHandle  # noqa: E402
 from mmchat.server import build_app  # noqa: E402
-from mmchat.turn.session import ChatSession, ConversationStore  # noqa: E402
+from mmchat.store import MemoryStore  # noqa: E402
+from mmchat.turn.session import ChatSession  # noqa: E402
 from mmchat.turn import Services, UserInput, submit  # noqa: E402
 
 SHAPES_VLM = ROOT / "tests" / "fixtures" / "shapes-vlm"
@@ -186,8 +187,8 @@ def direct(engine: LocalEngine, photo: Path, config: Config, params: GenerationP
                  "".join(pieces))
 
 
-def through_turn(services: Services, photo: Path, store: Path, params: GenerationParams) -> Timed:
-    session = ChatSession(ConversationStore(store))  # a new one each time, as the API makes for a request
+def through_turn(services: Services, photo: Path, params: GenerationParams) -> Timed:
+    session = ChatSession(MemoryStore())  # a new one each time, as the API makes for a request
     started, first, done = time.perf_counter(), None, None
     for event in submit(session, UserInput(QUESTION, (str(photo),)), services, params):
         if isinstance(event, TextDelta):
@@ -258,7 +259,7 @@ def overhead(engine: LocalEngine, folder: Path, args) -> dict[str, list[Timed]]:
                     timed = direct(engine, photo, services.config, params)
                 elif way == "turn.submit":
                     photo.write_bytes(png)
-                    timed = through_turn(services, photo, folder / f"store{run}", params)
+                    timed = through_turn(services, photo, params)
                 else:
                     timed = through_api(client, url, body)
                 check(timed, args, "red")

@@ -41,7 +41,8 @@ from mmchat.config import Config  # noqa: E402
 from mmchat.engine import Completion, GenerationParams  # noqa: E402
 from mmchat.events import AudioChunk, TextDelta, TurnDone  # noqa: E402
 from mmchat.model_handle import ModelHandle  # noqa: E402
-from mmchat.turn.session import ChatSession, ConversationStore  # noqa: E402
+from mmchat.store.legacy import ConversationStore  # noqa: E402
+from mmchat.turn.session import ChatSession  # noqa: E402
 from mmchat.tts import TextToSpeech, create_text_to_speech  # noqa: E402
 from mmchat.turn import Services, Speech, UserInput, submit  # noqa: E402
 

@@ -49,7 +49,8 @@ from mmchat.engine import GenerationParams  # noqa: E402
 from mmchat.engine.local import create_local_engine  # noqa: E402
 from mmchat.events import AudioChunk, TurnDone  # noqa: E402
 from mmchat.model_handle import ModelHandle  # noqa: E402
-from mmchat.turn.session import ChatSession, ConversationStore  # noqa: E402
+from mmchat.store.legacy import ConversationStore  # noqa: E402
+from mmchat.turn.session import ChatSession  # noqa: E402
 from mmchat.stt import create_speech_to_text  # noqa: E402
 from mmchat.tts import create_text_to_speech  # noqa: E402
 from mmchat.turn import Services, Speech  # noqa: E402

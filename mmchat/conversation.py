@@ -29,7 +29,7 @@ class TextPart:
 
 @dataclass(frozen=True)
 class ImagePart:
-    path: str  # a file the session owns (copied from the upload)
+    path: str  # a file the session owns (copied from the upload), or a photo's memory:// URL (media.photos)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,10 @@ class Conversation:
             content: list[dict] = []
             for part in turn.parts:
                 if isinstance(part, ImagePart):
-                    url = _data_url(part.path) if inline_images else Path(part.path).resolve().as_uri()
+                    if "://" in part.path:  # a URL already (a photo held in memory: memory://)
+                        url = part.path
+                    else:
+                        url = _data_url(part.path) if inline_images else Path(part.path).resolve().as_uri()
                     content.append({"type": "image_url", "image_url": {"url": url}})
                 elif isinstance(part, TextPart) and part.text:
                     content.append({"type": "text", "text": part.text})

@@ -20,7 +20,8 @@ import pytest
 from conftest import make_services, with_config
 from mmchat.engine import Completion, GenerationParams
 from mmchat.events import TextDelta
-from mmchat.turn.session import ChatSession, ConversationStore
+from mmchat.store.legacy import ConversationStore
+from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, submit
 from test_api_support import LiveServer, alive, wait_until
 

@@ -14,7 +14,8 @@ from fixture_models import fixture_model_path
 from mmchat.cancel import CancelToken
 from mmchat.engine import GenerationParams
 from mmchat.history import fit_history
-from mmchat.media.images import PHOTOS, load_photo, open_for_model
+from mmchat.media.images import open_for_model
+from mmchat.media.photos import PHOTOS, load_photo
 
 
 def _user(text, *images):

@@ -33,7 +33,8 @@ from mmchat.presets import (
     Verbosity,
     preset_for_words, trim_brief, without_filler,
 )
-from mmchat.turn.session import ChatSession, ConversationStore
+from mmchat.store.legacy import ConversationStore
+from mmchat.turn.session import ChatSession
 from mmchat.turn import Services, UserInput, regenerate, submit
 from mmchat.voice.commands import Command, spoken_command
 

@@ -34,6 +34,7 @@ from mmchat.errors import ModelUnavailableError
 from mmchat.model_handle import ModelHandle
 from mmchat.turn import Services
 from mmchat.web.chat import ChatHandlers
+from mmchat.web.settings import SettingsHandlers
 from test_api_support import LiveServer, alive, free_port, wait_until
 
 MODEL = str(shapes_vlm_path())
@@ -120,7 +121,7 @@ def last(updates):
 
 
 def answer_of(update) -> str:
-    return update[0][-1]["content"]
+    return update.chat[-1]["content"]
 
 
 # --- a photo chat through the front's page ---
@@ -133,7 +134,7 @@ def test_a_photo_chat_through_a_remote_mmchat(back, tmp_path):
     session, *_ = handlers.on_load("")
     star = _photo(tmp_path, "star", "star", "purple")
     done = last(ask(handlers, session, "What colour is the shape?", [star]))
-    assert answer_of(done) == "purple" and done[2] == "purple"
+    assert answer_of(done) == "purple" and done.announcement == "purple"
     # A follow-up with no photo: only the first turn's photo, sent again, can answer it.
     assert answer_of(last(ask(handlers, session, "What shape was it?"))) == "star"
     assert [t.status for t in session.conversation.turns if t.role == "assistant"] == ["complete", "complete"]
@@ -229,7 +230,7 @@ def test_stop_ends_the_front_turn_and_the_back_generation(back, shapes_engine, t
         done = last(updates)
     finally:
         generation.eos_token_id = saved_eos
-    assert done[2].startswith("Stopped.")
+    assert done.announcement.startswith("Stopped.")
     assert session.conversation.turns[-1].status == "interrupted"
     # The back's generation ended because the front went away, long before LONG tokens.
     assert wait_until(lambda: len(back.recording.endings) > endings and back.services.admission.running == 0
@@ -312,7 +313,7 @@ def test_server_errors_become_clear_messages_and_the_front_recovers(scripted, tm
     ):
         scripted.reply = (status, said)
         done = last(ask(handlers, session, "Hi"))
-        assert expected in done[2] and url in done[2], done[2]
+        assert expected in done.announcement and url in done.announcement, done.announcement
         assert session.conversation.turns[-1].status == "error"
     scripted.reply = (200, "fine")
     done = last(ask(handlers, session, "Hi"))
@@ -328,14 +329,15 @@ def test_nothing_listening(tmp_path):
         lambda progress: create_remote_engine(config, progress, wait_for_server=0))))
     session, *_ = handlers.on_load("")
     done = last(ask(handlers, session, "Hi"))
-    assert done[2].startswith(f"Cannot reach the model server at {url} (connection refused): is it running?")
-    assert "--base-url" in done[2] and session.conversation.turns == []
-    assert "Model unavailable" in handlers.model_status()[0]
+    assert done.announcement.startswith(
+        f"Cannot reach the model server at {url} (connection refused): is it running?")
+    assert "--base-url" in done.announcement and session.conversation.turns == []
+    assert "Model unavailable" in SettingsHandlers(handlers.services).model_status()[0]
     # A server that was there at start-up and went away: the answer says so, the next one works again.
     handlers = front_with(config, RemoteEngine(url, "m", max_pixels=config.max_pixels))
     session, *_ = handlers.on_load("")
     done = last(ask(handlers, session, "Hi"))
-    assert done[2].startswith(f"Cannot reach the model server at {url} (connection refused)")
+    assert done.announcement.startswith(f"Cannot reach the model server at {url} (connection refused)")
     assert session.conversation.turns[-1].status == "error"
     assert handlers.services.admission.running == 0
 
@@ -367,8 +369,8 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         handlers = front_with(config, RemoteEngine(url, "m", max_pixels=config.max_pixels, timeout=0.5))
         session, *_ = handlers.on_load("")
         done = last(ask(handlers, session, "Hi"))
-        assert done[2].startswith(f"The model server at {url} sent nothing for 0.5 s."), done[2]
-        assert "--remote-timeout" in done[2]
+        assert done.announcement.startswith(f"The model server at {url} sent nothing for 0.5 s."), done.announcement
+        assert "--remote-timeout" in done.announcement
         # Stop while it is silent ends the turn at once, not at the time-out.
         handlers = front_with(config, RemoteEngine(url, "m", max_pixels=config.max_pixels, timeout=600))
         session, *_ = handlers.on_load("")
@@ -376,7 +378,7 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         next(updates)  # the question is shown; the answer waits for the server
         handlers.on_stop(session)
         done = last(updates)
-        assert done[2] == "Stopped. " and session.conversation.turns[-1].status == "interrupted"
+        assert done.announcement == "Stopped. " and session.conversation.turns[-1].status == "interrupted"
         assert wait_until(lambda: not alive((STREAM_THREAD,)), within=5)
     finally:
         silent.close()
@@ -406,7 +408,7 @@ def test_a_wrong_key_or_model_name_while_answering(guarded_back, tmp_path, confi
         handlers = front_with(front_config(tmp_path, url), engine)
         session, *_ = handlers.on_load("")
         done = last(ask(handlers, session, "Hi"))
-        assert expected in done[2], done[2]
+        assert expected in done.announcement, done.announcement
     right = front_with(front_config(tmp_path, url),
                        RemoteEngine(url, MODEL, max_pixels=config.max_pixels, api_key="back-key"))
     session, *_ = right.on_load("")

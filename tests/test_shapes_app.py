@@ -13,7 +13,8 @@ from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
-from mmchat.turn.session import ChatSession, ConversationStore
+from mmchat.store.legacy import ConversationStore
+from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, edit_last, regenerate, submit
 from mmchat.web.chat import ChatHandlers
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
-from mmchat.turn.session import ConversationStore
+from mmchat.store.legacy import ConversationStore
 from mmchat.store import LOCAL_OWNER, SCHEMA_VERSION, SQLiteStore, StoreError, import_json_folder
 from mmchat.store import schema
 

@@ -27,7 +27,7 @@ from gradio_client import Client, handle_file
 
 from fixture_models import draw_test_image, fixture_model_path, shapes_vlm_path
 from mmchat.conversation import Conversation, ImagePart, TextPart
-from mmchat.turn.session import ConversationStore
+from mmchat.store.legacy import ConversationStore
 from mmchat.store import DATABASE_NAME, SQLiteStore
 from test_api_support import free_port
 

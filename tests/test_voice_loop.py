@@ -19,9 +19,11 @@ from mmchat.config import Config
 from mmchat.engine import GenerationParams
 from mmchat.engine.local import create_local_engine
 from mmchat.events import AudioChunk, Notice, TurnDone
-from mmchat.turn.session import ChatSession, ConversationStore
+from mmchat.store.legacy import ConversationStore
+from mmchat.turn.session import ChatSession
 from mmchat.presets import DESCRIBE, Verbosity
 from mmchat.voice.loop import VoiceLoop
+from mmchat.web.view import SKIP
 from speech import speech_maker
 
 pytestmark = pytest.mark.skipif(
@@ -236,54 +238,63 @@ def test_its_own_voice_coming_back_is_no_question_and_no_barge_in(endless_voice,
         thread.join(10)
 
 
-def test_the_voice_socket_feeds_the_session_and_the_page_answers_with_its_timings(
+def test_the_voice_socket_feeds_the_session_and_answers_with_the_page_showing_its_timings(
         config, shapes_engine, speech_to_text, text_to_speech, say):
-    """The page's side of voice mode through the app's own routes: voice mode on gives a
-    token; the socket takes 20 ms PCM chunks and a JPEG frame and says when a question
-    ended; the page's answer event then answers it aloud, with its timings."""
-    import io
+    """The page's side of voice mode through the app's own routes, served for real: voice
+    mode on gives a token; the socket takes 20 ms PCM chunks and a JPEG frame, says when a
+    question ended and answers it aloud on the same socket; the page's chat shows the turn
+    from the same events (its voice view), with its timings."""
     import json
 
-    from PIL import Image
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocketDisconnect
-
-    from mmchat.server import build_app
-    from mmchat.web.page import ChatHandlers, build_ui
-    from mmchat.voice.websocket import AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
+    from mmchat.server import build_page
+    from mmchat.voice.websocket import ANSWER_AUDIO, AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
+    from mmchat.web.page import PageHandlers, build_ui
+    from test_api_support import LiveServer
+    from test_voice_socket import _jpeg
+    from ws_client import Closed, WebSocketClient
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
                                   speech_to_text, text_to_speech)
-    handlers = ChatHandlers(services)
-    demo = build_ui(services, handlers)
-    session, *_ = handlers.on_load("")
-    _, _, token, _ = handlers.on_voice_mode(session, True)
+    _, voices = build_page(services)
+    handlers = PageHandlers(services, voices)
+    demo = build_ui(services, handlers, voice=voices)
+    session, *_ = handlers.chat.on_load("")
+    _, _, token = handlers.voice.on_voice_mode(session, True, 8, 0.0, "auto", 1.0)
     assert token
-    jpeg = io.BytesIO()
-    Image.fromarray(_frame("yellow")).save(jpeg, format="JPEG")
+    views: list = []
+    viewing = threading.Thread(target=lambda: views.extend(handlers.voice.on_voice_views(session, token)),
+                               name="test-voice-views")
+    viewing.start()
     audio = (np.concatenate([_quiet(0.3), say(QUESTION), _quiet(1.2)]) * 32767).astype("<i2")
     step = MIC_RATE // 50
-    with TestClient(build_app(services, demo)) as client:
-        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/voice/not-a-token") as other:
-            other.receive_text()
+    with LiveServer(services, demo, voices) as server:
+        base = f"ws://127.0.0.1:{server.port}/voice/"
+        with pytest.raises(Closed) as refused, WebSocketClient(base + "not-a-token") as other:
+            other.receive(30)
         assert refused.value.code == UNKNOWN_TOKEN
-        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(f"/voice/{token}") as bad:
+        with pytest.raises(Closed) as refused, WebSocketClient(base + token) as bad:
             bad.send_text(json.dumps({"type": "hello", "sample_rate": 12}))  # no microphone records at 12 Hz
-            bad.receive_text()
+            bad.receive(30)
         assert refused.value.code == BAD_MESSAGE
-        with client.websocket_connect(f"/voice/{token}") as socket:
+        with WebSocketClient(base + token) as socket:
             socket.send_text(json.dumps({"type": "hello", "sample_rate": MIC_RATE}))
-            socket.send_bytes(bytes([FRAME]) + jpeg.getvalue())
+            socket.send_bytes(bytes([FRAME]) + _jpeg("yellow"))
             for start in range(0, len(audio), step):
                 socket.send_bytes(bytes([AUDIO]) + audio[start : start + step].tobytes())
             said = []
-            while not any(message["turn"] for message in said):
-                said.append(json.loads(socket.receive_text()))
-            states = [message["state"] for message in said]
-            assert states[:2] == ["listening", "hearing"] and states[-1] == "thinking"
-            views = list(handlers.on_voice_turn(session, 8, 0.0, "auto", 1.0))  # the page asks: answer it
-    chat, timings = views[-1][0], views[-1][9]  # the turn view's chat and timings (ChatHandlers._view)
+            while not (said and isinstance(said[-1], dict) and said[-1]["type"] == "done"):
+                message = socket.receive(60)
+                said.append(json.loads(message) if isinstance(message, str) else message)
+        handlers.voice.on_voice_mode(session, False)  # the chat's voice view ends with it
+        viewing.join(30)
+    assert not viewing.is_alive()
+    states = [message["state"] for message in said if isinstance(message, dict) and message["type"] == "state"]
+    assert states[:2] == ["listening", "hearing"] and states[-1] == "thinking"
+    assert [m["turn"] for m in said if isinstance(m, dict) and m["type"] == "heard"] == [1]
+    assert any(isinstance(m, bytes) and m[0] == ANSWER_AUDIO and len(m) > 9 for m in said), "the answer was spoken"
+    assert said[-1]["status"] == "complete" and said[-1]["text"] == "yellow"
+    chat, timings = views[-1].chat, views[-1].timings  # the turn view's chat and timings
     assert chat[-1] == {"role": "assistant", "content": "yellow"}
-    assert any(isinstance(view[7], tuple) for view in views), "the answer was spoken"
+    assert all(view.speech is SKIP for view in views)  # its audio is the socket's, not the page's player
     assert "first audio" in timings and "| 1 |" in timings
     handlers.on_close(session)

@@ -1,9 +1,8 @@
 """One chat completion as a turn: through `turn.submit`, the page's checks and its one admission line.
 
 Each request gets a ChatSession of its own, holding the conversation the client sent;
-nothing is saved. The chat API is stateless (a client sends the whole history every
-time), so saving each request would store one more copy of a growing conversation per
-question; the session's store is a folder that lives as long as the request does.
+nothing is saved and nothing written to disk: the session's store is a `MemoryStore`,
+and the request's photos are held in memory while the turn holds them (`ChatInput.photos`).
 """
 
 from __future__ import annotations
@@ -11,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Union
 
 from ..engine import Completion, GenerationParams
 from ..events import InputRejected, Queued, TextDelta, TurnDone
 from ..turn.rate_limit import TOO_FAST
-from ..turn.session import ChatSession, ConversationStore
+from ..store import MemoryStore
+from ..turn.session import ChatSession
 from ..turn import OUT_OF_MEMORY, Services, submit
 from .errors import ApiError
 from .messages import ChatInput
@@ -86,15 +85,15 @@ class ApiTurn:
     """A request's turn: `items()` runs it (blocking, for a thread of its own);
     `cancel()`, from any thread, ends it wherever it is (in line, generating)."""
 
-    def __init__(self, services: Services, chat: ChatInput, params: GenerationParams, stops: list[str],
-                 folder: Path) -> None:
+    def __init__(self, services: Services, chat: ChatInput, params: GenerationParams, stops: list[str]) -> None:
         config = services.config
         if chat.system_prompt is not None:
             config = dataclasses.replace(config, system_prompt=chat.system_prompt)
         # The shared model and the shared line; speech stays with its own endpoints.
         self.services = Services(config=config, engine=services.engine, admission=services.admission,
                                  turn_limit=services.turn_limit)  # and each sender's questions a minute
-        self.session = ChatSession(ConversationStore(folder / "store"), conversation=chat.history)
+        self.session = ChatSession(MemoryStore(), conversation=chat.history)
+        self.photos = chat.photos  # held while the turn runs: its parts name them by memory:// URLs
         self.question = chat.question
         self.params = params
         self.scanner = StopScanner(stops)

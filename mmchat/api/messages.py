@@ -16,13 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from ..config import Config
 from ..conversation import Conversation, ImagePart, Part, TextPart, Turn
 from ..errors import InputError
-from ..media.images import check_image
+from ..media.photos import Photo, read_photo
 from ..turn import UserInput, check_text, clean_text
 from .errors import ApiError
 from .fetch import allowed_hosts, fetch_image
@@ -36,17 +35,21 @@ class ChatInput:
     history: Conversation
     question: UserInput
     system_prompt: str | None  # None: the request has none, the server's own applies
+    # The request's photos, each read and decoded once: their parts name them by memory://
+    # URLs, which hold them only while something holds these.
+    photos: list[Photo] = field(default_factory=list)
 
 
-def read_messages(messages: list[Message], config: Config, folder: Path) -> ChatInput:
-    """Check and convert `messages`; their images are written into `folder`."""
+def read_messages(messages: list[Message], config: Config) -> ChatInput:
+    """Check and convert `messages`; their images are held in memory (`ChatInput.photos`)."""
+    photos: list[Photo] = []
     system: list[str] = []
     turns: list[tuple[str, list[Part], int]] = []  # role, parts, index of its first message
     for index, message in enumerate(messages):
         if message.role in ("system", "developer"):
             system.append(_plain_text(message, index))
             continue
-        parts = _parts(message, index, config, folder)
+        parts = _parts(message, index, config, photos)
         if turns and turns[-1][0] == message.role:  # two in a row read as one
             turns[-1][1].extend(parts)
         else:
@@ -62,7 +65,7 @@ def read_messages(messages: list[Message], config: Config, folder: Path) -> Chat
                             for role, parts, _ in earlier])
     question = UserInput(text="\n".join(p.text for p in last if isinstance(p, TextPart)),
                          images=tuple(p.path for p in last if isinstance(p, ImagePart)))
-    return ChatInput(history, question, "\n\n".join(system) if system else None)
+    return ChatInput(history, question, "\n\n".join(system) if system else None, photos)
 
 
 def _plain_text(message: Message, index: int) -> str:
@@ -85,7 +88,7 @@ def _clean(text: str, param: str) -> str:
         raise ApiError(400, exc.message, param=param, code="invalid_text") from None
 
 
-def _parts(message: Message, index: int, config: Config, folder: Path) -> list[Part]:
+def _parts(message: Message, index: int, config: Config, photos: list[Photo]) -> list[Part]:
     content = message.content
     if content is None or isinstance(content, str):
         return [TextPart(_clean(content or "", f"messages[{index}].content"))]
@@ -100,15 +103,16 @@ def _parts(message: Message, index: int, config: Config, folder: Path) -> list[P
         elif kind == "image_url":
             if message.role != "user":
                 raise ApiError(400, "Only the user's messages may hold images.", param=where)
-            parts.append(ImagePart(_save_image(item.get("image_url"), where, config, folder,
-                                               f"message{index + 1}-image{number + 1}")))
+            photo = _read_image(item.get("image_url"), where, config, f"message{index + 1}-image{number + 1}")
+            photos.append(photo)
+            parts.append(ImagePart(photo.url))
         else:
             raise ApiError(400, f"Unsupported content part type {kind!r}: this server reads 'text' and "
                                 "'image_url' parts.", param=f"{where}.type")
     return parts
 
 
-def _save_image(value, where: str, config: Config, folder: Path, name: str) -> str:
+def _read_image(value, where: str, config: Config, name: str) -> Photo:
     url, detail = (value, "auto") if isinstance(value, str) else (
         (value.get("url"), value.get("detail") or "auto") if isinstance(value, dict) else (None, "auto"))
     if not isinstance(url, str) or not url:
@@ -131,16 +135,13 @@ def _save_image(value, where: str, config: Config, folder: Path, name: str) -> s
     else:
         raise ApiError(400, "Images must be sent inline as data URLs (data:image/jpeg;base64,...); files on the "
                             "server are not read.", param=param, code="image_url_not_allowed")
-    folder.mkdir(parents=True, exist_ok=True)
     extension = (mimetypes.guess_extension(mime) if mime else None) or ".img"
-    path = folder / f"{name}{extension}"
-    path.write_bytes(data)
     try:
-        check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
+        return read_photo(data, name=f"{name}{extension}", max_pixels=config.max_image_pixels, max_bytes=max_bytes,
+                          model_pixels=config.max_pixels)
     except InputError as exc:
         status = 413 if exc.key == "photo_too_big" else 400
         raise ApiError(status, exc.message, param=param, code="invalid_image") from None
-    return str(path)
 
 
 def _inline(url: str, max_bytes: int, param: str) -> tuple[bytes, str]:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -67,17 +64,12 @@ def api_router(services: Services) -> APIRouter:
         model = _check_model(body.model, services)
         _check_engine(services)
         params = _params(body, services)
-        folder = Path(tempfile.mkdtemp(prefix="mmchat-api-"))  # the request's photos; gone when it ends
-        try:
-            chat = await run_in_threadpool(read_messages, body.messages, config, folder / "in")
-            asker = _sender(request, bool(keys))
-            chat = dataclasses.replace(chat, question=dataclasses.replace(chat.question, sender=asker))
-            turn = ApiTurn(services, chat, params, body.stops, folder)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        run = ThreadedIterator(turn.items, TURN_THREAD, on_cancel=turn.cancel,
-                               cleanup=lambda: shutil.rmtree(folder, ignore_errors=True)).start()
+        # The request's photos are held in memory as they came in: nothing is written to disk.
+        chat = await run_in_threadpool(read_messages, body.messages, config)
+        asker = _sender(request, bool(keys))
+        chat = dataclasses.replace(chat, question=dataclasses.replace(chat.question, sender=asker))
+        turn = ApiTurn(services, chat, params, body.stops)
+        run = ThreadedIterator(turn.items, TURN_THREAD, on_cancel=turn.cancel).start()
         reply = Reply(model, bool(body.stream_options and body.stream_options.include_usage))
         try:
             async with disconnect_watch(request.receive, run.cancel):

@@ -6,7 +6,7 @@ Stop, barge-in and a closed tab all free the GPU at once. With int4 weights the
 compiled decoder (`compiled_decode.py`) replaces generate(), on its own thread, with
 the same streamer and the same one-token stop.
 
-Each photo is decoded and processed once (`images.load_photo`, `vision.py`), a prompt
+Each photo is decoded and processed once (`media.photos`, `vision.py`), a prompt
 counted for the token budget is not prepared again to be answered, and a follow-up
 continues from the KV cache of the turns before it (`prefix_cache.py`).
 """
@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Iterator, Union
 
 import torch
@@ -26,7 +25,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, T
 
 from ..cancel import CancelToken
 from ..config import Config
-from ..media.images import PHOTOS, load_photo, local_photo_path, photo_identity
+from ..media.photos import PHOTOS, model_image, url_identity
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
@@ -126,7 +125,7 @@ class LocalEngine:
                     items.append({"type": "text", "text": item["text"]})
                 elif item["type"] == "image_url":
                     url = item["image_url"]["url"]
-                    items.append({"type": "image", "image": load_photo(_local_path(url), self.max_pixels)})
+                    items.append({"type": "image", "image": model_image(url, self.max_pixels)})
                 else:
                     raise ValueError(f"the local engine cannot read {item['type']!r} content")
             converted.append({"role": message["role"], "content": items})
@@ -135,11 +134,11 @@ class LocalEngine:
     def prepare(self, messages: list[dict]) -> Prompt:
         """`messages` as the model reads them (on the CPU), prepared once: the prompt just
         counted for the token budget is the one then answered."""
-        images = [_local_path(item["image_url"]["url"]) for message in messages
+        images = [item["image_url"]["url"] for message in messages
                   if not isinstance(message["content"], str)
                   for item in message["content"] if item.get("type") == "image_url"]
         # The photos' identities are in the key: a photo stored again under the same name is another photo.
-        fingerprint = json.dumps([messages, [photo_identity(path, self.max_pixels) for path in images]],
+        fingerprint = json.dumps([messages, [url_identity(url, self.max_pixels) for url in images]],
                                  sort_keys=True, default=str)
         with self._prepared_lock:
             prompt = self._prepared.get(fingerprint)
@@ -327,13 +326,6 @@ def _end_of_turn_ids(model) -> set[int]:
     if ids is None:
         return set()
     return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
-
-
-def _local_path(url: str) -> Path:
-    path = local_photo_path(url)
-    if path is None:
-        raise ValueError("the local engine reads photos from files on this machine")
-    return path
 
 
 def create_local_engine(config: Config, progress: Progress = lambda message, fraction: None) -> LocalEngine:

@@ -23,12 +23,10 @@ from collections import OrderedDict
 from typing import Iterator, Union
 
 import httpx
-from PIL import Image
-
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
-from ..media.images import local_photo_path, open_for_model, photo_identity
+from ..media.photos import MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
 from . import Completion, GenerationParams
 from .markers import ANY_FAMILY_MARKUP, defuse_content
 
@@ -104,6 +102,7 @@ class RemoteEngine:
         self._data_urls: OrderedDict[tuple, str] = OrderedDict()
         self._image_tokens: dict[tuple, int] = {}
         self._lock = threading.Lock()
+        self.encoded = 0  # photos encoded as data URLs (for tests)
 
     # --- the server ---
     def list_models(self) -> list[str]:
@@ -142,22 +141,18 @@ class RemoteEngine:
         return total
 
     def _image_token_estimate(self, url: str) -> int:
-        path = local_photo_path(url)
-        if path is None:  # a data: or web URL passed on as is: assume the whole budget
-            pixels = self.max_pixels
-        else:
-            identity = photo_identity(path, self.max_pixels)
-            known = self._image_tokens.get(identity)
-            if known is not None:
-                return known
-            with Image.open(path) as image:  # the header only: nothing is decoded
-                width, height = image.size
-            pixels = min(width * height, self.max_pixels)
-        tokens = math.ceil(pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
-        if path is not None:
-            if len(self._image_tokens) >= IMAGE_ESTIMATES_KEPT:  # a few ints each; only a long-running server fills it
-                self._image_tokens.clear()
-            self._image_tokens[identity] = tokens
+        if not _ours(url):  # a data: or web URL passed on as is: assume the whole budget
+            return math.ceil(self.max_pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
+        identity = url_identity(url, self.max_pixels)
+        known = self._image_tokens.get(identity)
+        if known is not None:
+            return known
+        # The photo's size as sent, from its decoded copy: decoded once for the answer anyway.
+        width, height = model_image(url, self.max_pixels).info[SIZE_KEY]
+        tokens = math.ceil(min(width * height, self.max_pixels) / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
+        if len(self._image_tokens) >= IMAGE_ESTIMATES_KEPT:  # a few ints each; only a long-running server fills it
+            self._image_tokens.clear()
+        self._image_tokens[identity] = tokens
         return tokens
 
     def outgoing(self, messages: list[dict]) -> list[dict]:
@@ -174,10 +169,12 @@ class RemoteEngine:
         return converted
 
     def _data_url(self, url: str) -> str:
-        path = local_photo_path(url)
-        if path is None:
+        """A photo of the conversation as a data URL, encoded once per photo (by identity):
+        every turn sends the whole history again, and base64 of every earlier photo each
+        time made a long photo chat slower with each turn."""
+        if not _ours(url):
             return url
-        identity = photo_identity(path, self.max_pixels)
+        identity = url_identity(url, self.max_pixels)
         with self._lock:
             known = self._data_urls.get(identity)
             if known is not None:
@@ -185,10 +182,12 @@ class RemoteEngine:
                 return known
         # JPEG: a fitted photo is a few hundred kB, where PNG of the same pixels is megabytes.
         buffer = io.BytesIO()
-        open_for_model(path, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        model_image(url, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
         encoded = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
         with self._lock:
-            self._data_urls[identity] = encoded
+            self.encoded += 1
+            encoded = self._data_urls.setdefault(identity, encoded)
+            self._data_urls.move_to_end(identity)
             while len(self._data_urls) > DATA_URLS_KEPT:
                 self._data_urls.popitem(last=False)
         return encoded
@@ -394,6 +393,12 @@ def _refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _ours(url: str) -> bool:
+    """Whether `url` names a photo of this machine (a file, or one held in memory), which
+    leaves as a data URL; data: and web URLs are passed on as they are."""
+    return url.startswith(MEMORY_URL) or local_photo_path(url) is not None
 
 
 def _server_message(response: httpx.Response) -> str:

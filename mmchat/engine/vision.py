@@ -3,7 +3,7 @@
 A processor turns all the photos of a prompt into one batch of pixel tensors on every
 call, and every turn sends the whole history again. `CachingImageProcessor` stands in
 for the processor's image processor: it runs the real one on each photo alone, once
-(keyed by the identity `mmchat.media.images.load_photo` tags it with), and gives the processor
+(keyed by the identity `mmchat.media.photos` tags it with), and gives the processor
 only what it needs to write the placeholder tokens. The family's `VisionLayout` then
 assembles the pixel tensors the model reads, for all the photos of a prompt or only for
 those after a cached prefix (`prefix_cache.py`), and says where each photo's
@@ -23,7 +23,7 @@ from typing import Protocol
 import torch
 from transformers import BatchFeature
 
-from ..media.images import IDENTITY_KEY
+from ..media.photos import IDENTITY_KEY
 
 # Processed pixels kept for the photos of the conversations in progress. A 448x448
 # photo is 3 MB of float32 patches for Qwen3-VL, one at the default pixel budget 12 MB.
@@ -34,7 +34,7 @@ FEATURE_CACHE_BYTES = 512 * 1024 * 1024
 class Photo:
     """One photo as the image processor made it, alone."""
 
-    identity: tuple | None  # mmchat.media.images.photo_identity; None: not a stored photo (never cached)
+    identity: tuple | None  # mmchat.media.photos.photo_identity; None: not a stored photo (never cached)
     tensors: dict  # the image processor's output for this photo by itself
     tokens: int  # placeholder tokens it takes in the prompt
     nbytes: int

@@ -4,9 +4,9 @@ Every way a file can fail to be a usable photo ends in an `InputError` whose mes
 says what is wrong and what to send instead: not an image (an SVG or a web page renamed
 to .png), a format that is not accepted, damaged or cut short, too many pixels (a
 decompression bomb is refused as too large, from its header, before anything is
-decoded), or too long and thin for the model. `check_image` refuses most of them when
-the photo arrives; `open_for_model` turns what is left (a file that opens but fails to
-decode) into the same kind of refusal instead of an exception in the middle of a turn.
+decoded), or too long and thin for the model. `decode` refuses them when the photo
+arrives; for a photo stored before the checks existed, `open_for_model` turns what is
+wrong into the same kind of refusal instead of an exception in the middle of a turn.
 
 Photos of every accepted kind reach the model as upright 8-bit RGB: EXIF orientation
 applied, CMYK and 16-bit converted, transparency laid on white (as a browser shows it
@@ -16,23 +16,18 @@ on a white page). An animated image or a multi-page file is used by its first fr
 HEIC/HEIF (what iPhones save) opens through pillow-heif, registered with Pillow on first
 use; without it, a HEIC photo is refused with a message that says so.
 
-A photo is decoded and fitted once (`load_photo`) and kept in a small LRU: every turn
-of a conversation sends its whole history again, and decoding every earlier photo each
-time made a long photo chat slower with each turn. Photos are told apart by their
-bytes, so the same photo sent again in another file (as API clients resend a
-conversation's photos with every request) is still the same photo.
+A photo is read and decoded once on its way in (`decode`, through `photos.read_photo`),
+which checks it and makes the model's copy in the same pass; `photos.py` keeps that
+copy for the turns that send it again.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import logging
 import math
-import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -52,17 +47,6 @@ ACCEPTED_FORMATS = {
 # its short side (transformers' smart_resize raises); such a picture is refused here,
 # with a message, before it reaches the model.
 MAX_ASPECT_RATIO = 200
-# Decoded photos kept for the conversations in progress: at the default pixel budget
-# (0.8 MP, 2.4 MB as RGB) 64 photos hold about 150 MB.
-PHOTO_CACHE_ITEMS = 64
-# Where a decoded photo carries its identity (`photo_identity`), for caches further on
-# (the engine's processed pixels) that must tell two photos of the same size apart.
-IDENTITY_KEY = "mmchat.photo"
-
-PhotoIdentity = tuple  # (digest of the file's bytes, pixel budget)
-# Files whose digest is remembered, by (path, mtime, size): stored files are never
-# rewritten in place, so a page conversation's photos are read and hashed once.
-DIGESTS_KEPT = 1024
 # Beginnings of the accepted formats, to tell a damaged photo from a file of another kind.
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 # The brands of an ISO media file (its "ftyp" box) that mean a HEIC/HEIF picture.
@@ -88,44 +72,104 @@ def check_image(path: str | Path, *, max_pixels: int, max_bytes: int) -> tuple[i
     """Refuse a file that is not a readable photo within the limits; return its size.
 
     The pixel count is read from the header before anything is decoded, so a
-    decompression bomb is refused without allocating its pixels.
+    decompression bomb is refused without allocating its pixels. (`photos.read_photo`
+    does the same checks and keeps what it decoded; this is the check alone.)
     """
     path = Path(path)
+    size, _, _ = decode(read_upload(path, max_bytes), path.name, max_pixels=max_pixels, model_pixels=None)
+    return size
+
+
+def read_upload(path: Path, max_bytes: int) -> bytes:
+    """The bytes of an upload, or the refusal of one that is missing, empty or too big
+    (told from its size before anything is read)."""
     name = path.name
+    unreadable = InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
+                            name=name)
     try:
         size = path.stat().st_size
     except OSError:
-        raise InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
-                         name=name) from None
+        raise unreadable from None
+    check_size(name, size, max_bytes)
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise unreadable from None
+
+
+def check_size(name: str, size: int, max_bytes: int) -> None:
+    """InputError for a photo of `size` bytes that is empty or over `max_bytes`."""
     if size == 0:
         raise InputError(f"The photo {name} is empty (0 bytes). Please send it again.", "photo_empty", name=name)
     if size > max_bytes:
         megabytes, limit = f"{size / 1e6:.1f}", f"{max_bytes / 1e6:.0f}"
         raise InputError(f"The photo {name} is {megabytes} MB; the limit is {limit} MB.", "photo_too_big",
                          name=name, megabytes=megabytes, limit=limit)
+
+
+def decode(data: bytes, name: str, *, max_pixels: int | None,
+           model_pixels: int | None) -> tuple[tuple[int, int], str | None, Image.Image | None]:
+    """The one decode of a photo's bytes: (its size as sent, the notice about how it is used,
+    the model's copy). Raises InputError, with a message for the user, for whatever is wrong.
+
+    `max_pixels`: the checks of an upload (accepted format, pixels counted from the header
+    before anything is decoded); None for a photo stored before they existed, held only to
+    what the model can read. `model_pixels`: the budget of the model's copy (upright 8-bit
+    RGB, fitted); None to check that the photo decodes, without a copy.
+    """
+    checked = max_pixels is not None
     _register_heif()
     try:
-        image = Image.open(path)
+        image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: too large, not damaged
         raise _too_many_pixels(name, None, max_pixels) from None
     except Exception as exc:  # Pillow's format plugins raise many kinds of error on hostile bytes
         log.info("%s could not be opened: %r", name, exc)
-        raise _not_readable(path) from None
+        raise _not_readable(name, data[:1024]) from None
     with image:
         width, height = image.size
-        kind = image.format
-        if kind not in ACCEPTED_FORMATS:
-            raise InputError(f"{name} is in the {kind} format, which is not accepted; please send a photo in "
-                             f"{accepted_formats()} format.", "photo_format", name=name, kind=kind, **_formats())
-        if width * height > max_pixels:
-            raise _too_many_pixels(name, (width, height), max_pixels)
+        if checked:
+            if image.format not in ACCEPTED_FORMATS:
+                raise InputError(f"{name} is in the {image.format} format, which is not accepted; please send a "
+                                 f"photo in {accepted_formats()} format.", "photo_format", name=name,
+                                 kind=image.format, **_formats())
+            if width * height > max_pixels:
+                raise _too_many_pixels(name, (width, height), max_pixels)
         _check_aspect_ratio(name, width, height)
+        notice = _notice(image, name) if checked else None
+        if model_pixels is not None and image.format == "JPEG" and width * height > model_pixels:
+            # Let the JPEG decoder skip detail we would throw away: decoding a 12 MP photo
+            # at 1/2 or 1/4 scale is several times faster (bench/photo_prep.py).
+            scale = math.sqrt(model_pixels / (width * height))
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         try:
-            image.load()  # a truncated or corrupt file fails here, not later inside the model
+            image.load()  # a truncated or corrupt file fails here; an animation: its first frame
         except Exception as exc:  # as above: whatever a plugin raises, the file can't be decoded
             log.info("%s could not be decoded: %r", name, exc)
-            raise _damaged(name) from None
-    return width, height
+            raise (_damaged(name) if checked else _not_readable(name, data[:1024])) from None
+        if model_pixels is None:
+            return (width, height), notice, None
+        try:
+            copy = _as_rgb(_upright(image))
+        except Exception as exc:  # whatever a format plugin raises: the photo can't be used
+            log.warning("decoding the photo %s failed: %r", name, exc)
+            raise _not_readable(name, data[:1024]) from None
+    return (width, height), notice, fit_pixel_budget(copy, model_pixels)
+
+
+def _notice(image: Image.Image, name: str) -> str | None:
+    """What the user should be told about how an opened photo is used (see photo_notice)."""
+    notice = None
+    if image.format == "MPO":  # a camera's second view of the same photo: nothing to say
+        return None
+    if image.format in ("TIFF", "HEIF") and getattr(image, "n_frames", 1) > 1:
+        what = "pages" if image.format == "TIFF" else "pictures"
+        notice = f"{name} holds {image.n_frames} {what}; only the first is used."
+    elif getattr(image, "is_animated", False):
+        notice = f"{name} is animated; only its first frame is used (the model looks at still photos)."
+    if notice:
+        log.info("%s", notice)
+    return notice
 
 
 def photo_notice(path: str | Path) -> str | None:
@@ -135,55 +179,39 @@ def photo_notice(path: str | Path) -> str | None:
     The page shows it beside the answer; the API has no place for it in a chat
     completion, so it is logged there and the first frame is used all the same.
     """
-    name = Path(path).name
     _register_heif()
-    notice = None
     try:
         with Image.open(path) as image:
-            if image.format == "MPO":  # a camera's second view of the same photo: nothing to say
-                return None
-            if image.format in ("TIFF", "HEIF") and getattr(image, "n_frames", 1) > 1:
-                what = "pages" if image.format == "TIFF" else "pictures"
-                notice = f"{name} holds {image.n_frames} {what}; only the first is used."
-            elif getattr(image, "is_animated", False):
-                notice = f"{name} is animated; only its first frame is used (the model looks at still photos)."
+            return _notice(image, Path(path).name)
     except Exception:  # not readable: check_image refuses it with the reason
         return None
-    if notice:
-        log.info("%s", notice)
-    return notice
 
 
-def open_for_model(path: str | Path, max_pixels: int) -> Image.Image:
+def open_for_model(source: str | Path | bytes, max_pixels: int, name: str | None = None) -> Image.Image:
     """Decode a stored photo as 8-bit RGB, upright, and within `max_pixels` (aspect kept).
 
     Raises InputError, with a message for the user, for a photo that can't be decoded:
     one that passed `check_image` yet fails further in, or one stored before a check existed.
     """
-    _register_heif()
-    name = Path(path).name
+    if isinstance(source, bytes):
+        data, name = source, name or "photo"
+    else:
+        name = name or Path(source).name
+        data = read_stored(source, name)
+    _, _, image = decode(data, name, max_pixels=None, model_pixels=max_pixels)
+    return image
+
+
+def read_stored(path: str | Path, name: str) -> bytes:
+    """The bytes of a photo kept on the server, or why they can't be had."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            _check_aspect_ratio(name, width, height)
-            if image.format == "JPEG" and width * height > max_pixels:
-                # Let the JPEG decoder skip detail we would throw away: decoding a 12 MP photo
-                # at 1/2 or 1/4 scale is several times faster (bench/photo_prep.py).
-                scale = math.sqrt(max_pixels / (width * height))
-                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            image.load()  # the first frame of an animation (photo_notice says so)
-            image = _as_rgb(_upright(image))
-    except InputError:
-        raise
-    except Image.DecompressionBombError:  # only a photo stored before check_image refused such
-        raise _too_many_pixels(name, None, None) from None
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(f"The photo {name} is no longer on the server; please send it again.", "photo_gone",
                          name=name) from None
-    except Exception as exc:  # whatever a format plugin raises: the photo can't be used
-        log.warning("decoding the photo %s failed: %r", path, exc)
-        raise _not_readable(Path(path)) from None
-    return fit_pixel_budget(image, max_pixels)
+    except OSError:
+        raise InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
+                         name=name) from None
 
 
 def fit_pixel_budget(image: Image.Image, max_pixels: int) -> Image.Image:
@@ -269,15 +297,8 @@ def _damaged(name: str) -> InputError:
                       "read. Please send it again, or another copy of it.", "photo_damaged", name=name)
 
 
-def _not_readable(path: Path) -> InputError:
-    """Why a file that Pillow can't open is not a photo, as far as its first bytes tell."""
-    name = path.name
-    try:
-        with open(path, "rb") as file:
-            head = file.read(1024)
-    except OSError:
-        return InputError(f"The photo {name} could not be read. Please send it again.", "photo_unreadable",
-                          name=name)
+def _not_readable(name: str, head: bytes) -> InputError:
+    """Why bytes that Pillow can't open are not a photo, as far as their first bytes tell."""
     if head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return _damaged(name)
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
@@ -319,78 +340,3 @@ def _register_heif() -> bool:
                 register_heif_opener(thumbnails=False)
                 _heif_available = True
     return _heif_available
-
-
-def local_photo_path(url: str) -> Path | None:
-    """The file a photo URL of a conversation names on this machine (a file:// URL or a
-    plain path); None for data: and web URLs."""
-    if url.startswith("file://"):
-        return Path(unquote(urlparse(url).path))
-    if "://" in url or url.startswith("data:"):
-        return None
-    return Path(url)
-
-
-def photo_identity(path: str | Path, max_pixels: int) -> PhotoIdentity:
-    """What tells a photo apart from every other: a digest of its bytes, and the pixel
-    budget it is fitted to."""
-    resolved = os.path.realpath(path)
-    stat = os.stat(resolved)
-    file = (resolved, stat.st_mtime_ns, stat.st_size)
-    with _digests_lock:
-        digest = _digests.get(file)
-        if digest is not None:
-            _digests.move_to_end(file)
-    if digest is None:
-        digest = hashlib.blake2b(Path(resolved).read_bytes(), digest_size=16).hexdigest()
-        with _digests_lock:
-            _digests[file] = digest
-            while len(_digests) > DIGESTS_KEPT:
-                _digests.popitem(last=False)
-    return (digest, max_pixels)
-
-
-_digests: OrderedDict[tuple, str] = OrderedDict()
-_digests_lock = threading.Lock()
-
-
-class _PhotoCache:
-    def __init__(self, items: int) -> None:
-        self.items = items
-        self._photos: OrderedDict[PhotoIdentity, Image.Image] = OrderedDict()
-        self._lock = threading.Lock()
-        self.decoded = 0  # how many times a file was actually decoded (for tests)
-
-    def get(self, identity: PhotoIdentity, path: str | Path) -> Image.Image:
-        """The decoded photo of `identity`, decoded from `path` (a file with those bytes) if not kept."""
-        with self._lock:
-            image = self._photos.get(identity)
-            if image is not None:
-                self._photos.move_to_end(identity)
-                return image
-        # Decoded outside the lock: another session's photo need not wait for this one.
-        image = open_for_model(path, identity[1])
-        image.info[IDENTITY_KEY] = identity
-        with self._lock:
-            self.decoded += 1
-            image = self._photos.setdefault(identity, image)
-            self._photos.move_to_end(identity)
-            while len(self._photos) > self.items:
-                self._photos.popitem(last=False)
-        return image
-
-    def clear(self) -> None:
-        with self._lock:
-            self._photos.clear()
-
-
-PHOTOS = _PhotoCache(PHOTO_CACHE_ITEMS)
-
-
-def load_photo(path: str | Path, max_pixels: int) -> Image.Image:
-    """`open_for_model`, decoded once per photo (by its bytes) and pixel budget.
-
-    The same Image object comes back for the same photo, tagged with its identity in
-    `image.info[IDENTITY_KEY]`; it is shared, so callers must not modify it.
-    """
-    return PHOTOS.get(photo_identity(path, max_pixels), path)

@@ -11,11 +11,12 @@ configuration, revision files and runtime dependency.
 """
 
 from .legacy import ImportReport, import_json_folder
+from .memory import MemoryStore
 from .schema import LATEST as SCHEMA_VERSION
 from .schema import LOCAL_OWNER, StoreError
 from .sqlite_store import DATABASE_NAME, MEDIA_GRACE_SECONDS, ConversationSummary, SQLiteStore
 
 __all__ = [
     "DATABASE_NAME", "LOCAL_OWNER", "MEDIA_GRACE_SECONDS", "SCHEMA_VERSION", "ConversationSummary",
-    "ImportReport", "SQLiteStore", "StoreError", "import_json_folder",
+    "ImportReport", "MemoryStore", "SQLiteStore", "StoreError", "import_json_folder",
 ]

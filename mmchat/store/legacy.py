@@ -1,24 +1,90 @@
-"""The conversations of the JSON store (session.ConversationStore), brought into SQLite.
+"""The JSON store of earlier versions (`ConversationStore`), and its conversations brought into SQLite.
 
 The JSON files and their media folders are left where they are: the import only reads,
-so going back to an older mmchat loses nothing.
+so going back to an older mmchat loses nothing. The import takes the store it adds to
+as an argument (anything with `import_conversation`), so this module needs nothing of
+sqlite_store, which calls it when it opens.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import sqlite3
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..conversation import AudioPart, Conversation, ImagePart, TextPart
 from .schema import LOCAL_OWNER
 
-if TYPE_CHECKING:
-    from .sqlite_store import SQLiteStore
-
 log = logging.getLogger(__name__)
+_SAFE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ConversationStore:
+    """Conversations saved as JSON files, one per conversation, under `root`: the store of
+    earlier versions, kept to be imported from (and for tests that write such folders)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def media_dir(self, conversation_id: str) -> Path:
+        return self.root / "media" / conversation_id
+
+    def _path(self, conversation_id: str) -> Path:
+        return self.root / "conversations" / f"{conversation_id}.json"
+
+    def keep_media(self, source: str | Path, data: bytes | None = None) -> str:
+        """A copy of the upload `source` (`data`: its bytes, read already) under a name of
+        its own; the path to use in a part."""
+        folder = self.root / "media"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{uuid.uuid4().hex}{Path(source).suffix.lower()}"
+        if data is None:
+            shutil.copyfile(source, target)
+        else:
+            target.write_bytes(data)
+        return str(target)
+
+    def save(self, conversation: Conversation, owner: str = LOCAL_OWNER) -> None:
+        """`owner` is accepted for ChatSession's sake and ignored: the folder is one person's."""
+        path = self._path(conversation.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A name of its own per write: two tabs may save the same conversation at once.
+        temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
+        temporary.write_text(conversation.to_json(), encoding="utf-8")
+        temporary.replace(path)  # atomic: a crash never leaves half a file
+
+    def load(self, conversation_id: str) -> Conversation | None:
+        if not _SAFE_ID.match(conversation_id or ""):  # the id comes from the browser
+            return None
+        path = self._path(conversation_id)
+        try:
+            return Conversation.from_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable conversation file %s", path)
+            return None
+
+    def delete(self, conversation_id: str, owner: str = LOCAL_OWNER) -> bool:
+        if not _SAFE_ID.match(conversation_id or ""):
+            return False
+        try:
+            self._path(conversation_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class Importing(Protocol):
+    """What the import adds conversations to (SQLiteStore)."""
+
+    def import_conversation(self, conversation: Conversation, owner: str = LOCAL_OWNER,
+                            created: float | None = None, updated: float | None = None) -> bool: ...
 
 
 @dataclass
@@ -28,7 +94,7 @@ class ImportReport:
     unreadable: list[Path] = field(default_factory=list)
 
 
-def import_json_folder(store: "SQLiteStore", folder: Path, owner: str = LOCAL_OWNER) -> ImportReport:
+def import_json_folder(store: Importing, folder: Path, owner: str = LOCAL_OWNER) -> ImportReport:
     """Add every conversation of `folder`/*.json that `store` lacks, with its photos and
     recordings copied into the store. Running it again adds nothing; a file that can't
     be read is logged and skipped."""

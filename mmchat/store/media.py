@@ -58,8 +58,9 @@ class MediaFiles:
             return None
         return match.group(1) if inside else None
 
-    def stage(self, source: str | Path) -> Staged:
-        """Copy `source` beside the store, hashing it on the way (it is read once)."""
+    def stage(self, source: str | Path, data: bytes | None = None) -> Staged:
+        """Copy `source` beside the store, hashing it on the way (it is read once); with
+        `data` (its bytes, read already), those are written and `source` only names it."""
         source = Path(source)
         extension = source.suffix.lower()
         if not _EXTENSION.match(extension):
@@ -69,8 +70,8 @@ class MediaFiles:
         digest = hashlib.blake2b(digest_size=32)
         size = 0
         try:
-            with open(source, "rb") as reading, open(temporary, "wb") as writing:
-                while chunk := reading.read(_CHUNK):
+            with open(temporary, "wb") as writing:
+                for chunk in _chunks(source) if data is None else (data,):
                     digest.update(chunk)
                     writing.write(chunk)
                     size += len(chunk)
@@ -118,6 +119,11 @@ class MediaFiles:
                     match = _NAME.match(path.name)
                     yield (match.group(1) if match and folder != self.incoming else None), path
 
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as reading:
+        while chunk := reading.read(_CHUNK):
+            yield chunk
 
 
 def _sync_folder(folder: Path) -> None:

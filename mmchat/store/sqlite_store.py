@@ -230,10 +230,11 @@ class SQLiteStore:
 
     # --- media ---
 
-    def keep_media(self, source: str | Path) -> str:
-        """Store a copy of the file `source` (an upload), unless the same content is
-        stored already; the path to use in a part. It stays while a part uses it."""
-        staged = self.media.stage(source)
+    def keep_media(self, source: str | Path, data: bytes | None = None) -> str:
+        """Store a copy of the file `source` (an upload; `data`: its bytes, read already),
+        unless the same content is stored already; the path to use in a part. It stays
+        while a part uses it."""
+        staged = self.media.stage(source, data)
         try:
             with self._writing("Your photo or recording could not be stored") as db:
                 db.execute("""INSERT INTO media (hash, extension, size, kept) VALUES (?, ?, ?, ?)

@@ -16,7 +16,7 @@ from ..config import Config
 from ..conversation import AudioPart, ImagePart, Part, TextPart, Turn
 from ..errors import InputError
 from ..events import Notice, Progress, Transcribed, Transcript
-from ..media.images import check_image, photo_notice
+from ..media.photos import Photo, held_photo, read_photo
 from ..presets import Task
 from .rate_limit import TOO_FAST, too_fast_message, whole_seconds
 from .services import POLL_SECONDS, Services
@@ -27,7 +27,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class UserInput:
     text: str = ""
-    images: tuple[str, ...] = ()  # paths of uploaded photos
+    # Paths of uploaded photos, or memory:// URLs of photos read already (media.photos.read_photo).
+    images: tuple[str, ...] = ()
     audio: str | None = None  # path of a recording
     # The recording's words: as the user reviewed them (str), as a front end that listens
     # while the person speaks heard them (Transcript); None: transcribe the recording.
@@ -110,8 +111,10 @@ def check_pace(sender: str, services: Services) -> None:
 
 
 def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken):
-    """Check the input and turn it into parts (returned; their paths are still the
-    uploads'), or None when the turn was stopped while transcribing. Yields events."""
+    """Check the input and turn it into parts, or None when the turn was stopped while
+    transcribing. Returns (parts, photos): the parts' paths are still the uploads', and
+    `photos` holds each photo as its one decode made it, by the path its part holds.
+    Yields events."""
     config = services.config
     text = check_text(user_input.text or "", config)
     if len(user_input.images) > config.max_images_per_turn:
@@ -119,10 +122,12 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
         raise InputError(f"You sent {sent} photos; at most {most} fit in one message.", "too_many_photos",
                          sent=sent, most=most)
     max_bytes = int(config.max_upload_mb * 1e6)
-    for path in user_input.images:
-        check_image(path, max_pixels=config.max_image_pixels, max_bytes=max_bytes)
-    notices = [notice for notice in map(photo_notice, user_input.images) if notice]  # e.g. an animation's first frame
-    parts: list[Part] = [ImagePart(p) for p in user_input.images]
+    # Each photo read and decoded once, here: the checks, the model's copy and its identity.
+    photos: list[Photo] = [held_photo(path) or read_photo(path, max_pixels=config.max_image_pixels,
+                                                          max_bytes=max_bytes, model_pixels=config.max_pixels)
+                           for path in user_input.images]
+    notices = [photo.notice for photo in photos if photo.notice]  # e.g. an animation's first frame
+    parts: list[Part] = [ImagePart(photo.url) for photo in photos]
     heard = user_input.audio_transcript
     if user_input.audio and isinstance(heard, Transcript):
         parts.append(AudioPart(user_input.audio, check_text(heard.text, config), heard.language, heard.duration))
@@ -147,7 +152,7 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
         raise InputError("Please type or say a question.", "no_question")
     for notice in notices:
         yield Notice(notice)
-    return parts
+    return parts, {photo.url: photo for photo in photos}
 
 
 def needs_photos(task: Task) -> str:

@@ -27,6 +27,7 @@ from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, T
 from ..engine import Completion, GenerationParams
 from ..errors import InputError, UserFacingError
 from ..events import InputRejected, QuestionAdded, TextDelta, TurnDone, TurnEvent, Notice
+from ..media.photos import Photo, remember_copy
 from ..store.sqlite_store import SaveFailed
 from .generation import (
     NO_SLOT, OUT_OF_MEMORY, Measured, Refused, failure_message, fit_prompt, generate, out_of_memory, voice_for,
@@ -39,7 +40,6 @@ from .session import ChatSession
 log = logging.getLogger(__name__)
 
 
-
 def submit(session: ChatSession, user_input: UserInput, services: Services, params: GenerationParams,
            speech: Speech | None = None) -> Iterator[TurnEvent]:
     """A new question: check it, add it to the conversation, stream the answer."""
@@ -48,22 +48,23 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
     for stage, at in user_input.stages_done:
         clock.mark(stage, at)
     try:
-        parts = yield from checked_parts(user_input, services, token)
-        if parts is not None:
+        checked = yield from checked_parts(user_input, services, token)
+        if checked is not None:
             check_pace(user_input.sender or session.owner, services)
     except UserFacingError as exc:  # bad input, too many questions, or speech recognition unavailable
         yield InputRejected.of(exc)
         return
-    if parts is None:  # stopped while transcribing: nothing was added
+    if checked is None:  # stopped while transcribing: nothing was added
         yield TurnDone("interrupted", "")
         return
+    parts, photos = checked
     rejected: str | None = None
     with session.lock:
         conversation = session.conversation
         stopped = token.cancelled  # stopped (or replaced) just now, before anything was added
         if not stopped:
             try:
-                parts = _keep_uploads(session, conversation, parts)
+                parts = _keep_uploads(session, conversation, parts, photos)
             except InputError as exc:
                 rejected = exc.message
             else:
@@ -276,17 +277,25 @@ def _stream_into(reply: Turn, items, session: ChatSession, token: CancelToken, c
         written.ran_out = True
 
 
-def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part]) -> list[Part]:
+def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part],
+                  photos: dict[str, Photo]) -> list[Part]:
     """Copy the uploads of an accepted question into the store (uploads are temporary files).
 
-    Copies already made when one fails are not deleted here: a stored file may be
+    A photo is kept from the bytes its one read gave (`photos`), not read again, and its
+    copy is noted as holding those bytes, so the decoded photo is found by the copy's
+    path. Copies already made when one fails are not deleted here: a stored file may be
     another conversation's too (the same content is kept once), and the store removes
     those no saved turn uses by itself, after a grace time.
     """
     kept: list[Part] = []
     try:
         for part in parts:
-            if isinstance(part, (ImagePart, AudioPart)):
+            if isinstance(part, ImagePart) and part.path in photos:
+                photo = photos[part.path]
+                part = ImagePart(session.keep_upload(part.path, conversation, data=photo.data))
+                if part.path != photo.url:
+                    remember_copy(part.path, photo)
+            elif isinstance(part, (ImagePart, AudioPart)):
                 part = dataclasses.replace(part, path=session.keep_upload(part.path, conversation))
             kept.append(part)
     except OSError as exc:

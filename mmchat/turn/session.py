@@ -1,77 +1,30 @@
 """One person's chat session: their conversation, its cancel scope, where it is kept.
 
-The app keeps conversations in a `store.SQLiteStore`. `ConversationStore`, the JSON
-files of earlier versions, remains for the API's per-request sessions (a folder that
-lives as long as the request) and as what the SQLite store imports from.
+The app keeps conversations in a `store.SQLiteStore`; an API request's session keeps
+nothing (`store.MemoryStore`).
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import shutil
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..cancel import CancelScope, CancelToken
 from ..conversation import Conversation
-from ..store import LOCAL_OWNER, SQLiteStore
-
-log = logging.getLogger(__name__)
-_SAFE_ID = re.compile(r"^[0-9a-f]{32}$")
+from ..store import LOCAL_OWNER
 
 
-class ConversationStore:
-    """Conversations saved as JSON files, one per conversation, under `root`."""
+class Store(Protocol):
+    """Where a session keeps its conversations: store.SQLiteStore (the app's), store.MemoryStore
+    (an API request's, which keeps nothing), store.legacy.ConversationStore (JSON files)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def keep_media(self, source: str | Path, data: bytes | None = None) -> str: ...
 
-    def media_dir(self, conversation_id: str) -> Path:
-        return self.root / "media" / conversation_id
+    def save(self, conversation: Conversation, owner: str = LOCAL_OWNER) -> None: ...
 
-    def _path(self, conversation_id: str) -> Path:
-        return self.root / "conversations" / f"{conversation_id}.json"
-
-    def keep_media(self, source: str | Path) -> str:
-        """A copy of the upload `source` under a name of its own; the path to use in a part."""
-        folder = self.root / "media"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{uuid.uuid4().hex}{Path(source).suffix.lower()}"
-        shutil.copyfile(source, target)
-        return str(target)
-
-    def save(self, conversation: Conversation, owner: str = LOCAL_OWNER) -> None:
-        """`owner` is accepted for ChatSession's sake and ignored: the folder is one person's."""
-        path = self._path(conversation.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per write: two tabs may save the same conversation at once.
-        temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
-        temporary.write_text(conversation.to_json(), encoding="utf-8")
-        temporary.replace(path)  # atomic: a crash never leaves half a file
-
-    def load(self, conversation_id: str) -> Conversation | None:
-        if not _SAFE_ID.match(conversation_id or ""):  # the id comes from the browser
-            return None
-        path = self._path(conversation_id)
-        try:
-            return Conversation.from_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable conversation file %s", path)
-            return None
-
-    def delete(self, conversation_id: str, owner: str = LOCAL_OWNER) -> bool:
-        if not _SAFE_ID.match(conversation_id or ""):
-            return False
-        try:
-            self._path(conversation_id).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+    def delete(self, conversation_id: str, owner: str = LOCAL_OWNER) -> bool: ...
 
 
 @dataclass
@@ -82,7 +35,7 @@ class ChatSession:
     goes through `lock`, so two overlapping turns can never interleave their edits.
     """
 
-    store: SQLiteStore | ConversationStore
+    store: Store
     conversation: Conversation = field(default_factory=Conversation)
     owner: str = LOCAL_OWNER  # whose conversations these are in the store
     language: str = "en"  # the page's language (mmchat.i18n): the server's messages are made in it
@@ -94,12 +47,13 @@ class ChatSession:
         turn's token, which reads cancelled once it is stopped or replaced."""
         return self.cancel_scope.new_token()
 
-    def keep_upload(self, path: str | Path, conversation: Conversation) -> str:
-        """Copy an upload (a temporary file) into the store; the path `conversation`'s
-        part is to use. With the SQLite store the copy is shared by every conversation
-        holding the same content, so it is never deleted here: the store removes it once
-        no saved turn uses it (after a grace time that covers the turn about to save it)."""
-        return self.store.keep_media(path)
+    def keep_upload(self, path: str | Path, conversation: Conversation, data: bytes | None = None) -> str:
+        """Copy an upload (a temporary file; `data`: its bytes, read already) into the
+        store; the path `conversation`'s part is to use. With the SQLite store the copy is
+        shared by every conversation holding the same content, so it is never deleted
+        here: the store removes it once no saved turn uses it (after a grace time that
+        covers the turn about to save it)."""
+        return self.store.keep_media(path, data)
 
     def save(self, conversation: Conversation | None = None) -> None:
         """Save `conversation` (default: the open one); a turn saves the one it belongs

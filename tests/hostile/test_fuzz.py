@@ -49,7 +49,8 @@ from mmchat.config import Config
 from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart, Turn
 from mmchat.engine.local import create_local_engine
 from mmchat.errors import InputError
-from mmchat.media.images import check_image, load_photo
+from mmchat.media.images import check_image
+from mmchat.media.photos import load_photo
 from mmchat.store import SQLiteStore
 from mmchat.transfer import Details, import_file, write_export
 from mmchat.tts.speakable import to_speakable

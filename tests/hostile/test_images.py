@@ -38,7 +38,8 @@ from mmchat.conversation import TextPart
 from mmchat.engine import GenerationParams
 from mmchat.errors import InputError
 from mmchat.events import InputRejected, Notice, QuestionAdded, TurnDone
-from mmchat.media.images import ACCEPTED_FORMATS, MAX_ASPECT_RATIO, accepted_formats, check_image, load_photo
+from mmchat.media.images import ACCEPTED_FORMATS, MAX_ASPECT_RATIO, accepted_formats, check_image
+from mmchat.media.photos import load_photo
 from mmchat.media.images import open_for_model, photo_notice
 from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, submit
