@@ -22,7 +22,8 @@ from mmchat.cancel import CancelToken
 from mmchat.config import Config
 from mmchat.errors import ModelUnavailableError, UserFacingError
 from mmchat.tts import SpeakableSentences, create_text_to_speech
-from mmchat.tts.piper_backend import PiperTextToSpeech, _resample, load_voice
+from mmchat.media.resample import resample
+from mmchat.tts.piper_backend import PiperTextToSpeech, load_voice
 from mmchat.tts.voices import bundled_voice
 
 REPLY = "Dr. Smith bought 3 apples for $4.50 on May 5th. The U.S. team won 2 games."
@@ -278,7 +279,7 @@ def test_a_missing_voice_file_is_named(tmp_path):
 def test_resampling_keeps_pitch_and_duration():
     seconds = np.arange(16000) / 16000
     tone = np.sin(2 * np.pi * 440 * seconds).astype(np.float32)
-    resampled = _resample(tone, 16000, 22050)
+    resampled = resample(tone, 16000, 22050)
     assert len(resampled) == 22050 and resampled.dtype == np.float32
     spectrum = np.abs(np.fft.rfft(resampled))
     assert abs(np.argmax(spectrum) * 22050 / len(resampled) - 440) < 2

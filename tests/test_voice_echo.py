@@ -210,7 +210,7 @@ def test_the_apps_own_tts_voice_at_its_own_rate_in_chunks(tmp_path):
 
 
 def load_audio_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    from mmchat.voice.resample import StreamResampler
+    from mmchat.media.resample import StreamResampler
 
     resample = StreamResampler()
     return np.concatenate([resample(samples, rate), resample.flush()])

@@ -284,7 +284,7 @@ def test_reset_forgets_a_turn_under_way(say):
 
 @pytest.mark.parametrize("rate", [44_100, 48_000, 8_000])
 def test_any_rate_in_uneven_chunks_becomes_16khz_without_losing_samples(rate):
-    from mmchat.voice.resample import StreamResampler
+    from mmchat.media.resample import StreamResampler
 
     t = np.arange(2 * rate) / rate
     tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)

@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from ..media.audio import load_audio
+from ..media.resample import resample
 from ..cancel import CancelToken
 from ..errors import InputError, UserFacingError
 from ..events import Transcript
@@ -128,13 +129,13 @@ def synthesize(services: Services, text: str, voice: str, speed: float, cancel: 
 
 
 def encode(samples: np.ndarray, rate: int, response_format: str) -> bytes:
-    pcm16 = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    pcm16 = _pcm16(samples)
     if response_format in ("wav", "flac"):
         out = io.BytesIO()
         sf.write(out, pcm16, rate, format=response_format.upper(), subtype="PCM_16")
         return out.getvalue()
     if response_format == "pcm":
-        return _resampled(pcm16, rate, PCM_RATE).tobytes()
+        return _pcm16(resample(samples, rate, PCM_RATE)).tobytes()
     container_format, codec, codec_rate = _ENCODED[response_format]
     return _encoded(pcm16, rate, container_format, codec, codec_rate or rate)
 
@@ -145,12 +146,8 @@ def _frame(pcm16: np.ndarray, rate: int) -> av.AudioFrame:
     return frame
 
 
-def _resampled(pcm16: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target or not pcm16.size:
-        return pcm16
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=target)
-    frames = resampler.resample(_frame(pcm16, rate)) + resampler.resample(None)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype("<i2")
+def _pcm16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
 
 
 def _encoded(pcm16: np.ndarray, rate: int, container_format: str, codec: str, codec_rate: int) -> bytes:

@@ -32,7 +32,8 @@ import numpy as np
 
 from mmchat.errors import InputError
 
-SAMPLE_RATE = 16_000  # what Whisper and Silero VAD expect
+from .resample import SAMPLE_RATE, StreamResampler
+
 
 # Codec padding (AAC/MP3 priming, Opus pre-skip) makes a file slightly longer than
 # what was recorded; a clip of exactly the limit must still pass.
@@ -202,9 +203,7 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
 
 
 def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> np.ndarray:
-    # Channels are averaged here rather than by the resampler: FFmpeg's stereo-to-mono
-    # matrix adds both sides at -3 dB each, which lifts centred speech above 1.0.
-    resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+    resampler = StreamResampler(SAMPLE_RATE)  # channels averaged first (resample.py says why)
     limit = int((max_seconds + _SLACK_SECONDS) * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
@@ -222,12 +221,10 @@ def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_
             samples_in += frame.samples
             frame, replaced = _finite(frame)
             not_numbers += replaced
-            # Browser recordings can have timestamps that jump; the resampler's filter
-            # graph refuses those, and we only need the samples in order.
-            frame.pts = None
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().mean(axis=0))  # planar [C, N] -> [N]
-                total += out.samples
+            # Browser recordings can have timestamps that jump: only the samples' order counts.
+            out = resampler.frame(frame)
+            chunks.append(out)
+            total += out.size
         if total > limit:
             raise InputError(_too_long(max_seconds))
     if damaged > packets / 2:
@@ -237,8 +234,8 @@ def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_
         raise InputError(_NOT_AUDIO)
     if not_numbers > samples_in * stream.channels / 2:
         raise InputError(_MOSTLY_NOT_NUMBERS)
-    for out in resampler.resample(None):  # flush what the resampler holds back
-        chunks.append(out.to_ndarray().mean(axis=0))
+    chunks.append(resampler.flush())  # what the resampler holds back
+    chunks = [chunk for chunk in chunks if chunk.size]
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     samples = np.concatenate(chunks).astype(np.float32, copy=False)

@@ -20,6 +20,7 @@ import numpy as np
 from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import AudioChunk
+from mmchat.media.resample import resample
 from mmchat.tts.language import script_language
 from mmchat.tts.protocol import TextToSpeech, speak_each
 from mmchat.tts.voices import installed_voices
@@ -104,9 +105,7 @@ class HibariTextToSpeech:
         chunks = list(other.stream([sentence], cancel))
         if not chunks:
             return np.zeros(0, dtype=np.float32)
-        from mmchat.tts.piper_backend import _resample
-
-        return _resample(chunks[0].samples, chunks[0].sample_rate, self.sample_rate)
+        return resample(chunks[0].samples, chunks[0].sample_rate, self.sample_rate)
 
     def _other_voice(self, language: str) -> TextToSpeech | None:
         if language in self._others:

@@ -13,6 +13,7 @@ from piper import PiperVoice, SynthesisConfig
 from mmchat.cancel import CancelToken
 from mmchat.errors import ModelUnavailableError
 from mmchat.events import AudioChunk
+from mmchat.media.resample import resample
 from mmchat.tts.language import script_language
 from mmchat.tts.protocol import speak_each
 from mmchat.tts.voices import VoiceFile, installed_voices, resolve_voice
@@ -65,7 +66,7 @@ class PiperTextToSpeech:
             parts.append(part.audio_float_array)
         if not parts:
             return np.zeros(0, dtype=np.float32)
-        return _resample(np.concatenate(parts), voice.config.sample_rate, self.sample_rate)
+        return resample(np.concatenate(parts), voice.config.sample_rate, self.sample_rate)
 
     def voice_for(self, sentence: str) -> PiperVoice:
         """The voice to read this sentence: one that knows its script, when installed."""
@@ -82,15 +83,6 @@ class PiperTextToSpeech:
                 language,
             )
         return self._voice
-
-
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Linear resampling, for a language voice whose rate differs from the main voice's."""
-    if rate == target:
-        return samples
-    duration = len(samples) / rate
-    times = np.arange(int(duration * target)) / target
-    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
 
 
 def load_piper(voice: str, speech_rate: float, folder: Path) -> PiperTextToSpeech:

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from mmchat.media.audio import SAMPLE_RATE
-from mmchat.voice.resample import StreamResampler, to_mono_float
+from mmchat.media.resample import StreamResampler, to_mono_float
 
 HOP = SAMPLE_RATE // 100  # 10 ms between frames: finer than the echo's smearing needs
 WINDOW = 512  # 32 ms frames: a pitch period or more, so harmonics do not flicker the bands

@@ -26,7 +26,7 @@ import onnxruntime
 
 from mmchat.media.audio import SAMPLE_RATE
 from mmchat.config import Config
-from mmchat.voice.resample import StreamResampler
+from mmchat.media.resample import StreamResampler
 
 FRAME = 512  # samples Silero scores at once at 16 kHz (32 ms); the model takes no other size
 _CONTEXT = 64  # samples of the previous frame the model sees in front of each one
