@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .engine import Completion
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How an answer ended: the last item of `Engine.stream`."""
+
+    finish_reason: FinishReason  # stop: the model ended it; length: max_new_tokens; cancelled: Stop
+    prompt_tokens: int  # what the model read (the fitted history, photos included)
+    completion_tokens: int  # what it wrote
+    first_token_seconds: float | None = None  # from the call to the answer's first token; None: no token
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ class TurnDone:
     status: Literal["complete", "interrupted", "error"]
     text: str
     error: str | None = None
-    completion: Optional["Completion"] = None  # the engine's account (tokens, finish reason); None if none ran
+    completion: Optional[Completion] = None  # the engine's account (tokens, finish reason); None if none ran
     timings: dict[str, float] = field(default_factory=dict)  # the reply's stages (Turn.timings)
 
 

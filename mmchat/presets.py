@@ -219,9 +219,9 @@ class Preset:
     images: int = 1  # photos it needs: compare needs two (the earlier one first)
     tidy: Callable[[str, Verbosity], str] | None = None  # applied to the finished answer
     words: str = ""  # regex of the spoken or typed commands that pick it (whole utterance)
-    # The answer computed from the photo (a path, PIL image or [H, W, 3] frame) when there
-    # is no prompt: the light reading.
-    measure: Callable[[object], str] | None = None
+    # What the answer is measured from the photo's pixels as, when there is no prompt
+    # ("light": the light reading); the turn layer does the measuring (turn/generation.py).
+    measure: str | None = None
 
     def question(self, verbosity: Verbosity = Verbosity.NORMAL) -> str:
         """The text to send as the user's question."""
@@ -277,14 +277,8 @@ IDENTIFY = Preset(
 )
 
 
-def _light_words(photo) -> str:
-    from .media.light import read_light  # numpy and PIL only when the light is asked for
-
-    return read_light(photo).spoken
-
-
 LIGHT = Preset(
-    "light", "Light level", None, measure=_light_words,
+    "light", "Light level", None, measure="light",
     words=r"(?:(?:how|is it) (?:bright|dark)(?: is it)?(?: in here)?|light(?: level)?|is the light on"
           r"|check the light|亮度)",
 )

@@ -114,7 +114,9 @@ def test_light_is_answered_without_the_model():
     assert LIGHT.prompt is None
     with pytest.raises(ValueError):
         LIGHT.question()
-    assert LIGHT.measure(HOPPER) == read_light(HOPPER).spoken
+    from mmchat.turn.generation import measured
+
+    assert measured(LIGHT, HOPPER) == read_light(HOPPER).spoken
     assert all(p.measure is None for p in PRESETS.values() if p is not LIGHT)
 
 

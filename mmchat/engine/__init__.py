@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Literal, Protocol, Union
+from typing import Iterator, Protocol, Union
 
 from ..cancel import CancelToken
+from ..events import Completion, FinishReason  # what an answer ends with: vocabulary every layer reads
+
+__all__ = ["Completion", "Engine", "FinishReason", "GenerationParams"]
 
 
 @dataclass(frozen=True)
@@ -16,19 +19,6 @@ class GenerationParams:
     # Repeatable sampling. The local engine seeds the process's random generator, so an
     # answer sampled beside another (--concurrency > 1) may still differ.
     seed: int | None = None
-
-
-FinishReason = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True)
-class Completion:
-    """How an answer ended: the last item of `Engine.stream`."""
-
-    finish_reason: FinishReason  # stop: the model ended it; length: max_new_tokens; cancelled: Stop
-    prompt_tokens: int  # what the model read (the fitted history, photos included)
-    completion_tokens: int  # what it wrote
-    first_token_seconds: float | None = None  # from the call to the answer's first token; None: no token
 
 
 class Engine(Protocol):

@@ -53,6 +53,16 @@ class NoSlot:
 NO_SLOT = NoSlot()
 
 
+def measured(preset, photo) -> str:
+    """The answer of a preset answered from the pixels (`Preset.measure`), for a photo
+    (a path, PIL image or [H, W, 3] frame)."""
+    if preset.measure == "light":
+        from ..media.light import read_light  # numpy and PIL only when the light is asked for
+
+        return read_light(photo).spoken
+    raise ValueError(f"no measure {preset.measure!r}")
+
+
 class Measured:
     """A task answered from the photo's pixels (the light level), streamed like a model's
     answer so it is shown, spoken and saved the same way."""
@@ -63,8 +73,7 @@ class Measured:
     def stream(self, messages, params, token) -> Iterator[str | Completion]:
         if not self.question.images:
             raise UserFacingError(needs_photos(self.task))
-        words = self.task.preset.measure(self.question.images[-1].path)
-        yield words
+        yield measured(self.task.preset, self.question.images[-1].path)
         yield Completion("stop", 0, 0)
 
 
