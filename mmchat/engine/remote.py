@@ -11,24 +11,19 @@ torch: speech recognition and speech output stay local, the model does not.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import math
 import queue
 import socket
 import threading
 import time
-from collections import OrderedDict
 from typing import Iterator, Union
 
 import httpx
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
-from ..media.photos import MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
 from . import Completion, GenerationParams
-from .markers import ANY_FAMILY_MARKUP, defuse_content
+from .remote_prompt import RemotePrompt
 
 STREAM_THREAD = "mmchat-remote-stream"  # one per answer, named so tests and operators can see it
 # The longest a Stop goes unnoticed while the server is silent.
@@ -36,27 +31,11 @@ POLL_SECONDS = 0.05
 # After the socket is shut down the request's thread ends at once; this only bounds a
 # thread still inside connect(), which its own connect timeout ends.
 JOIN_SLACK_SECONDS = 5.0
-JPEG_QUALITY = 90
-# Encoded photos kept: every turn sends the whole history again, photos included.
-DATA_URLS_KEPT = 32
 # How long loading waits for a server that refuses connections (one started at the same
 # time as mmchat, still loading its weights) before it gives up with a message.
 SERVER_START_SECONDS = 600.0
 SERVER_START_POLL_SECONDS = 2.0
-IMAGE_ESTIMATES_KEPT = 4096
 MODELS_LISTED = 10  # names shown in a message about a missing model
-
-# The token estimate (the OpenAI API has no tokenize endpoint). It errs high, so the
-# history budget drops an old turn too early rather than the server refusing a prompt:
-# English runs about 4 characters a token, so ASCII text counts 1 per 3 characters;
-# other scripts (Chinese is about 1.5 characters a token) count 1 per character; each
-# message adds its role markers; a photo counts 1 per 28x28 pixels of its fitted size
-# (Qwen2.5-VL's patch; Qwen3-VL's 32x32 gives fewer), plus its start and end markers.
-ASCII_CHARS_PER_TOKEN = 3
-MESSAGE_TOKENS = 4
-PIXELS_PER_IMAGE_TOKEN = 28 * 28
-IMAGE_MARKER_TOKENS = 2
-
 
 class RemoteError(UserFacingError):
     """The model server, or the way to it, failed; the message names the fix."""
@@ -99,10 +78,7 @@ class RemoteEngine:
         # starts. trust_env=False: the config, not proxy variables, says where requests go.
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout), trust_env=False,
                                     limits=httpx.Limits(max_keepalive_connections=0))
-        self._data_urls: OrderedDict[tuple, str] = OrderedDict()
-        self._image_tokens: dict[tuple, int] = {}
-        self._lock = threading.Lock()
-        self.encoded = 0  # photos encoded as data URLs (for tests)
+        self.prompt = RemotePrompt(max_pixels)  # the messages as the server gets them, and their length
 
     # --- the server ---
     def list_models(self) -> list[str]:
@@ -127,70 +103,10 @@ class RemoteEngine:
 
     # --- the prompt ---
     def count_tokens(self, messages: list[dict]) -> int:
-        """An estimate that errs high (see ASCII_CHARS_PER_TOKEN); the server's own count
-        comes back in each answer's usage."""
-        total = 0
-        for message in messages:
-            total += MESSAGE_TOKENS
-            content = message["content"]
-            for item in [{"type": "text", "text": content}] if isinstance(content, str) else content:
-                if item.get("type") == "text":
-                    total += _text_tokens(item.get("text") or "")
-                elif item.get("type") == "image_url":
-                    total += self._image_token_estimate(item["image_url"]["url"])
-        return total
-
-    def _image_token_estimate(self, url: str) -> int:
-        if not _ours(url):  # a data: or web URL passed on as is: assume the whole budget
-            return math.ceil(self.max_pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
-        identity = url_identity(url, self.max_pixels)
-        known = self._image_tokens.get(identity)
-        if known is not None:
-            return known
-        # The photo's size as sent, from its decoded copy: decoded once for the answer anyway.
-        width, height = model_image(url, self.max_pixels).info[SIZE_KEY]
-        tokens = math.ceil(min(width * height, self.max_pixels) / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
-        if len(self._image_tokens) >= IMAGE_ESTIMATES_KEPT:  # a few ints each; only a long-running server fills it
-            self._image_tokens.clear()
-        self._image_tokens[identity] = tokens
-        return tokens
+        return self.prompt.count_tokens(messages)
 
     def outgoing(self, messages: list[dict]) -> list[dict]:
-        """`messages` as the server gets them: each photo on this machine as a data URL,
-        and the words with any chat-template marker in them defused (markers.py): the
-        server writes its own template around them and would read a typed one as real."""
-        converted = []
-        for message in messages:
-            content = defuse_content(message["content"], ANY_FAMILY_MARKUP)
-            if not isinstance(content, str):
-                content = [{"type": "image_url", "image_url": {**item["image_url"], "url": self._data_url(item["image_url"]["url"])}}
-                           if item.get("type") == "image_url" else item for item in content]
-            converted.append({**message, "content": content})
-        return converted
-
-    def _data_url(self, url: str) -> str:
-        """A photo of the conversation as a data URL, encoded once per photo (by identity):
-        every turn sends the whole history again, and base64 of every earlier photo each
-        time made a long photo chat slower with each turn."""
-        if not _ours(url):
-            return url
-        identity = url_identity(url, self.max_pixels)
-        with self._lock:
-            known = self._data_urls.get(identity)
-            if known is not None:
-                self._data_urls.move_to_end(identity)
-                return known
-        # JPEG: a fitted photo is a few hundred kB, where PNG of the same pixels is megabytes.
-        buffer = io.BytesIO()
-        model_image(url, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        encoded = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        with self._lock:
-            self.encoded += 1
-            encoded = self._data_urls.setdefault(identity, encoded)
-            self._data_urls.move_to_end(identity)
-            while len(self._data_urls) > DATA_URLS_KEPT:
-                self._data_urls.popitem(last=False)
-        return encoded
+        return self.prompt.outgoing(messages)
 
     # --- the answer ---
     def stream(self, messages: list[dict], params: GenerationParams,
@@ -395,12 +311,6 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
-def _ours(url: str) -> bool:
-    """Whether `url` names a photo of this machine (a file, or one held in memory), which
-    leaves as a data URL; data: and web URLs are passed on as they are."""
-    return url.startswith(MEMORY_URL) or local_photo_path(url) is not None
-
-
 def _server_message(response: httpx.Response) -> str:
     """The error message in the server's own words (OpenAI's error JSON, FastAPI's detail, or text)."""
     try:
@@ -425,11 +335,6 @@ def _names(names: list[str]) -> str:
         return "none"
     more = len(names) - MODELS_LISTED
     return ", ".join(names[:MODELS_LISTED]) + (f" and {more} more" if more > 0 else "")
-
-
-def _text_tokens(text: str) -> int:
-    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
-    return math.ceil(ascii_chars / ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_chars)
 
 
 def create_remote_engine(config: Config, progress=lambda message, fraction: None,

@@ -1,0 +1,116 @@
+"""The remote engine's prompt: the conversation's messages as an OpenAI-compatible server
+takes them (each photo on this machine as a data URL, encoded once per photo; typed
+chat-template markers defused), and an estimate of their length in tokens."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+from collections import OrderedDict
+
+from ..media.photos import MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
+from .markers import ANY_FAMILY_MARKUP, defuse_content
+
+JPEG_QUALITY = 90
+# Encoded photos kept: every turn sends the whole history again, photos included.
+DATA_URLS_KEPT = 32
+IMAGE_ESTIMATES_KEPT = 4096
+
+# The token estimate (the OpenAI API has no tokenize endpoint). It errs high, so the
+# history budget drops an old turn too early rather than the server refusing a prompt:
+# English runs about 4 characters a token, so ASCII text counts 1 per 3 characters;
+# other scripts (Chinese is about 1.5 characters a token) count 1 per character; each
+# message adds its role markers; a photo counts 1 per 28x28 pixels of its fitted size
+# (Qwen2.5-VL's patch; Qwen3-VL's 32x32 gives fewer), plus its start and end markers.
+ASCII_CHARS_PER_TOKEN = 3
+MESSAGE_TOKENS = 4
+PIXELS_PER_IMAGE_TOKEN = 28 * 28
+IMAGE_MARKER_TOKENS = 2
+
+
+class RemotePrompt:
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self._data_urls: OrderedDict[tuple, str] = OrderedDict()
+        self._image_tokens: dict[tuple, int] = {}
+        self._lock = threading.Lock()
+        self.encoded = 0  # photos encoded as data URLs (for tests)
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        """An estimate that errs high (see ASCII_CHARS_PER_TOKEN); the server's own count
+        comes back in each answer's usage."""
+        total = 0
+        for message in messages:
+            total += MESSAGE_TOKENS
+            content = message["content"]
+            for item in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+                if item.get("type") == "text":
+                    total += _text_tokens(item.get("text") or "")
+                elif item.get("type") == "image_url":
+                    total += self._image_token_estimate(item["image_url"]["url"])
+        return total
+
+    def _image_token_estimate(self, url: str) -> int:
+        if not _ours(url):  # a data: or web URL passed on as is: assume the whole budget
+            return math.ceil(self.max_pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
+        identity = url_identity(url, self.max_pixels)
+        known = self._image_tokens.get(identity)
+        if known is not None:
+            return known
+        # The photo's size as sent, from its decoded copy: decoded once for the answer anyway.
+        width, height = model_image(url, self.max_pixels).info[SIZE_KEY]
+        tokens = math.ceil(min(width * height, self.max_pixels) / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
+        if len(self._image_tokens) >= IMAGE_ESTIMATES_KEPT:  # a few ints each; only a long-running server fills it
+            self._image_tokens.clear()
+        self._image_tokens[identity] = tokens
+        return tokens
+
+    def outgoing(self, messages: list[dict]) -> list[dict]:
+        """`messages` as the server gets them: each photo on this machine as a data URL,
+        and the words with any chat-template marker in them defused (markers.py): the
+        server writes its own template around them and would read a typed one as real."""
+        converted = []
+        for message in messages:
+            content = defuse_content(message["content"], ANY_FAMILY_MARKUP)
+            if not isinstance(content, str):
+                content = [{"type": "image_url", "image_url": {**item["image_url"], "url": self._data_url(item["image_url"]["url"])}}
+                           if item.get("type") == "image_url" else item for item in content]
+            converted.append({**message, "content": content})
+        return converted
+
+    def _data_url(self, url: str) -> str:
+        """A photo of the conversation as a data URL, encoded once per photo (by identity):
+        every turn sends the whole history again, and base64 of every earlier photo each
+        time made a long photo chat slower with each turn."""
+        if not _ours(url):
+            return url
+        identity = url_identity(url, self.max_pixels)
+        with self._lock:
+            known = self._data_urls.get(identity)
+            if known is not None:
+                self._data_urls.move_to_end(identity)
+                return known
+        # JPEG: a fitted photo is a few hundred kB, where PNG of the same pixels is megabytes.
+        buffer = io.BytesIO()
+        model_image(url, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        encoded = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        with self._lock:
+            self.encoded += 1
+            encoded = self._data_urls.setdefault(identity, encoded)
+            self._data_urls.move_to_end(identity)
+            while len(self._data_urls) > DATA_URLS_KEPT:
+                self._data_urls.popitem(last=False)
+        return encoded
+
+
+def _ours(url: str) -> bool:
+    """Whether `url` names a photo of this machine (a file, or one held in memory), which
+    leaves as a data URL; data: and web URLs are passed on as they are."""
+    return url.startswith(MEMORY_URL) or local_photo_path(url) is not None
+
+
+def _text_tokens(text: str) -> int:
+    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    return math.ceil(ascii_chars / ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_chars)
