@@ -84,19 +84,7 @@ def api_router(services: Services) -> APIRouter:
 
     @router.post("/audio/transcriptions")
     async def transcriptions(request: Request):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > upload_limit + 2**20:
-            raise _too_large(upload_limit)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise ApiError(400, "Send the recording as multipart/form-data with a 'file' field.")
-        async with request.form(max_files=1, max_fields=20) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "Missing required parameter: file.", param="file")
-            data = await upload.read(upload_limit + 1)
-            fields = {key: value for key, value in form.items() if isinstance(value, str)}
-        if len(data) > upload_limit:
-            raise _too_large(upload_limit)
+        data, fields = await _recording_form(request, upload_limit)
         response_format = fields.get("response_format") or "json"
         if response_format not in TRANSCRIPTIONS:
             raise ApiError(400, f"Invalid response_format {response_format!r}: use one of {', '.join(TRANSCRIPTIONS)}.",
@@ -108,15 +96,7 @@ def api_router(services: Services) -> APIRouter:
                                              "mmchat-api-transcribe", cancel.cancel)
         if transcript is None:  # the client left; nobody reads this
             return Response(status_code=499)
-        if response_format == "json":
-            return {"text": transcript.text.strip()}
-        if response_format == "verbose_json":
-            return audio.as_verbose_json(transcript)
-        if response_format == "text":
-            return PlainTextResponse(transcript.text.strip() + "\n")
-        if response_format == "srt":
-            return PlainTextResponse(audio.as_srt(transcript))
-        return PlainTextResponse(audio.as_vtt(transcript), media_type="text/vtt")
+        return _transcription_response(transcript, response_format)
 
     @router.post("/audio/speech")
     async def speech(request: Request):
@@ -140,6 +120,36 @@ def api_router(services: Services) -> APIRouter:
 
 
 # --- the pieces ---
+
+async def _recording_form(request: Request, upload_limit: int) -> tuple[bytes, dict[str, str]]:
+    """A transcription request's recording and its other fields (multipart/form-data)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > upload_limit + 2**20:
+        raise _too_large(upload_limit)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(400, "Send the recording as multipart/form-data with a 'file' field.")
+    async with request.form(max_files=1, max_fields=20) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "Missing required parameter: file.", param="file")
+        data = await upload.read(upload_limit + 1)
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    if len(data) > upload_limit:
+        raise _too_large(upload_limit)
+    return data, fields
+
+
+def _transcription_response(transcript, response_format: str):
+    if response_format == "json":
+        return {"text": transcript.text.strip()}
+    if response_format == "verbose_json":
+        return audio.as_verbose_json(transcript)
+    if response_format == "text":
+        return PlainTextResponse(transcript.text.strip() + "\n")
+    if response_format == "srt":
+        return PlainTextResponse(audio.as_srt(transcript))
+    return PlainTextResponse(audio.as_vtt(transcript), media_type="text/vtt")
+
 
 def served_model_name(services: Services) -> str:
     """The name clients see: --served-model-name, else the model the engine loaded (or will)."""
