@@ -69,9 +69,10 @@ def main(argv=None) -> None:
         )).result()
         assert made == tokens
 
+    eager = CompiledDecoder(model, compile=False, eos_token_ids=set())
     ways = {
         "generate": generate,
-        "loop": lambda decoder=CompiledDecoder(model, compile=False, eos_token_ids=set()): app_loop(decoder),
+        "loop": lambda: app_loop(eager),
     }
     if not args.no_compile:
         def generate_static_compiled() -> None:
@@ -84,7 +85,8 @@ def main(argv=None) -> None:
                 del model._valid_auto_compile_criteria
 
         ways["generate static+compile"] = generate_static_compiled
-        ways["loop compiled"] = lambda decoder=CompiledDecoder(model, compile=True, eos_token_ids=set()): app_loop(decoder)
+        compiled = CompiledDecoder(model, compile=True, eos_token_ids=set())
+        ways["loop compiled"] = lambda: app_loop(compiled)
 
     device = args.device
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"

@@ -235,7 +235,7 @@ def main() -> None:
         # is shared) then reaches all of them alike, not the few that ran through it.
         for u in said:
             for setting in settings:
-                seconds, heard = timed(lambda: setting.run(u))
+                seconds, heard = timed(lambda setting=setting, u=u: setting.run(u))
                 setting.seconds[-1].append(seconds)
                 if run == 0:
                     setting.heard.append(heard)

@@ -963,7 +963,7 @@ def evaluate(folder: Path, config: dict, per_kind: int, preset_per_kind: int, qu
                 reply_ids = output[0, inputs["input_ids"].shape[-1] :].tolist()
             else:
                 reply_ids = []
-                decoder.submit(lambda: decoder.generate(
+                decoder.submit(lambda inputs=inputs, room=room, reply_ids=reply_ids: decoder.generate(
                     inputs, max_new_tokens=room, temperature=0.0, top_p=1.0,
                     on_token=lambda token: reply_ids.append(int(token[0])), should_stop=lambda: False,
                 )).result()
