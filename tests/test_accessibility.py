@@ -115,12 +115,12 @@ def silent_wav(path: Path, seconds: float = 30.0) -> Path:
 @contextmanager
 def voice_app(config, engine, speech_to_text, text_to_speech, folder: Path):
     """The app's own server (page and voice socket on one port) and a browser with a fake, quiet microphone."""
-    from mmchat.web.page import build_ui
+    from mmchat.server import build_page
     from test_api_support import LiveServer
 
     services = voice_services_for(with_config(config, max_new_tokens=8), engine, speech_to_text, text_to_speech)
     quiet = silent_wav(folder / "quiet.wav")
-    with LiveServer(services, build_ui(services)) as server, \
+    with LiveServer(services, *build_page(services)) as server, \
             chromium(*FAKE_MEDIA, f"--use-file-for-fake-audio-capture={quiet}") as page:
         yield page, server.url + "/"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_services, voice_services_for, with_config
+from mmchat.server import build_page
 from mmchat.web.page import build_ui, launch_options
 
 pytestmark = pytest.mark.browser
@@ -19,6 +20,23 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/dev-setup.sh)")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# What the page plays through Web Audio (the voice socket's answer): each piece's seconds,
+# and how many were cut off while playing or waiting to.
+PLAYED_JS = """
+window.played = []; window.stopped = 0;
+const start = AudioBufferSourceNode.prototype.start, stop = AudioBufferSourceNode.prototype.stop;
+AudioBufferSourceNode.prototype.start = function (...args) {
+  window.played.push(this.buffer.duration);
+  this.addEventListener("ended", () => { this.ended = true; });
+  return start.apply(this, args);
+};
+AudioBufferSourceNode.prototype.stop = function (...args) {
+  if (!this.ended) window.stopped += 1;
+  return stop.apply(this, args);
+};
+"""
 
 
 def _free_port() -> int:
@@ -383,8 +401,9 @@ def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, 
                                                                        tmp_path):
     """Hands-free, as a user runs it (the app's server: page and voice socket on one port):
     voice mode on, a question spoken into the (fake) microphone about what the (fake)
-    camera shows is heard, transcribed, answered right by shapes-vlm, and spoken; the
-    page shows the turn and its timings."""
+    camera shows is heard, transcribed, answered right by shapes-vlm, and spoken, its audio
+    played by the page from the voice socket (no Gradio audio player); the page shows the
+    turn and its timings."""
     from playwright.sync_api import expect
 
     from fixture_models import shapes_vlm_path
@@ -402,10 +421,11 @@ def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, 
     engine = create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), engine,
                                   speech_to_text, text_to_speech)
-    with LiveServer(services, build_ui(services)) as server, \
+    with LiveServer(services, *build_page(services)) as server, \
             chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={said}", f"--use-file-for-fake-video-capture={camera}",
                      "--autoplay-policy=no-user-gesture-required") as page:
+        page.add_init_script(PLAYED_JS)
         page.goto(server.url + "/", wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
         page.get_by_label("Voice mode").check()
@@ -418,9 +438,8 @@ def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, 
         expect(question).to_contain_text("shape", timeout=60_000)
         expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # the camera's frame went with it
         expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=60_000)
-        page.wait_for_function(
-            "() => { const a = document.querySelector('#speech audio'); return a && a.duration > 0; }",
-            timeout=60_000)
+        page.wait_for_function("() => window.played.length > 0", timeout=60_000)  # spoken, by the page itself
+        assert page.evaluate("window.played.reduce((sum, seconds) => sum + seconds, 0)") > 0.1
         expect(state).to_contain_text("Listening", timeout=30_000)
 
         page.get_by_text("Timings").click()
@@ -449,19 +468,22 @@ def test_speaking_over_a_long_spoken_answer_stops_it_and_is_answered(config, qwe
                        check=True)
     said = tmp_path / "said.wav"
     subprocess.run(["sox", str(tmp_path / "first.wav"), "-r", "48000", "-c", "1", str(tmp_path / "a.wav"),
-                    "pad", "3", "9"], check=True)
+                    "pad", "3", "6"], check=True)
     subprocess.run(["sox", str(tmp_path / "second.wav"), "-r", "48000", "-c", "1", str(tmp_path / "b.wav"),
                     "pad", "0", "60"], check=True)
     subprocess.run(["sox", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), str(said)], check=True)
     saved_eos = qwen_engine.model.generation_config.eos_token_id
     qwen_engine.model.generation_config.eos_token_id = None  # an answer that goes on until stopped
-    services = voice_services_for(with_config(config, max_new_tokens=1000), qwen_engine, speech_to_text,
+    # Long enough to be still under way at the second question: the random tiny model wrote
+    # 1000 tokens, and spoke what it could of them, before it (the answer ended complete).
+    services = voice_services_for(with_config(config, max_new_tokens=3000), qwen_engine, speech_to_text,
                                   text_to_speech)
     try:
-        with LiveServer(services, build_ui(services)) as server, \
+        with LiveServer(services, *build_page(services)) as server, \
                 chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                          f"--use-file-for-fake-audio-capture={said}", f"--use-file-for-fake-video-capture="
                          f"{_camera_file(tmp_path, 'blue')}", "--autoplay-policy=no-user-gesture-required") as page:
+            page.add_init_script(PLAYED_JS)
             page.goto(server.url + "/", wait_until="load", timeout=60_000)
             expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
             page.get_by_label("Voice mode").check()
@@ -473,6 +495,7 @@ def test_speaking_over_a_long_spoken_answer_stops_it_and_is_answered(config, qwe
             expect(answers.first).to_contain_text("(stopped)", timeout=15_000)
             expect(answers).to_have_count(2, timeout=30_000)
             expect(answers.last).not_to_have_text("", timeout=30_000)
+            assert page.evaluate("window.stopped") >= 1, "the first answer's audio was stopped in the page"
             assert not page.errors, f"console errors: {page.errors}"
     finally:
         qwen_engine.model.generation_config.eos_token_id = saved_eos

@@ -78,7 +78,7 @@ def test_the_transcript_can_be_checked_and_corrected_before_it_is_sent(voice_ser
     recording = mic_recording(tmp_path, "What is written on the sign?")
     settings = (12, 0.0, False, "auto", 1.0)
     *_, review = handlers.on_submit(session, {"text": "", "files": [recording]}, False, None, *settings, progress=None)
-    box, reviewed = review[1]["value"], review[6]
+    box, reviewed = review.box["value"], review.reviewed
     assert "written on the" in box["text"].lower() and reviewed == recording  # Whisper may mishear "sign"
     assert session.conversation.turns == []  # nothing sent yet
     corrected = {"text": "What is written on the red sign?", "files": box["files"]}

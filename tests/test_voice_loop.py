@@ -250,7 +250,7 @@ def test_the_voice_socket_feeds_the_session_and_answers_with_the_page_showing_it
     from mmchat.voice.websocket import ANSWER_AUDIO, AUDIO, BAD_MESSAGE, FRAME, UNKNOWN_TOKEN
     from mmchat.web.page import PageHandlers, build_ui
     from test_api_support import LiveServer
-    from test_voice_socket import _jpeg
+    from test_voice_socket import camera_jpeg
     from ws_client import Closed, WebSocketClient
 
     services = voice_services_for(with_config(config, max_new_tokens=8, temperature=0.0), shapes_engine,
@@ -278,7 +278,7 @@ def test_the_voice_socket_feeds_the_session_and_answers_with_the_page_showing_it
         assert refused.value.code == BAD_MESSAGE
         with WebSocketClient(base + token) as socket:
             socket.send_text(json.dumps({"type": "hello", "sample_rate": MIC_RATE}))
-            socket.send_bytes(bytes([FRAME]) + _jpeg("yellow"))
+            socket.send_bytes(bytes([FRAME]) + camera_jpeg("yellow"))
             for start in range(0, len(audio), step):
                 socket.send_bytes(bytes([AUDIO]) + audio[start : start + step].tobytes())
             said = []

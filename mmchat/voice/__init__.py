@@ -4,7 +4,9 @@
 speech starts (barge-in acts on it) and when a turn has ended, with its audio;
 `TrailingWordHold` (hold.py) makes it wait longer after a trailing "and" or "um";
 `StreamingTranscriber` (streaming.py) transcribes a long turn at its inner pauses.
-The page's voice mode feeds it what Gradio streams and hands each turn to `turn.submit`.
+`VoiceLoop` (loop.py) puts them together for one session: the voice socket
+(websocket.py) feeds it the page's microphone and camera, and each question heard is
+answered at once through `turn.submit` (answering.py), back down the same socket.
 """
 
 from mmchat.voice.echo import EchoGuard, EchoMatch

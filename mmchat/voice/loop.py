@@ -4,6 +4,7 @@
     heard = loop.hear(48_000, chunk)          # every microphone chunk, in order
     loop.see(frame)                           # camera frames (about one a second)
     if heard.turn:                            # the person finished a question
+        loop.answers.start(heard.turn, send)  # answered now, on a thread (answering.py), or:
         for event in loop.answer(heard.turn, params, speech): ...   # turn events, as turn.submit's
 
 `hear` runs the endpoint detector and the streaming transcriber on each chunk, so when
@@ -16,6 +17,7 @@ of the shared turn layer, or carries out a spoken command ("stop", "new chat"...
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import tempfile
@@ -33,7 +35,9 @@ from mmchat.media.audio import SAMPLE_RATE
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
 from mmchat.presets import DESCRIBE, Task, Verbosity, preset_for_words
+from mmchat.turn.services import Speech
 from mmchat.turn.session import ChatSession
+from mmchat.voice.answering import Answers
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
 from mmchat.voice.endpoint import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded
@@ -79,7 +83,7 @@ class HeardTurn:
     ended: TurnEnded
     speech_ended_at: float  # time.monotonic() when the last word ended (as the server heard it)
     frame: np.ndarray | None  # the camera's frame at the end of the question (RGB)
-    # Its transcript is finished at once, on a thread, while the page asks for the answer.
+    # Its transcript is finished at once, on a thread, while its answer's thread starts.
     transcribed: threading.Event = field(default_factory=threading.Event)
     transcript: Transcript | None = None
     transcribed_at: float = 0.0
@@ -96,8 +100,8 @@ class Heard:
 
 
 class VoiceLoop:
-    """One session's voice mode. `hear` and `see` are called by the page's streams;
-    `answer` by the event that answers a heard question (another thread)."""
+    """One session's voice mode. `hear` and `see` are called by the voice socket;
+    `answer` by the thread that answers a heard question (`answers.start`)."""
 
     def __init__(self, session: ChatSession, services, *, settings: EndpointSettings | None = None,
                  echo_guard: EchoGuard | None = None) -> None:
@@ -110,6 +114,13 @@ class VoiceLoop:
         # How long a task's answer is ("describe", "read this"): brief by default, as a first
         # description should be (details come when asked); the page sets the user's choice.
         self.verbosity = Verbosity.BRIEF
+        # What each spoken question is answered with (the page sets the user's settings).
+        config = services.config
+        self.answer_with: tuple[GenerationParams, Speech | None] = (
+            GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
+            Speech(config.voice, config.speech_rate) if services.tts is not None else None)
+        self.answers = Answers(self)
+        self.fed_at = 0.0  # when the microphone's last chunk came (time.monotonic())
         stt = services.stt.wait()  # loaded at start-up; the first chunk waits for it at most
         language = speech_language(services.config)
         self._quick_hold = TrailingWordHold(stt, language=language)
@@ -124,6 +135,7 @@ class VoiceLoop:
         self._numbers = itertools.count(1)
         self._pending: dict[int, HeardTurn] = {}
         self._answering: int | None = None
+        self._barges = 0  # barge-ins so far: an answer begun before the latest one stops
         # EchoGuard schedules what the page is sent to play; a barge-in cuts it off here.
         self._playback_cut = -np.inf
         # turn_start of the detector's turn under way once it is known whose it is:
@@ -144,7 +156,7 @@ class VoiceLoop:
         """Take one microphone chunk ([N] or [N, C], any rate)."""
         with self._mic:
             events = self._detector.feed(samples, sample_rate)
-            now = time.monotonic()
+            now = self.fed_at = time.monotonic()
             self._arrivals.append((self._detector.position, now))
             self._transcriber.update(self._detector)
             self._speculation.update(self._detector)
@@ -265,6 +277,7 @@ class VoiceLoop:
         """Stop the answer (kept, marked stopped) and drop the questions not yet answered."""
         with self._state:
             self._pending.clear()
+            self._barges += 1
             # Still remembered by the guard: what was played may yet come back as echo.
             self._playback_cut = self.echo_guard.playing_until
         self.session.cancel_scope.cancel()
@@ -313,25 +326,26 @@ class VoiceLoop:
 
     # --- answering ---
 
-    def next_turn(self) -> int | None:
-        """The oldest heard question not yet answered (the page asks for it by its number's event)."""
-        with self._state:
-            return min(self._pending, default=None)
-
-    def answer(self, number: int, params: GenerationParams, speech) -> Iterator[TurnEvent]:
+    def answer(self, number: int, params: GenerationParams, speech, on_transcript=None) -> Iterator[TurnEvent]:
         """Answer heard question `number` (or carry out its command); turn events as
-        `turn.submit` yields them. Nothing, if it was dropped (barge-in, voice mode off)."""
+        `turn.submit` yields them. Nothing, if it was dropped (barge-in, voice mode off),
+        also while its transcript was being finished. `on_transcript(transcript)`: once known."""
         from mmchat.turn import UserInput, submit
 
         with self._state:
-            heard = self._pending.pop(number, None)
-            if heard is None:
+            heard = self._pending.get(number)
+        if heard is None:
+            return
+        heard.transcribed.wait()
+        with self._state:
+            if self._pending.pop(number, None) is None:
                 return
-            self._answering = number
+            self._answering, barges = number, self._barges
         files: list[Path] = []
         try:
-            heard.transcribed.wait()
             transcript, transcribed_at = heard.transcript, heard.transcribed_at
+            if transcript is not None and on_transcript is not None:
+                on_transcript(transcript)
             if transcript is None:
                 yield InputRejected("Your question could not be transcribed; please say it again.")
                 return
@@ -375,12 +389,16 @@ class VoiceLoop:
             else:
                 user_input = UserInput("", tuple(images), str(recording), audio_transcript=transcript,
                                        asked_at=heard.speech_ended_at, stages_done=(("transcript", transcribed_at),))
-            for event in submit(self.session, user_input, self.services, params, speech):
-                if isinstance(event, QuestionAdded) and heard.frame is not None:
-                    self._last_frame_path = self._stored_frame()
-                elif isinstance(event, AudioChunk):
-                    self._playing(event)
-                yield event
+            with contextlib.closing(submit(self.session, user_input, self.services, params, speech)) as events:
+                for event in events:
+                    if barges is not None and self._barges != barges:  # barged in on before the turn's
+                        self.session.cancel_scope.cancel()                # token existed: stop it now
+                    barges = None
+                    if isinstance(event, QuestionAdded) and heard.frame is not None:
+                        self._last_frame_path = self._stored_frame()
+                    elif isinstance(event, AudioChunk):
+                        self._playing(event)
+                    yield event
         finally:
             with self._state:
                 if self._answering == number:

@@ -146,7 +146,7 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
         connect(sidebar, handlers.sidebar, session_state=session_state, turn_outputs=turn_outputs,
                 loaded=loaded, announcer=announcer, announcement_number=announcement_number, editing=editing)
         connect_voice_panel(voice_parts, handlers.voice, session_state=session_state, turn_outputs=turn_outputs,
-                            speech_output=chat.speech, verbosity=chat.verbosity, streamed=streamed,
+                            verbosity=chat.verbosity, streamed=streamed,
                             settings=dict(max_tokens=settings.max_tokens, temperature=settings.temperature,
                                           voice=settings.voice, rate=settings.rate))
         _wire_settings(demo, handlers, chat, settings, session_state, language_choice)

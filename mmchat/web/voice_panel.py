@@ -1,18 +1,23 @@
-"""Voice mode in the page: the switch, the camera's preview and state line, and the token
-the page's script (static/voice.js) opens the voice socket with.
+"""Voice mode in the page: the switch, the camera's preview and state line, the token
+the page's script (static/voice.js) opens the voice socket with, and the chat view of
+the spoken turns.
 
 The voice socket itself, and the loop that hears, sees and answers, are mmchat/voice/;
 the page knows them only as `VoiceMode` (below), which server.py hands in, so the page
-and the voice front end stay independent of each other.
+and the voice front end stay independent of each other. A spoken question is answered
+on the socket it came in on (text and audio, which the page's script plays); the chat
+shows the same turn from the same events, through one long-lived event of the page
+(`on_voice_views`) that runs while voice mode is on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, ContextManager, Iterator, Protocol
 
 import gradio as gr
 
@@ -26,18 +31,30 @@ from .labels import t
 from .view import SKIP, STILL_LOADING, TurnView, plain
 
 
+class TurnWatch(ContextManager, Protocol):
+    """The spoken turns of one session as they run (mmchat.voice.answering.TurnWatch)."""
+
+    def turns(self) -> Iterator[Iterator[TurnEvent]]: ...
+
+
+class Answers(Protocol):
+    """Who watches a session's spoken answers (mmchat.voice.answering.Answers)."""
+
+    def watch(self) -> TurnWatch: ...
+
+    def close_watches(self) -> None: ...
+
+
 class VoiceLoop(Protocol):
     """One session's voice mode, as the page uses it (mmchat.voice.loop.VoiceLoop)."""
 
     verbosity: Any
+    answer_with: tuple  # (GenerationParams, Speech | None): what each spoken question is answered with
+    answers: Answers
 
     def stop_listening(self) -> None: ...
 
     def camera_photo(self, folder: Path) -> Path | None: ...
-
-    def next_turn(self) -> int | None: ...
-
-    def answer(self, number: int, params, speech) -> Iterator[TurnEvent]: ...
 
 
 class VoiceMode(Protocol):
@@ -67,12 +84,11 @@ class VoiceParts:
 
     switch: gr.Checkbox
     panel: gr.Row
-    token: gr.Textbox
-    answer: gr.Button  # pressed by the page's script when the socket says a question ended
+    token: gr.Textbox  # set while voice mode is on: the script's socket and the chat's view start on it
 
 
 class VoicePanel:
-    """Voice mode on and off, and the answer to each spoken question."""
+    """Voice mode on and off, what spoken questions are answered with, and their chat view."""
 
     def __init__(self, services: Services, chat: ChatHandlers, voice: VoiceMode | None) -> None:
         self.services = services
@@ -82,34 +98,47 @@ class VoicePanel:
     def loop_of(self, session: ChatSession | None) -> VoiceLoop | None:
         return self.voice.get(session) if session is not None and self.voice is not None else None
 
-    def on_voice_mode(self, session: ChatSession | None, on: bool):
+    def on_voice_mode(self, session: ChatSession | None, on: bool, max_new_tokens=None, temperature=None,
+                      voice=None, rate=None):
         """Voice mode on: the panel, and the token the page's script opens the voice socket
-        with; off: the script stops, and a question half said is forgotten."""
+        with; off: the script stops (its socket's answer with it), a question half said is
+        forgotten, and the chat's view of spoken turns ends."""
         if session is None or self.voice is None:
             gr.Warning(STILL_LOADING)
-            return gr.update(value=False), gr.update(visible=False), "", SKIP
+            return gr.update(value=False), gr.update(visible=False), ""
         if not on:
             loop = self.voice.get(session)
             if loop is not None:
                 loop.stop_listening()
-            return SKIP, gr.update(visible=False), "", SKIP
+                loop.answers.close_watches()
+            return SKIP, gr.update(visible=False), ""
         try:
             token = self.voice.open(session)
         except UserFacingError as exc:  # speech recognition could not be loaded
             gr.Warning(plain(exc.message_in(session.language)))
-            return gr.update(value=False), gr.update(visible=False), "", SKIP
-        return SKIP, gr.update(visible=True), token, gr.update(visible=self.services.tts is not None)
+            return gr.update(value=False), gr.update(visible=False), ""
+        if max_new_tokens is not None:
+            self.on_answer_settings(session, max_new_tokens, temperature, voice, rate)
+        return SKIP, gr.update(visible=True), token
 
-    def on_voice_turn(self, session: ChatSession | None, max_new_tokens, temperature, voice, rate
-                      ) -> Iterator[TurnView]:
-        """Answer, aloud, the question the microphone heard (the page's script asks when the socket says one ended)."""
+    def on_answer_settings(self, session: ChatSession | None, max_new_tokens, temperature, voice, rate) -> None:
+        """Spoken questions are answered with the page's settings, as changed."""
         loop = self.loop_of(session)
-        number = loop.next_turn() if loop is not None else None
-        if number is None:  # dropped meanwhile (barge-in, voice mode off)
+        if loop is not None:
+            speech = Speech(voice or "auto", float(rate)) if self.services.tts is not None else None
+            loop.answer_with = (generation_params(max_new_tokens, temperature), speech)
+
+    def on_voice_views(self, session: ChatSession | None, token: str) -> Iterator[TurnView]:
+        """While voice mode is on: each spoken turn in the chat as it streams, rendered from
+        its events as a typed turn is. Its audio is played by the page's script, from the
+        voice socket, so the views leave the spoken-answer player alone."""
+        loop = self.loop_of(session) if token else None
+        if loop is None:
             return
-        params = generation_params(max_new_tokens, temperature)
-        speech = Speech(voice or "auto", float(rate)) if self.services.tts is not None else None
-        yield from self.chat.play(session, loop.answer(number, params, speech))
+        with loop.answers.watch() as watch:
+            for events in watch.turns():
+                for view in self.chat.play(session, events, keep_box=True):
+                    yield dataclasses.replace(view, speech=SKIP)
 
     def on_verbosity(self, session: ChatSession | None, verbosity: str) -> None:
         """Voice mode's spoken tasks follow the chosen verbosity at once."""
@@ -136,20 +165,21 @@ def build_voice_panel(services: Services) -> VoiceParts:
         gr.HTML(PANEL_HTML, padding=False)
         gr.Markdown(t("voice_help"))
     token = gr.Textbox(visible="hidden", elem_id="voice-token", label="Voice connection")
-    answer = gr.Button("Answer the spoken question", visible="hidden", elem_id="voice-answer")
-    return VoiceParts(switch, panel, token, answer)
+    return VoiceParts(switch, panel, token)
 
 
 def connect_voice_panel(parts: VoiceParts, handlers: VoicePanel, *, session_state, turn_outputs: list,
-                        speech_output, verbosity, settings: dict, streamed) -> None:
+                        verbosity, settings: dict, streamed) -> None:
     """Wire voice mode: `settings` holds the page's max_tokens, temperature, voice and rate
     components; `streamed` turns a handler of TurnViews into one of Gradio outputs."""
-    parts.switch.change(handlers.on_voice_mode, inputs=[session_state, parts.switch],
-                        outputs=[parts.switch, parts.panel, parts.token, speech_output]).then(
+    answered_with = [settings["max_tokens"], settings["temperature"], settings["voice"], settings["rate"]]
+    parts.switch.change(handlers.on_voice_mode, inputs=[session_state, parts.switch, *answered_with],
+                        outputs=[parts.switch, parts.panel, parts.token]).then(
         handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
     parts.token.change(None, inputs=[parts.token], js=START_JS)
+    # Runs as long as voice mode is on, one per page: not counted against any limit.
+    parts.token.change(streamed(handlers.on_voice_views), inputs=[session_state, parts.token], outputs=turn_outputs,
+                       show_progress="hidden", concurrency_limit=None, trigger_mode="multiple")
+    for setting in answered_with:
+        setting.change(handlers.on_answer_settings, inputs=[session_state, *answered_with], show_progress="hidden")
     verbosity.input(handlers.on_verbosity, inputs=[session_state, verbosity], show_progress="hidden")
-    parts.answer.click(streamed(handlers.on_voice_turn),
-                       inputs=[session_state, settings["max_tokens"], settings["temperature"], settings["voice"],
-                               settings["rate"]],
-                       outputs=turn_outputs, show_progress="hidden", concurrency_limit=None, trigger_mode="multiple")
