@@ -267,13 +267,13 @@ def test_two_users_logged_in_at_once_see_and_fetch_only_their_own(auth_server, t
 
     # alice asks about a photo through the page, and gets its export.
     her_page = page_client(url, alice)
-    chat, conversation_id, export, _ = her_page.predict("", api_name="/on_load")
+    chat, conversation_id, _ = her_page.predict("", api_name="/on_load")
     assert chat == []
     answer = her_page.predict(*ask(QUESTION, photo), api_name="/on_submit")
     assert answer[2] == "yellow"  # the announcement: what the model said
     urls = file_urls(answer)
     photo_url = next(u for u in urls if "/media/" in u)
-    export_url = next(u for u in urls if u.endswith(".zip"))
+    export_url = next(u for u in file_urls(her_page.predict(api_name="/on_export")) if u.endswith(".zip"))
     # An earlier spoken question of hers, saved, and opened by her page: a recording's URL.
     recording = tmp_path / "question.wav"
     recording.write_bytes(b"RIFF alice's spoken question")
@@ -306,8 +306,9 @@ def test_two_users_logged_in_at_once_see_and_fetch_only_their_own(auth_server, t
     assert fetch(file_url(url, sneaky), bob).status_code in (403, 404)
     # Opening her conversation by its id gives him a new chat of his own.
     his_page = page_client(url, bob)
-    his_chat, his_id, his_export, _ = his_page.predict(conversation_id, api_name="/on_load")
-    assert his_chat == [] and his_id != conversation_id and his_export["value"] is None  # nothing of hers
+    his_chat, his_id, _ = his_page.predict(conversation_id, api_name="/on_load")
+    assert his_chat == [] and his_id != conversation_id  # nothing of hers
+    assert not file_urls(his_page.predict(api_name="/on_export"))  # her conversation is not his to export
     assert his_page.predict(spoken.id, api_name="/on_load")[0] == []
     # Nor does the history sidebar list or open it for him (it does for her).
     assert conversation_id in str(her_page.predict("", "", api_name="/listing"))
@@ -363,10 +364,10 @@ def test_without_auth_the_page_and_its_files_work_as_before(shapes_engine, tmp_p
         assert httpx.get(live.url + "/").status_code == 200  # no log-in
         assert "Log in to mmchat" not in httpx.get(live.url + "/login").text  # nor a log-in page of ours
         page = page_client(live.url, None)
-        _, conversation_id, _, _ = page.predict("", api_name="/on_load")
+        _, conversation_id, _ = page.predict("", api_name="/on_load")
         answer = page.predict(*ask(QUESTION, photo), api_name="/on_submit")
         assert answer[2] == "yellow"
-        urls = file_urls(answer)
+        urls = file_urls(answer) + file_urls(page.predict(api_name="/on_export"))  # the export, once asked for
         assert any(u.endswith(".zip") for u in urls) and any(u.endswith(".png") for u in urls)
         for shown in urls:
             assert fetch(shown).status_code == 200, shown

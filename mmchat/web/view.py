@@ -143,7 +143,7 @@ def as_typed(text: str) -> str:
     escaped = html.escape(text, quote=False)
     escaped = _INLINE_MARKS.sub(r"\\\g<0>", escaped)
     escaped = _LINE_START_MARKS.sub(_escape_line_start, escaped)
-    return escaped.replace("\n", "  \n")  # a Markdown line break where the box had one
+    return escaped  # line breaks stay: the chat renders each one (line_breaks)
 
 
 # Marks that format wherever they stand (emphasis, code, links, tables, escapes) ...

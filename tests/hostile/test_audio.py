@@ -315,7 +315,7 @@ def test_refused_in_the_page_with_the_conversation_unchanged(services, tmp_path,
     session, *_ = handlers.on_load("")
     message = {"text": "", "files": [on_disk(tmp_path, case)]}
     *_, last = handlers.on_submit(session, message, False, None, *QUIET, progress=None)
-    chat, box, announcement = last[0], last[1], last[2]
+    chat, box, announcement = last.chat, last.box, last.announcement
     assert case.refused in announcement, announcement
     assert chat == [] and session.conversation.turns == []
     assert box["value"] == message, "the recording stays in the box, to fix or remove"

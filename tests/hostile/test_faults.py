@@ -257,12 +257,12 @@ def test_out_of_memory_through_the_page_warns_puts_the_question_back_and_the_nex
     text, photo = _photo_question(tmp_path)
     huge = {"text": HUGE_QUESTION + text, "files": [photo]}
     *_, last = handlers.on_submit(session, huge, False, None, *QUIET, progress=None)
-    chat, box, announcement = last[0], last[1], last[2]
+    chat, box, announcement = last.chat, last.box, last.announcement
     assert "ran out of memory" in announcement
     assert chat == [] and box["value"] == huge  # the question is back in the box, to shorten
     *_, last = handlers.on_submit(session, {"text": text, "files": [photo]}, False, None, *QUIET, progress=None)
-    assert last[2].strip() == "red"  # the answer, announced
-    assert [m["role"] for m in last[0]] == ["user", "assistant"]
+    assert last.announcement.strip() == "red"  # the answer, announced
+    assert [m["role"] for m in last.chat] == ["user", "assistant"]
 
 
 def test_out_of_memory_through_the_api_is_a_json_413_and_the_next_request_is_answered(
@@ -514,16 +514,16 @@ def test_the_page_says_when_the_disk_is_full_and_keeps_serving(config, shapes_en
         disk.full = True
         updates = list(handlers.on_submit(session, {"text": FOLLOW_UP, "files": []}, False, None,
                                           *QUIET, progress=None))
-        announced = [update[2] for update in updates if isinstance(update[2], str)]
+        announced = [update.announcement for update in updates if isinstance(update.announcement, str)]
         assert any("could not be saved: the server's disk is full" in words for words in announced), announced
-        chat = updates[-1][0]
+        chat = updates[-1].chat
         assert [m["role"] for m in chat] == ["user", "assistant"] * 2  # the page shows the whole conversation
         assert announced[-1].strip() == "circle"  # and the answer
         assert _turns(config.data_dir, session.conversation.id) == committed
 
         disk.full = False
         *_, last = handlers.on_submit(session, {"text": text, "files": [photo]}, False, None, *QUIET, progress=None)
-        assert last[2].strip() == "red"
+        assert last.announcement.strip() == "red"
         assert len(_turns(config.data_dir, session.conversation.id)) == 6
         # A reload (a new session for this browser) opens all of it.
         _, chat, *_ = handlers.on_load(session.conversation.id)
@@ -644,7 +644,6 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
     from mmchat.engine.local import create_local_engine
     from mmchat.model_handle import ModelHandle
     from mmchat.turn import Services
-    from mmchat.web.chat import ChatHandlers
 
     folder = tmp_path / "bad-config"
     shutil.copytree(shapes_vlm_path(), folder)
@@ -652,8 +651,9 @@ def test_a_config_json_that_is_not_json_is_named_in_the_page_status(config, tmp_
     settings = with_config(config, model=str(folder), quantization="none")
     engine = ModelHandle(lambda progress: create_local_engine(settings, progress), "model").start()
     assert engine.loaded(120)
-    handlers = ChatHandlers(Services(config=settings, engine=engine))
-    status, timer = handlers.model_status()
+    from mmchat.web.settings import SettingsHandlers
+
+    status, timer = SettingsHandlers(Services(config=settings, engine=engine)).model_status()
     assert "config.json" in status and "not valid JSON" in status and "Download the model again" in status
 
 
@@ -674,12 +674,12 @@ def test_the_page_on_a_really_full_disk_says_so_and_keeps_serving(config, shapes
         filler = _fill(small_disk)
         updates = list(handlers.on_submit(session, {"text": FOLLOW_UP, "files": []}, False, None,
                                           *QUIET, progress=None))
-        announced = [update[2] for update in updates if isinstance(update[2], str)]
+        announced = [update.announcement for update in updates if isinstance(update.announcement, str)]
         assert any("could not be saved: the server's disk is full" in words for words in announced), announced
-        assert [m["role"] for m in updates[-1][0]] == ["user", "assistant"] * 2
+        assert [m["role"] for m in updates[-1].chat] == ["user", "assistant"] * 2
         filler.unlink()
         *_, last = handlers.on_submit(session, {"text": text, "files": [photo]}, False, None, *QUIET, progress=None)
-        assert last[2].strip() == "red"
+        assert last.announcement.strip() == "red"
     finally:
         store.close()
     assert len(_turns(config.data_dir, session.conversation.id)) == 6

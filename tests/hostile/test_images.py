@@ -464,7 +464,8 @@ def send(page, question: str, path: Path):
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda case: case.name)
 def test_the_page_shows_each_refusal_and_keeps_the_message_for_another_try(case, write, page):
-    session, message, (chat, box, announcement, *_) = send(page, COLOUR, write(case.name, case.make()))
+    session, message, view = send(page, COLOUR, write(case.name, case.make()))
+    chat, box, announcement = view.chat, view.box, view.announcement
     assert len(page.toasts) == 1 and page.toasts[0][0] == "warning" and case.says in page.toasts[0][1]
     assert announcement == page.toasts[0][1]  # read out to a screen reader too
     assert chat == [] and session.conversation.turns == []
@@ -473,7 +474,8 @@ def test_the_page_shows_each_refusal_and_keeps_the_message_for_another_try(case,
 
 @pytest.mark.parametrize("case", [c for c in ANSWERED if c.notice], ids=lambda case: case.name)
 def test_the_page_says_which_frame_of_an_animation_it_answered_from(case, write, page):
-    session, _message, (chat, *_) = send(page, case.question, write(case.name, case.make()))
+    session, _message, view = send(page, case.question, write(case.name, case.make()))
+    chat = view.chat
     assert [kind for kind, _ in page.toasts] == ["info"] and case.notice in page.toasts[0][1]
     assert session.conversation.turns[-1].text.strip() == case.answer
     assert chat[-1]["role"] == "assistant"

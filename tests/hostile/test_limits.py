@@ -115,7 +115,8 @@ def test_the_page_refuses_a_question_too_many_and_keeps_it_in_the_box(paced, sto
     assert session.conversation.turns == before and len(chat) == 4
     assert store.load(session.conversation.id).turns == saved
     # Answering again counts too, and is refused the same way, keeping the old answer.
-    chat, box, announcement, *_ = _last(handlers.on_regenerate(session, *QUIET))
+    view = _last(handlers.on_regenerate(session, *QUIET))
+    chat, box, announcement = view.chat, view.box, view.announcement
     assert announcement == too_fast(2, 45) and session.conversation.turns == before
     # Once the first question has left the minute, the next one is answered.
     clock.now += 45
