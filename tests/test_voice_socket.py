@@ -278,3 +278,42 @@ def test_a_page_that_falls_behind_does_not_hold_up_barge_in(endless, say):
     assert len(_audio(rest, 1)) <= 1
     assert len(_audio(after, 1)) >= 1
     assert rest[-1]["status"] == "interrupted"
+
+
+def test_a_watcher_gets_each_turn_in_order_and_one_that_falls_behind_is_dropped():
+    """The chat's view of spoken turns (TurnWatch), fed from the turns' threads: two turns
+    whose events interleave (a new question while the stopped answer ends) come out one
+    after the other; a watcher that does not keep up loses text deltas, then is dropped,
+    and never makes a turn wait; one whose page is gone ends."""
+    from mmchat.events import Notice, TextDelta, TurnDone
+    from mmchat.voice.answering import TurnWatch
+
+    watch = TurnWatch(lambda: True, limit=8, poll=0.01)
+    watch.put(1, TextDelta("a"))
+    watch.put(2, Notice("asked"))
+    watch.put(1, TurnDone("interrupted", "a"))
+    watch.put(2, TextDelta("b"))
+    watch.end(1)
+    watch.close()  # voice mode off: the turns begun are still shown to their end
+    turns = watch.turns()
+    assert list(next(turns)) == [TextDelta("a"), TurnDone("interrupted", "a")]
+    second = next(turns)
+    assert next(second) == Notice("asked") and next(second) == TextDelta("b")
+    watch.put(2, TurnDone("complete", "b"))
+    watch.end(2)
+    assert list(second) == [TurnDone("complete", "b")]
+    assert not list(turns)  # closed: no turn after it
+
+    behind = TurnWatch(lambda: True, limit=8)
+    started = time.monotonic()
+    for index in range(8):
+        behind.put(3, TextDelta(str(index)))
+    behind.put(3, TextDelta("skipped"))  # full: text is skipped ...
+    behind.put(3, Notice("kept"))  # ... the rest is kept ...
+    for _ in range(20):
+        behind.put(3, Notice("more"))  # ... until it is twice as far behind
+    assert time.monotonic() - started < 0.5  # no put waited
+    assert behind.dropped and not list(behind.turns())
+
+    gone = TurnWatch(lambda: False, poll=0.01)
+    assert not list(gone.turns())

@@ -70,8 +70,12 @@ class TurnWatch:
                 self._items.append((number, item))
             self._changed.notify_all()
 
+    def end(self, number: int) -> None:
+        """Turn `number` has no more events (its thread has ended)."""
+        self.put(number, _END)
+
     def close(self) -> None:
-        """No new turns (voice mode off); the one being shown is still shown to its end."""
+        """Voice mode off: the turns begun are shown to their end, and no turn after them."""
         with self._changed:
             self._closing = True
             self._changed.notify_all()
@@ -104,7 +108,7 @@ class TurnWatch:
         turn (left in place). None when the watch ends."""
         with self._changed:
             while True:
-                if self.dropped or (self._closing and number is None):
+                if self.dropped:
                     return None
                 for index, (turn, item) in enumerate(self._items):
                     if turn in self._finished:
@@ -114,7 +118,7 @@ class TurnWatch:
                     if turn == number:
                         del self._items[index]
                         return item
-                if not self._alive():
+                if (self._closing and number is None) or not self._alive():
                     return None
                 self._changed.wait(self._poll)
 
@@ -153,16 +157,20 @@ class Answers:
         except Exception:  # noqa: BLE001 - the turn layer says what went wrong in its events; this is a bug
             log.exception("voice: answering question %d failed", number)
         finally:
-            self._publish(number, _END)
+            self._publish(number, None)
             with self._lock:
                 self._running.pop(number, None)
 
-    def _publish(self, number: int, item: object) -> None:
+    def _publish(self, number: int, event: TurnEvent | None) -> None:
+        """`event` to every watcher; None: the turn has ended."""
         with self._lock:
             self._watches = [watch for watch in self._watches if not watch.dropped]
             watches = list(self._watches)
         for watch in watches:
-            watch.put(number, item)
+            if event is None:
+                watch.end(number)
+            else:
+                watch.put(number, event)
 
     def watch(self) -> TurnWatch:
         """A new watcher of the turns started from now on (the page's chat view)."""
