@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.append(str(ROOT / "scripts"))  # a folder of tools, not a package
 from generation import QWEN3_VL_IMAGES, TINY_SHAPES, Shape, device_name, write_checkpoint  # noqa: E402
 from make_fixture_models import qwen3_vl_processor  # noqa: E402
-from mmchat import images  # noqa: E402
+from mmchat.media import photos as photo_cache  # noqa: E402
 from mmchat.cancel import CancelToken  # noqa: E402
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine import Completion, GenerationParams  # noqa: E402
@@ -90,14 +90,14 @@ def write_photo(path: Path, seed: int) -> None:
 @contextlib.contextmanager
 def caching(engine: LocalEngine, photos: bool):
     """With `photos` False, every photo and prompt is prepared afresh (as before issue 11)."""
-    saved = images.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts
+    saved = photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts
     if not photos:
-        images.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = 0, 0, 0
-    images.PHOTOS.clear()
+        photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = 0, 0, 0
+    photo_cache.PHOTOS.clear()
     try:
         yield
     finally:
-        images.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = saved
+        photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = saved
 
 
 def conversation(engine: LocalEngine, folder: Path, turns: int, tag: str) -> list[tuple[int, float]]:

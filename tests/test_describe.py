@@ -10,6 +10,7 @@ import pytest
 
 from conftest import make_services, voice_services_for, with_config
 from fixture_models import draw_test_image
+from mmchat.web.chat import ChatHandlers
 from mmchat.web.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
 from mmchat.engine import GenerationParams
 from mmchat.events import InputRejected
@@ -40,7 +41,7 @@ def _done(events) -> object:
 
 def test_the_box_photo_then_the_conversations_last_photo(config, shapes_engine, store, scene):
     services = make_services(config, shapes_engine, store)
-    describer, session = Describer(services, VoiceLoops(lambda s: None)), ChatSession(store)
+    describer, session = Describer(ChatHandlers(services), VoiceLoops(lambda s: None)), ChatSession(store)
     identify = Task(IDENTIFY, Verbosity.BRIEF)
 
     assert _done(describer.events(session, identify, [scene("circle", "red")], GREEDY, None)).text == "red"
@@ -59,7 +60,7 @@ def test_the_box_photo_then_the_conversations_last_photo(config, shapes_engine, 
 
 def test_a_task_with_a_new_photo_after_an_earlier_one_is_answered_about_the_new_one(config, shapes_engine, store, scene):
     services = make_services(config, shapes_engine, store)
-    describer, session = Describer(services, VoiceLoops(lambda s: None)), ChatSession(store)
+    describer, session = Describer(ChatHandlers(services), VoiceLoops(lambda s: None)), ChatSession(store)
     identify = Task(IDENTIFY, Verbosity.BRIEF)
     # After a chat of three turns about the earlier photo (the task, a follow-up, the task
     # again), not only after one: shapes-vlm once mixed the two photos' colours here.
@@ -70,7 +71,7 @@ def test_a_task_with_a_new_photo_after_an_earlier_one_is_answered_about_the_new_
 
 
 def test_nothing_to_describe_says_what_to_add(config, shapes_engine, store, scene):
-    describer = Describer(make_services(config, shapes_engine, store), VoiceLoops(lambda s: None))
+    describer = Describer(ChatHandlers(make_services(config, shapes_engine, store)), VoiceLoops(lambda s: None))
     session = ChatSession(store)
     (event,) = describer.events(session, Task(DESCRIBE), [], GREEDY, None)
     assert event == InputRejected(NO_PHOTO)
@@ -80,7 +81,7 @@ def test_nothing_to_describe_says_what_to_add(config, shapes_engine, store, scen
 
 
 def test_compare_takes_the_two_photos_in_order(config, shapes_engine, store, scene):
-    describer = Describer(make_services(config, shapes_engine, store), VoiceLoops(lambda s: None))
+    describer = Describer(ChatHandlers(make_services(config, shapes_engine, store)), VoiceLoops(lambda s: None))
     session = ChatSession(store)
     first, second = scene("circle", "red"), scene("square", "green")
     list(describer.events(session, Task(COMPARE), [first, second], GREEDY, None))
@@ -98,7 +99,7 @@ def test_in_voice_mode_it_describes_what_the_camera_sees_now(config, shapes_engi
     loops.open(session)
     loop = loops.get(session)
     try:
-        describer = Describer(services, loops)
+        describer = Describer(ChatHandlers(services), loops)
         loop.see(np.asarray(draw_test_image("triangle", "yellow").convert("RGB")))
         done = _done(describer.events(session, chosen_task("identify", "brief"), [], GREEDY, None))
         assert done.text == "yellow"

@@ -108,7 +108,8 @@ def test_the_page_refuses_a_question_too_many_and_keeps_it_in_the_box(paced, sto
     ask_page(handlers, session, "And its shape?")
     before, saved = session.conversation.copy().turns, store.load(session.conversation.id).turns
     assert len(before) == 4
-    message, (chat, box, announcement, *_) = ask_page(handlers, session, "One more?")
+    message, view = ask_page(handlers, session, "One more?")
+    chat, box, announcement = view.chat, view.box, view.announcement
     warnings = [text for kind, text in toasts if kind == "warning"]
     assert warnings == [too_fast(2, 45)]
     assert announcement == warnings[0] and box["value"] == message
@@ -120,7 +121,7 @@ def test_the_page_refuses_a_question_too_many_and_keeps_it_in_the_box(paced, sto
     assert announcement == too_fast(2, 45) and session.conversation.turns == before
     # Once the first question has left the minute, the next one is answered.
     clock.now += 45
-    _, (chat, *_) = ask_page(handlers, session, "One more?")
+    chat = ask_page(handlers, session, "One more?")[1].chat
     assert [m["role"] for m in chat] == ["user", "assistant"] * 3
     assert len(store.load(session.conversation.id).turns) == 6
 
@@ -202,7 +203,8 @@ def test_each_limit_is_a_warning_on_the_page_with_the_message_kept_and_nothing_c
     ask_page(handlers, session, "What colour is it?", [_photo(tmp_path, 9)])
     before, saved = session.conversation.copy().turns, store.load(session.conversation.id).turns
     text, files = make(tmp_path)
-    message, (chat, box, announcement, *_) = ask_page(handlers, session, text, files)
+    message, view = ask_page(handlers, session, text, files)
+    chat, box, announcement = view.chat, view.box, view.announcement
     warnings = [shown for kind, shown in toasts if kind == "warning"]
     assert len(warnings) == 1 and says in warnings[0], warnings
     assert announcement == warnings[0] and box["value"] == message
@@ -272,7 +274,7 @@ def test_the_api_says_429_with_retry_after_to_a_client_too_fast_and_others_go_on
     assert post(live, ok, "key-two").status_code == 200
     handlers = ChatHandlers(live.services)
     session, *_ = handlers.on_load("")
-    _, (chat_shown, *_) = ask_page(handlers, session, "What colour is it?")
+    chat_shown = ask_page(handlers, session, "What colour is it?")[1].chat
     assert [m["role"] for m in chat_shown] == ["user", "assistant"]
     # A minute after the first question, key-one may ask again.
     live.clock.now += 50
