@@ -77,7 +77,10 @@
       setTimeout(() => { live.textContent = text; }, 50);
     },
     // The export is written when asked for; its file then downloads as a link would.
-    download: (selector) => document.querySelector(selector + " a[download], " + selector + " button")?.click(),
+    download: (selector) => {
+      const target = document.querySelector(selector);  // Gradio's DownloadButton is the button itself
+      (target?.matches("a, button") ? target : target?.querySelector("a[download], button"))?.click();
+    },
     logOut: () => fetch("/logout", {method: "POST"}).finally(() => { window.location.href = "/login"; }),
   };
 })();
