@@ -1,26 +1,30 @@
 """Voice mode: from the end of the person's speech to the first audio of the answer.
 
 A conversation of --turns spoken questions about camera frames, through the app's own
-voice loop (mmchat.voice.loop.VoiceLoop: Silero VAD end of turn, streaming Whisper
-tiny.en, the camera frame as a photo, the turn layer, the speech worker), with the
-trained shapes-vlm answering and each voice in --voices speaking. A feeder thread plays
-the microphone in real time, as the page streams it (48 kHz, 20 ms chunks, silence
-between questions, never stopping); each question is asked once the last answer's audio
-is all out, as a person would.
+voice socket (mmchat.voice.websocket, served by uvicorn on loopback in this process,
+as `python app.py` serves it: Silero VAD end of turn, streaming Whisper tiny.en, the
+camera frame as a photo, the turn layer, the speech worker), with the trained
+shapes-vlm answering and each voice in --voices speaking. A WebSocket client plays the
+page: it sends the microphone in real time, as the page's script does (48 kHz, 20 ms
+chunks, silence between questions, never stopping) and a camera frame (JPEG) before
+each question, and gets the answer on the same socket (its words, audio and timings);
+each question is asked once the last answer's audio has all been played, as a person
+would.
 
-Per turn, seconds from the end of the speech (as the server received it):
-- end of turn: the question was declared ended (the end-of-turn silence, default 600 ms,
-  plus any hold after a trailing "and"/"um");
-- transcript: its words are known;
-- first token, first audio: of the answer.
+Per turn, seconds from the end of the speech (its last sound, as the client sent it):
+- end of turn: the socket said the question ended (the end-of-turn silence, default
+  600 ms, plus any hold after a trailing "and"/"um");
+- transcript, first token, first audio: the turn's own timings (from the end of the
+  speech as the server received it, the same clock give or take a chunk);
+- first audio received: the answer's first audio reached the client.
 p50 and p95 over the counted turns (a first, uncounted question warms everything up),
 and the 10th turn's own figures.
 
 Barge-in (--barge-ins): a long answer (the tiny Qwen3-VL fixture, told never to stop)
 is being spoken when another voice says something; seconds from that speech's first
-sound entering the microphone to the page being told to stop its audio, to the model's
-generation having ended (its thread gone), and to the whole answer having ended (speech
-worker stopped too: its TurnDone).
+sound entering the microphone to the page being told to stop its audio (the socket's
+barge_in), to the model's generation having ended (its thread gone), and to the whole
+answer having ended (speech worker stopped too: its done).
 
     .venv/bin/python bench/voice_latency.py [--turns 20] [--voices piper,hibari] [--barge-ins 10]
 """
@@ -28,8 +32,12 @@ worker stopped too: its TurnDone).
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import queue
 import random
+import struct
 import sys
 import tempfile
 import threading
@@ -44,10 +52,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixture_models import draw_test_image, shapes_vlm_path  # noqa: E402
 from speech import espeak  # noqa: E402
+from test_api_support import LiveServer  # noqa: E402
+from ws_client import WebSocketClient  # noqa: E402
 from mmchat.config import Config  # noqa: E402
 from mmchat.engine import GenerationParams  # noqa: E402
 from mmchat.engine.local import create_local_engine  # noqa: E402
-from mmchat.events import AudioChunk, TurnDone  # noqa: E402
 from mmchat.model_handle import ModelHandle  # noqa: E402
 from mmchat.store.legacy import ConversationStore  # noqa: E402
 from mmchat.turn.session import ChatSession  # noqa: E402
@@ -55,6 +64,7 @@ from mmchat.stt import create_speech_to_text  # noqa: E402
 from mmchat.tts import create_text_to_speech  # noqa: E402
 from mmchat.turn import Services, Speech  # noqa: E402
 from mmchat.voice.loop import VoiceLoop  # noqa: E402
+from mmchat.voice.websocket import ANSWER_AUDIO, AUDIO, FRAME, VoiceLoops  # noqa: E402
 
 MIC_RATE = 48_000
 CHUNK = MIC_RATE // 50  # 20 ms, as the page's script sends them
@@ -63,54 +73,101 @@ QUESTIONS = ["What color is the shape?", "How many shapes are there?", "What sha
              "What is written in the image?"]
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle", "star"]
-STAGES = ("end of turn", "transcript", "first token", "first audio")
+STAGES = ("end of turn", "transcript", "first token", "first audio", "first audio received")
 
 
-class Microphone:
-    """Plays queued audio into the loop in real time, and silence when there is none."""
+class Page:
+    """The page's side of the voice socket: the microphone played in real time (silence when
+    nothing is said), and every message received, time-stamped (time.monotonic())."""
 
-    def __init__(self, loop: VoiceLoop) -> None:
-        self.loop = loop
-        self.waiting: queue.Queue[np.ndarray] = queue.Queue()
-        # (turn number, its end of speech, when it was declared ended), all time.monotonic()
-        self.heard: queue.Queue[tuple[int, float, float]] = queue.Queue()
+    def __init__(self, url: str) -> None:
+        self.client = WebSocketClient(url, timeout=300)
+        self.client.send_text(json.dumps({"type": "hello", "sample_rate": MIC_RATE}))
+        self.waiting: queue.Queue[tuple[np.ndarray, dict[str, int]]] = queue.Queue()
+        self.marks: queue.Queue[tuple[str, float]] = queue.Queue()  # when a marked sample was "recorded"
+        self.received: queue.Queue[tuple[float, object]] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-microphone", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._speak, name="bench-microphone", daemon=True),
+                         threading.Thread(target=self._read, name="bench-page", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-        self.onsets: queue.Queue[float] = queue.Queue()  # when a said clip's first sound was played
-        self.barge_ins: queue.Queue[float] = queue.Queue()  # when a chunk told the page to stop talking
+    def say(self, audio: np.ndarray, **marks: int) -> None:
+        """Queue `audio`; for each mark (a sample index), note when that sample is played."""
+        self.waiting.put((audio, marks))
 
-    def say(self, audio: np.ndarray, onset: int | None = None) -> None:
-        """Queue `audio`; with `onset` (its first sound, in samples), note when that is played."""
-        self.waiting.put((audio, onset))
+    def frame(self, picture) -> None:
+        jpeg = io.BytesIO()
+        picture.convert("RGB").resize((240, 240)).save(jpeg, format="JPEG", quality=85)
+        self.client.send_bytes(bytes([FRAME]) + jpeg.getvalue())
 
-    def _run(self) -> None:
-        pending = np.zeros(0, np.float32)
-        onset = None
-        next_at = time.monotonic()
+    def mark(self, name: str) -> float:
+        got, at = self.marks.get(timeout=60)
+        assert got == name, (got, name)
+        return at
+
+    def until(self, kind: str, turn: int | None = None, timeout: float = 120) -> list[tuple[float, object]]:
+        """Messages received up to the first of `kind` (of `turn`), that one included."""
+        seen = []
+        while True:
+            at, message = self.received.get(timeout=timeout)
+            seen.append((at, message))
+            if isinstance(message, dict) and message["type"] == kind and turn in (None, message.get("turn")):
+                return seen
+
+    def _speak(self) -> None:
+        pending, marks, sent, next_at = np.zeros(0, np.float32), {}, 0, time.monotonic()
         while not self._stop.is_set():
             if not len(pending):
                 try:
-                    pending, onset = self.waiting.get_nowait()
+                    (pending, marks), sent = self.waiting.get_nowait(), 0
                 except queue.Empty:
-                    pending, onset = np.zeros(CHUNK, np.float32), None
+                    pending, marks, sent = np.zeros(CHUNK, np.float32), {}, 0
             chunk, pending = pending[:CHUNK], pending[CHUNK:]
-            if onset is not None and onset < len(chunk):
-                # The chunk is "recorded" over the CHUNK before it is handed over (now).
-                self.onsets.put(time.monotonic() - (len(chunk) - onset) / MIC_RATE)
-            onset = None if onset is None or onset < len(chunk) else onset - len(chunk)
-            heard = self.loop.hear(MIC_RATE, chunk)
-            if heard.barged_in:
-                self.barge_ins.put(time.monotonic())
-            if heard.turn is not None:
-                self.heard.put((heard.turn, heard.speech_ended_at, time.monotonic()))
+            self.client.send_bytes(bytes([AUDIO]) + (np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+            now = time.monotonic()
+            for name, index in marks.items():
+                if sent <= index < sent + len(chunk):  # "recorded" over the chunk before it is sent (now)
+                    self.marks.put((name, now - (sent + len(chunk) - index) / MIC_RATE))
+            sent += len(chunk)
             next_at += CHUNK / MIC_RATE
             time.sleep(max(next_at - time.monotonic(), 0.0))
 
-    def close(self) -> None:
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self.client.receive()
+            except Exception:  # noqa: BLE001 - closed
+                return
+            at = time.monotonic()
+            if isinstance(message, bytes):
+                assert message[0] == ANSWER_AUDIO
+                turn, rate = struct.unpack_from("<II", message, 1)
+                self.received.put((at, ("audio", turn, (len(message) - 9) / 2 / rate)))
+            else:
+                self.received.put((at, json.loads(message)))
+
+    def __enter__(self) -> "Page":
+        return self
+
+    def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        self._threads[0].join(5)
+        self.client.close()
+
+
+def _audio(messages) -> list[tuple[float, tuple]]:
+    return [(at, m) for at, m in messages if isinstance(m, tuple)]
+
+
+def _voice_mode(config: Config, services: Services, params: GenerationParams, speech):
+    """Every session's voice mode, with one session's open; (VoiceLoops, its token, its loop)."""
+    loops = VoiceLoops(lambda session: VoiceLoop(session, services))
+    session = ChatSession(ConversationStore(config.data_dir))
+    token = loops.open(session)
+    loop = loops.get(session)
+    loop.answer_with = (params, speech)
+    return loops, token, loop
 
 
 def run_voice(voice: str, turns: int, engine, stt, folder: Path, seed: int) -> list[dict[str, float]]:
@@ -119,35 +176,30 @@ def run_voice(voice: str, turns: int, engine, stt, folder: Path, seed: int) -> l
     tts = create_text_to_speech(config)
     services = Services(config, ModelHandle.ready(engine, "model"), ModelHandle.ready(stt, "speech recognizer"),
                         lambda speech: tts)
-    loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
-    microphone = Microphone(loop)
+    loops, token, loop = _voice_mode(config, services, GenerationParams(max_new_tokens=8, temperature=0.0), Speech())
     rng = random.Random(seed)
     said = {text: espeak(text, folder, rate=MIC_RATE) for text in QUESTIONS}
     results = []
-    try:
+    with LiveServer(services, None, loops) as server, Page(f"ws://127.0.0.1:{server.port}/voice/{token}") as page:
         for turn in range(turns + 1):  # the first one warms up
-            frame = draw_test_image(rng.choice(SHAPES), rng.choice(COLOURS), count=rng.randint(1, 3))
-            loop.see(np.asarray(frame.convert("RGB").resize((240, 240))))
-            microphone.say(np.concatenate([np.zeros(MIC_RATE // 4, np.float32), said[rng.choice(QUESTIONS)]]))
-            number, speech_end, declared = microphone.heard.get(timeout=60)
-            spoken_for = 0.0
-            done = None
-            for event in loop.answer(number, GenerationParams(max_new_tokens=8, temperature=0.0), Speech()):
-                if isinstance(event, AudioChunk):
-                    spoken_for += event.duration
-                elif isinstance(event, TurnDone):
-                    done = event
-            if done is None or done.status != "complete":
+            page.frame(draw_test_image(rng.choice(SHAPES), rng.choice(COLOURS), count=rng.randint(1, 3)))
+            question = np.concatenate([np.zeros(MIC_RATE // 4, np.float32), said[rng.choice(QUESTIONS)]])
+            page.say(question, end=len(question) - 1)
+            messages = page.until("done")
+            speech_end = page.mark("end")
+            done = messages[-1][1]
+            if done["status"] != "complete":
                 raise RuntimeError(f"turn {turn} did not complete: {done}")
+            heard_at = next(at for at, m in messages if isinstance(m, dict) and m["type"] == "heard")
+            audio = _audio(messages)
             if turn:
-                timings = done.timings
-                results.append({"end of turn": declared - speech_end, "transcript": timings["transcript"],
+                timings = done["timings"]
+                results.append({"end of turn": heard_at - speech_end, "transcript": timings["transcript"],
                                 "first token": timings["first_token"],
-                                "first audio": timings.get("first_audio", float("nan"))})
-            time.sleep(spoken_for)  # the person listens to the answer before the next question
-    finally:
-        microphone.close()
-        loop.close()
+                                "first audio": timings.get("first_audio", float("nan")),
+                                "first audio received": audio[0][0] - speech_end if audio else float("nan")})
+            time.sleep(sum(m[2] for _, m in audio))  # the person listens to the answer before the next question
+    loops.close(loop.session)
     return results
 
 
@@ -163,48 +215,34 @@ def run_barge_ins(count: int, voice: str, stt, folder: Path) -> list[tuple[float
     tts = create_text_to_speech(config)
     services = Services(config, ModelHandle.ready(engine, "model"), ModelHandle.ready(stt, "speech recognizer"),
                         lambda speech: tts)
-    loop = VoiceLoop(ChatSession(ConversationStore(config.data_dir)), services)
-    microphone = Microphone(loop)
+    long = (GenerationParams(max_new_tokens=2000, temperature=1.0), Speech())
+    loops, token, loop = _voice_mode(config, services, *long)
     question = espeak(QUESTIONS[0], folder, rate=MIC_RATE)
     interruption = espeak("Wait, what is this one?", folder, rate=MIC_RATE)  # trimmed: its sound starts at once
-    lead = MIC_RATE // 4
+    lead = np.zeros(MIC_RATE // 4, np.float32)
     results = []
-    try:
+    with LiveServer(services, None, loops) as server, Page(f"ws://127.0.0.1:{server.port}/voice/{token}") as page:
         for _ in range(count):
-            microphone.say(np.concatenate([np.zeros(lead, np.float32), question]))
-            number, _, _ = microphone.heard.get(timeout=60)
-            events: list = []
-            speaking = threading.Event()
-
-            def answer() -> None:
-                for event in loop.answer(number, GenerationParams(max_new_tokens=2000, temperature=1.0), Speech()):
-                    events.append((time.monotonic(), event))
-                    if isinstance(event, AudioChunk):
-                        speaking.set()
-
-            thread = threading.Thread(target=answer, name="bench-answer")
-            thread.start()
-            if not speaking.wait(60):
-                raise RuntimeError("the answer was never spoken")
+            page.say(np.concatenate([lead, question]))
+            number = page.until("heard")[-1][1]["turn"]
+            page.until("text", number)  # answering
+            while not _audio(page.until("text", number)):
+                pass  # until it is spoken
             time.sleep(1.0)  # well into the spoken answer
             generating = next((t for t in threading.enumerate() if t.name == "mmchat-generate"), None)
-            microphone.say(np.concatenate([np.zeros(lead, np.float32), interruption]), onset=lead)
-            onset = microphone.onsets.get(timeout=30)
-            told = microphone.barge_ins.get(timeout=30)
+            page.say(np.concatenate([lead, interruption]), onset=len(lead))
+            onset = page.mark("onset")
+            told = page.until("barge_in")[-1][0]
+            loop.answer_with = (GenerationParams(max_new_tokens=4, temperature=0.0), None)  # for the interruption
             if generating is not None:
                 generating.join(30)
             generated = time.monotonic()
-            thread.join(30)
-            ended = next(at for at, event in events if isinstance(event, TurnDone))
+            ended = page.until("done", number)[-1][0]
             results.append((told - onset, generated - onset, ended - onset))
-            # The interruption is a question too: answer it briefly and let the line go quiet.
-            number, _, _ = microphone.heard.get(timeout=60)
-            for _event in loop.answer(number, GenerationParams(max_new_tokens=4, temperature=0.0), None):
-                pass
+            page.until("done", number + 1)  # the interruption is a question too, answered briefly
+            loop.answer_with = long
             time.sleep(1.0)
-    finally:
-        microphone.close()
-        loop.close()
+    loops.close(loop.session)
     return results
 
 
@@ -224,27 +262,33 @@ def main() -> None:
     engine = create_local_engine(Config(model=str(shapes_vlm_path()), device="cpu", quantization="none"))
     stt = create_speech_to_text(Config(device="cpu", stt_backend="faster-whisper", speech_language="en"))
     print(f"{args.turns} turns per voice, shapes-vlm (fp32, CPU), Whisper tiny.en, end of turn "
-          f"{Config().end_of_turn_ms} ms; seconds from the end of speech, p50 / p95, and the 10th turn\n")
-    print("| voice | " + " | ".join(STAGES) + " | 10th turn: first audio |")
+          f"{Config().end_of_turn_ms} ms, over the voice socket; seconds from the end of speech, p50 / p95, "
+          f"and the 10th turn; load average {_load()} at the start\n")
+    print("| voice | " + " | ".join(STAGES) + " | 10th turn: first audio received |")
     print("|---|" + "---|" * (len(STAGES) + 1))
     with tempfile.TemporaryDirectory() as folder:
         for voice in args.voices.split(","):
             results = run_voice(voice, args.turns, engine, stt, Path(folder), args.seed)
             cells = [f"{percentile([r[s] for r in results], 0.5):.2f} / {percentile([r[s] for r in results], 0.95):.2f}"
                      for s in STAGES]
-            tenth = f"{results[9]['first audio']:.2f}" if len(results) >= 10 else "–"
+            tenth = f"{results[9]['first audio received']:.2f}" if len(results) >= 10 else "–"
             print(f"| {voice} | " + " | ".join(cells) + f" | {tenth} |", flush=True)
         if args.barge_ins:
             voice = args.voices.split(",")[0]
             stops = run_barge_ins(args.barge_ins, voice, stt, Path(folder))
             print(f"\nBarge-in, {len(stops)} times ({voice} speaking a long answer of the tiny Qwen3-VL fixture); "
                   "seconds from the first sound of the interruption, min / p50 / p95:\n")
-            print("| page told to stop its audio | generation ended | answer ended (TurnDone) |\n|---|---|---|")
+            print("| page told to stop its audio | generation ended | answer ended (done) |\n|---|---|---|")
             cells = []
             for index in (0, 1, 2):
                 values = [stop[index] for stop in stops]
                 cells.append(f"{min(values):.2f} / {percentile(values, 0.5):.2f} / {percentile(values, 0.95):.2f}")
             print("| " + " | ".join(cells) + " |")
+    print(f"\nLoad average {_load()} at the end")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
