@@ -24,6 +24,11 @@ _EN: dict[str, str] = {
     "tagline": "# mmchat\nAsk about your photos, by typing or by voice.",
     "log_out": "Log out",
     "conversation": "Conversation",
+    "you": "You",
+    "assistant_name": "mmchat",
+    "photo": "photo",
+    "recording": "recording",
+    "photo_you_sent": "Photo you sent",
     "chat_placeholder": "Add a photo and ask about it. Answers appear here.",
     "spoken_answer": "Spoken answer",
     "message": "Message",
@@ -36,8 +41,9 @@ _EN: dict[str, str] = {
     "stop": "Stop",
     "edit_last": "Edit last message",
     "export": "Export (Markdown, .zip)",
-    "voice_mode": "Voice mode: talk hands-free; the camera's view goes with each question, answers are "
-                  "spoken, and talking interrupts them",
+    "voice_mode": "Voice mode",
+    "voice_mode_info": "Talk hands-free: the camera's view goes with each question, answers are spoken, "
+                       "and talking interrupts them",
     "voice_needs_stt": "Needs speech recognition (--stt-backend).",
     "voice_help": "Just talk; it answers aloud. Say **stop** to silence the answer, **new chat** to start over, "
                   "**describe** for a description of what the camera sees (or **read this**, **what is this?**, "
@@ -122,6 +128,11 @@ _ZH: dict[str, str] = {
     "tagline": "# mmchat\n用文字或语音询问你的照片。",
     "log_out": "退出登录",
     "conversation": "对话",
+    "you": "你",
+    "assistant_name": "mmchat",
+    "photo": "照片",
+    "recording": "录音",
+    "photo_you_sent": "你发送的照片",
     "chat_placeholder": "添加一张照片并提问。回答会显示在这里。",
     "spoken_answer": "语音回答",
     "message": "消息",
@@ -134,7 +145,8 @@ _ZH: dict[str, str] = {
     "stop": "停止",
     "edit_last": "编辑上一条消息",
     "export": "导出（Markdown，.zip）",
-    "voice_mode": "语音模式：免提对话；每个问题都会附上摄像头画面，回答会朗读出来，说话即可打断",
+    "voice_mode": "语音模式",
+    "voice_mode_info": "免提对话：每个问题都会附上摄像头画面，回答会朗读出来，说话即可打断",
     "voice_needs_stt": "需要语音识别（--stt-backend）。",
     "voice_help": "直接说话，它会用语音回答。说 **停** 让它安静，说 **新对话** 重新开始，说 **描述** 描述摄像头看到的内容"
                   "（或 **读一下**、**这是什么**、**亮度**），说 **有什么变化** 与上一个问题的画面比较。",
@@ -258,6 +270,12 @@ def translated(message: str, key: str | None, language: str | None, values: dict
 def missing_translations() -> list[str]:
     """Keys that Chinese lacks (a test keeps this empty)."""
     return sorted(set(_EN) - set(_ZH))
+
+
+# The words the page's own script says (static/page.js names the chat's messages with them).
+PAGE_SCRIPT_WORDS = {language: {key: TABLES[language].get(key, _EN[key])
+                                for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent")}
+                     for language in LANGUAGES}
 
 
 # Voice mode's state line, by the state the voice socket names (mmchat/voice/loop.py).

@@ -48,11 +48,11 @@ def test_submit_shows_the_question_then_the_answer_and_clears_the_box(handlers, 
     # the question shows before any answer; its reply is there, empty, and not marked stopped
     assert [m["role"] for m in first_chat] == ["user", "assistant"] and first_chat[1]["content"] == ""
     assert first_box["value"] is None
-    assert updates[0].stop["visible"] is True  # Stop while the answer is written
+    assert updates[0].stop["elem_classes"] == []  # Stop while the answer is written
     last = updates[-1]
     chat, announcement, export, editing, saved_id, stop = (
         last.chat, last.announcement, last.export, last.editing, last.conversation_id, last.stop)
-    assert stop["visible"] is False  # ...and gone once it is done
+    assert stop["elem_classes"] == ["idle"]  # ...and gone once it is done (unless it is still spoken)
     assert export["interactive"] is True
     export = handlers.on_export(session)["value"]  # the .zip, written when Export is pressed
     assert [m["role"] for m in chat] == ["user", "assistant"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..i18n import ENGLISH, LANGUAGE_NAMES
+from ..i18n import ENGLISH, LANGUAGE_NAMES, PAGE_SCRIPT_WORDS
 from ..turn import Services
 from ..turn.session import ChatSession
 from .chat import ChatHandlers
@@ -24,7 +24,7 @@ from .labels import I18N, t
 from .settings import SettingsHandlers, language_choices, language_code, voice_choices
 from .sidebar import SidebarHandlers, build_sidebar, connect
 from .view import MESSAGE_LABEL, TurnView
-from .voice_panel import VoiceMode, VoicePanel, build_voice_panel, connect_voice_panel
+from .voice_panel import VoiceMode, VoicePanel, VoiceParts, build_voice_panel, build_voice_switch, connect_voice_panel
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -114,20 +114,19 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
     `voice`: every session's voice mode, whose socket the server serves (None: voice mode is off)."""
     handlers = handlers or PageHandlers(services, voice)
     with gr.Blocks(title="mmchat", fill_height=True) as demo:
-        sidebar = build_sidebar()  # New chat, the conversations, rename, delete, export, import
+        # The sidebar: the conversations (New chat, search, rename, delete, export, import),
+        # then what is set once (settings) or looked at now and then (timings).
+        with gr.Sidebar(label=t("history"), open=True, elem_id="history"):
+            sidebar = build_sidebar()
+            settings = _build_settings(services)
         # Filled by on_load: Gradio deep-copies initial state values, and a session holds locks.
         session_state = gr.State(None, delete_callback=handlers.on_close)
         saved_id = gr.BrowserState("", storage_key="mmchat-conversation-id")
         editing = gr.State(False)
         reviewed_audio = gr.State(None)  # the recording whose transcript is in the box
-        chat = _build_chat(services)
-        voice_parts = build_voice_panel(services)
-        gr.Examples(
-            examples=[[{"text": text, "files": [str(ASSETS / photo)]}] for text, photo in EXAMPLES],
-            inputs=[chat.textbox],
-            label=t("examples"),
-        )
-        settings = _build_settings(services)
+        # The main column, as chat apps have it: the conversation fills the window and
+        # scrolls inside itself, the message box is pinned under it.
+        chat, voice_parts = _build_chat(services)
         language_choice = gr.BrowserState("auto", storage_key="mmchat-language-choice")
         announcer = gr.Textbox(visible="hidden", elem_id="mmchat-announcement", label="Last announcement")
         announcement_number = gr.Number(0, visible="hidden", label="Announcements made", precision=0)
@@ -153,34 +152,39 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
     return demo
 
 
-def _build_chat(services: Services) -> ChatParts:
+def _build_chat(services: Services) -> tuple[ChatParts, VoiceParts]:
     config = services.config
-    gr.Markdown(t("tagline"))  # the page's one h1
-    status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
-    if config.auth:  # the gate's log-out is a POST (a plain link, any site could make); see mmchat/users
-        gr.Button(t("log_out"), size="sm", elem_id="log-out").click(None, js=LOG_OUT_JS)
-    chatbot = gr.Chatbot(label=t("conversation"), elem_id="conversation", editable="user", height="60vh",
-                         min_height=280, placeholder=t("chat_placeholder"), feedback_options=None, buttons=["copy"],
-                         autoscroll=True)
+    with gr.Row(elem_id="page-header"):
+        gr.Markdown(t("tagline"), elem_id="tagline")  # the page's one h1
+        status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
+        if config.auth:  # the gate's log-out is a POST (a plain link, any site could make); see mmchat/users
+            gr.Button(t("log_out"), size="sm", elem_id="log-out", scale=0).click(None, js=LOG_OUT_JS)
+    chatbot = gr.Chatbot(label=t("conversation"), elem_id="conversation", editable="user", scale=1, height=None,
+                         min_height=200, placeholder=t("chat_placeholder"), feedback_options=None, buttons=["copy"],
+                         autoscroll=True, examples=_examples())
     speech = gr.Audio(label=t("spoken_answer"), elem_id="speech", streaming=True, autoplay=True, interactive=False,
                       visible=services.tts is not None and config.speak_answers)
-    textbox = gr.MultimodalTextbox(
-        label=MESSAGE_LABEL,
-        elem_id="message",
-        placeholder=t("message_placeholder"),  # short: a longer one wraps to lines on a phone
-        file_types=["image", "audio"] if services.stt is not None else ["image"],
-        file_count="multiple",
-        sources=["upload", "microphone"] if services.stt is not None else ["upload"],
-        max_plain_text_length=max(config.max_text_chars * 10, 100_000),
-        autofocus=True,
-        stop_btn=False,  # one Stop for every answer (typed, described, spoken): the button below
-    )
-    # Shown only while an answer is being written (view.turn_view); Esc presses it.
-    stop = gr.Button(t("stop"), variant="stop", size="sm", visible=False, elem_id="stop-button")
-    gr.Markdown(t("shortcut_line"), elem_id="shortcuts", container=False)
+    voice_panel, voice_token = build_voice_panel()  # voice mode's camera: a small preview by the box
+    with gr.Row(elem_id="composer", equal_height=True):
+        textbox = gr.MultimodalTextbox(
+            label=MESSAGE_LABEL,
+            elem_id="message",
+            placeholder=t("message_placeholder"),  # short: a longer one wraps to lines on a phone
+            file_types=["image", "audio"] if services.stt is not None else ["image"],
+            file_count="multiple",
+            sources=["upload", "microphone"] if services.stt is not None else ["upload"],
+            max_plain_text_length=max(config.max_text_chars * 10, 100_000),
+            autofocus=True,
+            scale=1,
+            stop_btn=False,  # one Stop for every answer (typed, described, spoken): the button beside it
+        )
+        # Shown while an answer is written (view.turn_view) or still spoken (static/page.js):
+        # Send's place; Esc presses it.
+        stop = gr.Button(t("stop"), variant="stop", size="sm", elem_id="stop-button", elem_classes=["idle"],
+                         scale=0, min_width=80)
     # Describe mode: one key or button, about the box's photo, the camera or the last photo.
     with gr.Row(elem_id="describe-row"):
-        describe = gr.Button(t("describe_button"), variant="primary", size="sm", min_width=170,
+        describe = gr.Button(t("describe_button"), variant="primary", size="sm", min_width=170, scale=0,
                              elem_id="describe-button")
         task = gr.Dropdown(task_choices(), value=task_choices()[0], label=t("task"), elem_id="describe-task",
                            min_width=200)
@@ -188,11 +192,26 @@ def _build_chat(services: Services) -> ChatParts:
         # 6.31's radio then sends back a choice's words instead of its value.
         verbosity = gr.Dropdown(verbosity_choices(), value=verbosity_choices()[0], label=t("detail"),
                                 elem_id="describe-verbosity", min_width=160)
+        voice_switch = build_voice_switch(services)
+    gr.Markdown(t("shortcut_line"), elem_id="shortcuts", container=False)
     # One control per action: Regenerate and Edit are the chat's own retry and pencil icons,
     # New chat and Export are in the sidebar. The box's edit mode is the Up arrow in an
     # empty box (the page script presses this hidden button).
     edit = gr.Button(t("edit_last"), visible="hidden", elem_id="edit-last")
-    return ChatParts(status, chatbot, speech, textbox, stop, describe, task, verbosity, edit)
+    chat = ChatParts(status, chatbot, speech, textbox, stop, describe, task, verbosity, edit)
+    return chat, VoiceParts(voice_switch, voice_panel, voice_token)
+
+
+def _examples() -> list[dict]:
+    """The empty chat's examples: a question and its photo, which a click puts in the box."""
+    return [{"text": text, "files": [str(ASSETS / photo)], "display_text": text} for text, photo in EXAMPLES]
+
+
+def example_message(selected: gr.SelectData) -> dict:
+    """The example clicked, in the box to be sent: looked up by its place, not by the path
+    the browser sends back, which could name any file."""
+    text, photo = EXAMPLES[selected.index]
+    return {"text": text, "files": [str(ASSETS / photo)]}
 
 
 def _build_settings(services: Services) -> SettingsParts:
@@ -226,6 +245,7 @@ def _wire_chat(handlers: PageHandlers, chat: ChatParts, settings: SettingsParts,
                         show_progress="minimal", **answer)
     chat.chatbot.retry(streamed(handlers.chat.on_regenerate), inputs=[session_state, *asked_with], **answer)
     chat.chatbot.edit(streamed(handlers.chat.on_chat_edit), inputs=[session_state, editing, *asked_with], **answer)
+    chat.chatbot.example_select(example_message, outputs=[chat.textbox], show_progress="hidden")
     chat.stop.click(handlers.chat.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)
     chat.edit.click(handlers.chat.on_edit_button, inputs=[session_state], outputs=[chat.textbox, editing])
     settings.speak.change(lambda on: gr.update(visible=on), inputs=[settings.speak], outputs=[chat.speech])
@@ -249,8 +269,12 @@ def _wire_settings(demo: gr.Blocks, handlers: PageHandlers, chat: ChatParts, set
 
 
 def static_head() -> str:
-    """The page's scripts, for the <head> (the files are what is linted; Gradio takes the HTML)."""
-    return "\n".join(f"<script>\n{(STATIC / name).read_text(encoding='utf-8')}</script>" for name in SCRIPTS)
+    """The page's scripts, for the <head> (the files are what is linted; Gradio takes the HTML),
+    after the words they say in each language."""
+    words = json.dumps(PAGE_SCRIPT_WORDS, ensure_ascii=False).replace("</", "<\\/")
+    scripts = [f"<script>window.mmchatWords = {words};</script>"]
+    scripts += [f"<script>\n{(STATIC / name).read_text(encoding='utf-8')}</script>" for name in SCRIPTS]
+    return "\n".join(scripts)
 
 
 def launch_options(config) -> dict:

@@ -57,7 +57,6 @@ class Deleted:
 class SidebarParts:
     """The sidebar's components, for `connect` to wire to the chat."""
 
-    panel: gr.Sidebar
     new_chat: gr.Button
     search: gr.Textbox
     conversations: gr.Radio
@@ -249,31 +248,30 @@ def _check_loaded(session: ChatSession | None) -> None:
 
 
 def build_sidebar() -> SidebarParts:
-    """The sidebar's components (call inside the page's gr.Blocks); `connect` wires them."""
-    with gr.Sidebar(label=t("history"), open=True, elem_id="history") as panel:
-        new_chat = gr.Button(t("new_chat"), variant="primary", size="sm", elem_id="new-chat")
-        search = gr.Textbox(label=t("search"), placeholder=t("search_placeholder"),
-                            elem_id="conversation-search", type="text", max_lines=1)
-        conversations = gr.Radio([], value=None, label=t("conversations"), info=NOTHING_YET,
-                                 elem_id="conversation-list")
-        with gr.Accordion(t("this_conversation"), open=True):
-            title = gr.Textbox(label=t("title"), placeholder=t("title_placeholder"), max_lines=1,
-                               info=t("title_info"),
-                               elem_id="conversation-title")
-            rename = gr.Button(t("rename"), size="sm", elem_id="rename-conversation")
-            delete = gr.Button(t("delete"), variant="stop", size="sm",
-                               elem_id="delete-conversation")
-            undo = gr.Button(t("undo"), visible=False, size="sm", elem_id="undo-delete")
-            # Nothing to export until the chat has a turn (view.turn_view enables it).
-            export = gr.Button(t("export"), interactive=False, size="sm", elem_id="export-conversation")
-            export_file = gr.DownloadButton("Download the export", value=None, visible="hidden",
-                                            elem_id="export-file")
-        import_button = gr.UploadButton(t("import"), file_types=[".zip", ".json"],
-                                        file_count="single", size="sm", elem_id="import-conversation")
-        deleted = gr.State(None)
-        shown_title = gr.State("")
-        listed = gr.State(None)
-    return SidebarParts(panel, new_chat, search, conversations, title, rename, delete, undo, export, export_file, import_button,
+    """The history's components (call inside the page's gr.Sidebar, which page.py lays out); `connect` wires them."""
+    new_chat = gr.Button(t("new_chat"), variant="primary", size="sm", elem_id="new-chat")
+    search = gr.Textbox(label=t("search"), placeholder=t("search_placeholder"),
+                        elem_id="conversation-search", type="text", max_lines=1)
+    conversations = gr.Radio([], value=None, label=t("conversations"), info=NOTHING_YET,
+                             elem_id="conversation-list")
+    with gr.Accordion(t("this_conversation"), open=True):
+        title = gr.Textbox(label=t("title"), placeholder=t("title_placeholder"), max_lines=1,
+                           info=t("title_info"),
+                           elem_id="conversation-title")
+        rename = gr.Button(t("rename"), size="sm", elem_id="rename-conversation")
+        delete = gr.Button(t("delete"), variant="stop", size="sm",
+                           elem_id="delete-conversation")
+        undo = gr.Button(t("undo"), visible=False, size="sm", elem_id="undo-delete")
+        # Nothing to export until the chat has a turn (view.turn_view enables it).
+        export = gr.Button(t("export"), interactive=False, size="sm", elem_id="export-conversation")
+        export_file = gr.DownloadButton("Download the export", value=None, visible="hidden",
+                                        elem_id="export-file")
+    import_button = gr.UploadButton(t("import"), file_types=[".zip", ".json"],
+                                    file_count="single", size="sm", elem_id="import-conversation")
+    deleted = gr.State(None)
+    shown_title = gr.State("")
+    listed = gr.State(None)
+    return SidebarParts(new_chat, search, conversations, title, rename, delete, undo, export, export_file, import_button,
                         deleted, shown_title, listed)
 
 

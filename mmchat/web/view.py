@@ -90,8 +90,15 @@ def turn_view(session, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, 
         speech=speech,
         announcement_number=next_announcement() if isinstance(announcement, str) else SKIP,
         timings=timings_table(conversation),
-        stop=gr.update(visible=answering),  # Stop only while there is something to stop
+        stop=stop_update(answering),
     )
+
+
+def stop_update(answering: bool):
+    """The Stop button, which takes Send's place while an answer is written. It stays in the
+    page, marked "idle" when there is nothing to stop, so that its script (static/page.js) can
+    show it again while the answer is still being spoken after its text is done."""
+    return gr.update(elem_classes=[] if answering else ["idle"])
 
 
 def export_update(exportable: bool):

@@ -154,18 +154,23 @@ class VoicePanel:
             self.voice.close(session)
 
 
-def build_voice_panel(services: Services) -> VoiceParts:
-    """Voice mode's switch and panel (call inside the page's gr.Blocks)."""
-    switch = gr.Checkbox(
+def build_voice_switch(services: Services) -> gr.Checkbox:
+    """Voice mode's switch (page.py puts it beside the describe controls)."""
+    return gr.Checkbox(
         value=False, label=t("voice_mode"), elem_id="voice-mode",
         interactive=services.stt is not None,
-        info=None if services.stt is not None else t("voice_needs_stt"),
+        info=t("voice_mode_info") if services.stt is not None else t("voice_needs_stt"),
     )
-    with gr.Row(visible=False, elem_id="voice-panel") as panel:
-        gr.HTML(PANEL_HTML, padding=False)
-        gr.Markdown(t("voice_help"))
+
+
+def build_voice_panel() -> tuple[gr.Row, gr.Textbox]:
+    """Voice mode's panel, shown while it is on: the camera's small preview, the state line
+    and what can be said (page.py puts it just above the message box); and the socket's token."""
+    with gr.Row(visible=False, elem_id="voice-panel", equal_height=False) as panel:
+        gr.HTML(PANEL_HTML, padding=False, elem_id="voice-view-block")
+        gr.Markdown(t("voice_help"), elem_id="voice-help")
     token = gr.Textbox(visible="hidden", elem_id="voice-token", label="Voice connection")
-    return VoiceParts(switch, panel, token)
+    return panel, token
 
 
 def connect_voice_panel(parts: VoiceParts, handlers: VoicePanel, *, session_state, turn_outputs: list,

@@ -2,6 +2,28 @@
 // keys that Gradio leaves out, the keyboard shortcuts, the interface language, and the
 // Export download. Loaded once in the page's <head> (mmchat/web/page.py).
 (() => {
+  // The page's words in its language (window.mmchatWords: mmchat/web/page.py puts them in the head).
+  const word = (key) => {
+    const tables = window.mmchatWords || {};
+    const table = document.documentElement.lang.startsWith("zh") ? tables["zh-CN"] : tables.en;
+    return table?.[key] || tables.en?.[key] || key;
+  };
+  // Each message named as people say it ("You: photo, What colour is it?", "mmchat: red"),
+  // not as Gradio does ("user's message: a component of type image").
+  const nameMessages = () => {
+    const log = document.querySelector('#conversation [role="log"]');
+    const chatName = document.querySelector('#conversation [data-testid="block-label"]')?.textContent.trim();
+    if (log && chatName && log.getAttribute("aria-label") !== chatName) log.setAttribute("aria-label", chatName);
+    document.querySelectorAll('#conversation [data-testid="user"], #conversation [data-testid="bot"]').forEach((message) => {
+      const parts = [];
+      if (message.querySelector("img")) parts.push(word("photo"));
+      if (message.querySelector("audio")) parts.push(word("recording"));
+      const text = message.innerText.trim();
+      if (text) parts.push(text);
+      const name = word(message.dataset.testid === "user" ? "you" : "assistant_name") + ": " + parts.join(", ");
+      if (message.getAttribute("aria-label") !== name) message.setAttribute("aria-label", name);
+    });
+  };
   const setup = () => {
     // A polite live region for finished answers; the chat log's own is muted, or it
     // would read every token.
@@ -17,7 +39,8 @@
     document.querySelectorAll('[role="log"][aria-live]').forEach((log) => log.setAttribute("aria-live", "off"));
     // Gradio's chat drops the alt text of photos; a photo button without a name is a blank to a screen reader.
     document.querySelectorAll('[data-testid="user"] img[alt=""], [data-testid="user"] img:not([alt])')
-      .forEach((img) => { img.alt = "Photo you sent"; });
+      .forEach((img) => { img.alt = word("photo_you_sent"); });
+    nameMessages();
     // The message box is named by its placeholder alone: Gradio does not tie its label to it.
     const box = document.querySelector("#message textarea");
     const boxName = document.querySelector('#message [data-testid="block-info"]')?.textContent.trim();
@@ -30,10 +53,53 @@
   new MutationObserver(setup).observe(document.documentElement, {childList: true, subtree: true});
   window.addEventListener("DOMContentLoaded", setup);
 
+  // While anything of an answer is still being spoken (the spoken-answer player, or voice
+  // mode's audio: static/voice.js), Stop stays (page.css), for the text may be done long before.
+  const speakers = new Set();
+  const speaking = (who, on) => {
+    if (on) speakers.add(who); else speakers.delete(who);
+    document.getElementById("composer")?.toggleAttribute("data-speaking", speakers.size > 0);
+  };
+  const fromPlayer = (event) => event.target instanceof HTMLMediaElement && event.target.closest("#speech");
+  document.addEventListener("playing", (event) => { if (fromPlayer(event)) speaking(event.target, true); }, true);
+  for (const type of ["pause", "ended", "emptied", "abort"]) {
+    document.addEventListener(type, (event) => { if (fromPlayer(event)) speaking(event.target, false); }, true);
+  }
+  const stopShown = () => {
+    const stop = document.querySelector("#stop-button");
+    return stop && getComputedStyle(stop).display !== "none" ? stop : null;
+  };
+
+  // One Enter, one question: the box keeps its words for a moment after Enter (until the server
+  // empties it), and a second Enter then would send them again, stopping the first.
+  let sent = null;  // the words just sent, until the box is emptied (or 5 s at most)
+  const sending = (event, box) => {
+    if (sent && box.value === sent) { event.preventDefault(); event.stopImmediatePropagation(); return; }
+    if (!box.value.trim()) return;
+    sent = box.value;
+    const since = Date.now(), watch = setInterval(() => {
+      if (!box.isConnected || !box.value || Date.now() - since > 5000) { sent = null; clearInterval(watch); }
+    }, 50);
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.target.matches?.("#message textarea") && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      sending(event, event.target);
+    }
+  }, true);
+  document.addEventListener("click", (event) => {
+    const box = event.target.closest?.("#message .submit-button") && document.querySelector("#message textarea");
+    if (box) sending(event, box);
+  }, true);
+  // The same photo picked again is taken again: a file input that keeps its last value
+  // ignores it, so the value is emptied as the file picker opens.
+  document.addEventListener("click", (event) => {
+    if (event.target.matches?.('#message input[type="file"]')) event.target.value = "";
+  }, true);
+
   // Escape stops the answer from anywhere on the page, for keyboard and screen-reader users;
   // Alt+Shift+D describes (by the key's place: on a Mac, Option+Shift+D types a letter).
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") document.querySelector("#stop-button")?.click();
+    if (event.key === "Escape") stopShown()?.click();
     // Up in the empty message box brings the last message back into it to be edited.
     const box = event.target.matches?.("#message textarea") ? event.target : null;
     if (box && !box.value && event.key === "ArrowUp" && !event.shiftKey && !event.altKey && !event.ctrlKey
@@ -67,8 +133,9 @@
 
   window.mmchat = {
     setLanguage,
+    speaking,
     // The spoken answer stops at once, before the server even hears of the Stop.
-    silence: () => document.querySelectorAll("#speech audio").forEach((a) => a.pause()),
+    silence: () => document.querySelectorAll("#speech audio").forEach((a) => a.pause()),  // its "pause" ends speaking
     // Said to screen readers; emptied first, so the same words twice are heard twice.
     announce: (text) => {
       const live = document.getElementById("mmchat-live");

@@ -26,7 +26,11 @@ window.mmchatVoice = (() => {
   let turn = 0, playing = [], playhead = 0;  // the newest answer's number, its audio sources, its end
   const show = (words) => { const state = document.getElementById("voice-state"); if (state) state.textContent = words; };
   const send = (kind, payload) => socket?.readyState === WebSocket.OPEN && socket.send(new Blob([new Uint8Array([kind]), payload]));
-  const hush = () => { playing.forEach((source) => source.stop()); playing = []; playhead = 0; };
+  const hush = () => {
+    playing.forEach((source) => source.stop());
+    playing = []; playhead = 0;
+    window.mmchat?.speaking("voice", false);
+  };
   const play = (data) => {  // 0x03, turn (uint32), sample rate (uint32), int16 samples
     const head = new DataView(data, 1, 8), samples = new Int16Array(data.slice(9));
     if (head.getUint32(0, true) !== turn || !samples.length) return;  // an answer since stopped
@@ -37,6 +41,11 @@ window.mmchatVoice = (() => {
     source.start(playhead = Math.max(playhead, context.currentTime));  // right after the piece before
     playhead += buffer.duration;
     playing.push(source);
+    window.mmchat?.speaking("voice", true);  // Stop stays while it plays (static/page.js)
+    source.onended = () => {
+      playing = playing.filter((each) => each !== source);
+      if (!playing.length) window.mmchat?.speaking("voice", false);
+    };
   };
   const heard = (message) => {
     if (message.type === "state") show(said(message.state));

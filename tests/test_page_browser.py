@@ -1,0 +1,187 @@
+"""The page as people expect a chat app to be, in a real browser: the conversation fills
+the window with the message box pinned under it, Stop for as long as the answer is
+heard, one Enter one question, the same photo twice, and messages named as people say them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from conftest import make_services, voice_services_for, with_config
+from test_browser import _serve, chromium, needs_chromium
+
+pytestmark = pytest.mark.browser
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+
+
+def _open(page, url: str, width: int = 1400, height: int = 900) -> None:
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(url, wait_until="load", timeout=60_000)
+    expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+
+
+def _ask(page, text: str) -> None:
+    page.locator("#message textarea").fill(text)
+    page.locator("#message textarea").press("Enter")
+
+
+def _answered(page, count: int) -> None:
+    """Waits for the count-th answer to be finished (its Stop gone, the box free)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="bot"]')).to_have_count(count, timeout=60_000)
+    expect(page.locator("#stop-button")).to_be_hidden(timeout=60_000)
+
+
+@pytest.fixture
+def page_app(config, qwen_engine):
+    url, demo = _serve(make_services(with_config(config, max_new_tokens=24), qwen_engine))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@needs_chromium
+@pytest.mark.parametrize("width, height", [(1400, 900), (390, 844)], ids=["desktop", "phone"])
+def test_the_conversation_scrolls_inside_the_window_and_the_box_stays_at_the_bottom(page_app, width, height):
+    with chromium() as page:
+        _open(page, page_app, width, height)
+        if width < 600:
+            page.keyboard.press("Escape")
+            toggle = page.locator(".sidebar .toggle-button")
+            if toggle.count() and page.locator(".sidebar.open").count():
+                toggle.click()  # on a phone the history opens over the chat; close it
+        for number in range(5):
+            _ask(page, f"Question {number}: tell me about the weather today, in several words.")
+            _answered(page, number + 1)
+        box = page.locator("#message textarea").bounding_box()
+        chat = page.locator('#conversation [role="log"]')
+        # The box is in the window, at its bottom part, without scrolling the page ...
+        assert page.evaluate("() => window.scrollY") == 0
+        assert box["y"] + box["height"] <= height, (box, height)
+        assert box["y"] > height * 0.5, (box, height)
+        # ... and the conversation, longer than its room, scrolls inside itself, to its newest message.
+        sizes = chat.evaluate("e => [e.scrollHeight, e.clientHeight, e.scrollTop]")
+        assert sizes[0] > sizes[1], sizes
+        newest = page.locator('[data-testid="bot"]').last.bounding_box()
+        assert newest["y"] < box["y"], (newest, box)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_a_quick_double_enter_sends_one_question(page_app):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        box = page.locator("#message textarea")
+        box.fill("What colour is the sky?")
+        box.press("Enter")
+        box.press("Enter")  # before the server has emptied the box
+        _answered(page, 1)
+        page.wait_for_timeout(1000)
+        expect(page.locator('[data-testid="user"]')).to_have_count(1)
+        expect(page.locator('[data-testid="bot"]').last).not_to_contain_text("(stopped)")
+        # The same words typed again afterwards are a new question, and sent.
+        _ask(page, "What colour is the sky?")
+        _answered(page, 2)
+        expect(page.locator('[data-testid="user"]')).to_have_count(2)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_the_same_photo_picked_again_is_taken_again(page_app, photos):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        for number in (1, 2):
+            with page.expect_file_chooser() as chooser:
+                page.locator("#message .upload-button").click()
+            # The picker opens on an emptied input, so picking the same file is a change.
+            assert page.locator('#message input[type="file"]').evaluate("input => input.files.length") == 0
+            chooser.value.set_files(str(photos[0]))
+            expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+            _ask(page, f"What is in photo {number}?")
+            _answered(page, number)
+            expect(page.locator('[data-testid="user"] img')).to_have_count(number, timeout=15_000)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_messages_are_named_as_people_say_them_and_nothing_offers_to_share(page_app, photos):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator('#message input[type="file"]').set_input_files(str(photos[0]))
+        expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+        _ask(page, "What colour is the shape?")
+        _answered(page, 1)
+        answer = page.locator('[data-testid="bot"]').last.inner_text().strip()
+        names = page.locator('#conversation [data-testid="user"], #conversation [data-testid="bot"]').evaluate_all(
+            "messages => messages.map(m => m.getAttribute('aria-label'))")
+        assert names == ["You: photo", "You: What colour is the shape?", f"mmchat: {answer}"], names
+        assert page.locator('#conversation [role="log"]').get_attribute("aria-label") == "Conversation"
+        # Gradio's Share works only on its own hosting; here it could only fail.
+        assert page.locator("#conversation").get_by_role("button", name="Share").count() == 0
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_an_example_puts_its_question_and_photo_in_the_box(page_app):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator("#conversation").get_by_role("button", name="Select example 3: Read the text on this page.").click()
+        expect(page.locator("#message textarea")).to_have_value("Read the text on this page.", timeout=15_000)
+        expect(page.locator("#message img")).to_have_count(1)
+        page.locator("#message textarea").press("Enter")
+        _answered(page, 1)
+        expect(page.locator('[data-testid="user"] img')).to_have_count(1)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+@needs_chromium
+@pytest.mark.parametrize("how", ["Stop", "Escape"])
+def test_stop_stays_while_the_answer_is_still_spoken_and_silences_it(config, qwen_engine, speech_to_text,
+                                                                     text_to_speech, how):
+    from playwright.sync_api import expect
+
+    # A long answer of random words: its text is done seconds before its speech.
+    services = voice_services_for(with_config(config, speak_answers=True, max_new_tokens=96),
+                                  qwen_engine, speech_to_text, text_to_speech)
+    url, demo = _serve(services)
+    stop = None
+    try:
+        with chromium(AUTOPLAY) as page:
+            _open(page, url)
+            stop = page.locator("#stop-button")
+            _ask(page, "Tell me a long story.")
+            playing = "() => [...document.querySelectorAll('#speech audio')].some(a => !a.paused && !a.ended)"
+            idle = re.compile(r"\bidle\b")
+            expect(stop).not_to_have_class(idle, timeout=30_000)  # the answer is being written ...
+            expect(stop).to_have_class(idle, timeout=120_000)  # ... its text is done ...
+            page.wait_for_function(playing, timeout=30_000)
+            expect(stop).to_be_visible()  # ... but it is still being heard: Stop is there
+            expect(page.locator("#message .submit-button")).to_be_hidden()  # in Send's place
+            if how == "Stop":
+                stop.click()
+            else:
+                page.locator("#message textarea").focus()
+                page.keyboard.press("Escape")
+            page.wait_for_function(f"() => !({playing})()", timeout=5_000)
+            expect(stop).to_be_hidden()
+            expect(page.locator("#message .submit-button")).to_be_visible()
+            page.wait_for_timeout(1500)
+            assert not page.evaluate(playing), "nothing more is played after Stop"
+            assert not page.errors, f"console errors: {page.errors}"
+    finally:
+        demo.close()
