@@ -29,6 +29,16 @@ _EN: dict[str, str] = {
     "photo": "photo",
     "recording": "recording",
     "photo_you_sent": "Photo you sent",
+    "toast_warning": "Warning",
+    "toast_info": "Note",
+    "toast_error": "Error",
+    "timings_empty": "Each answer's timings appear here.",
+    "timings_intro": "Seconds from the end of each question (for a spoken one, the end of your speech):",
+    "timings_question": "question",
+    "stage_transcript": "transcript",
+    "stage_first_token": "first token",
+    "stage_first_audio": "first audio",
+    "stage_done": "answer done",
     "chat_placeholder": "Add a photo and ask about it. Answers appear here.",
     "spoken_answer": "Spoken answer",
     "message": "Message",
@@ -133,6 +143,16 @@ _ZH: dict[str, str] = {
     "photo": "照片",
     "recording": "录音",
     "photo_you_sent": "你发送的照片",
+    "toast_warning": "警告",
+    "toast_info": "提示",
+    "toast_error": "错误",
+    "timings_empty": "每个回答的用时会显示在这里。",
+    "timings_intro": "从每个问题结束（语音提问则从你说完）算起的秒数：",
+    "timings_question": "问题",
+    "stage_transcript": "转写",
+    "stage_first_token": "首个字",
+    "stage_first_audio": "首段语音",
+    "stage_done": "回答完成",
     "chat_placeholder": "添加一张照片并提问。回答会显示在这里。",
     "spoken_answer": "语音回答",
     "message": "消息",
@@ -274,7 +294,8 @@ def missing_translations() -> list[str]:
 
 # The words the page's own script says (static/page.js names the chat's messages with them).
 PAGE_SCRIPT_WORDS = {language: {key: TABLES[language].get(key, _EN[key])
-                                for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent")}
+                                for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent", "examples",
+                                            "toast_warning", "toast_info", "toast_error")}
                      for language in LANGUAGES}
 
 

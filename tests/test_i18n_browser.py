@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from mmchat.i18n import CHINESE, TABLES
+
 from accessibility import blocking_violations, choose_in_menu, controls, unnamed_controls
 from test_accessibility import shape_photo
 from test_browser import chromium, needs_chromium
@@ -89,4 +91,43 @@ def test_the_language_is_switched_in_settings_by_keyboard_and_kept(shapes_app, t
         expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="设置").click()
         expect(page.locator("#language input")).to_have_value("中文", timeout=15_000)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_after_switching_to_chinese_what_the_server_and_gradio_say_is_chinese_too(shapes_app, tmp_path):
+    """The status line, the timings, a toast's title, the history's hint and the chat's message
+    names follow the new language; no raw key of a word table is shown or announced."""
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        open_page(page, shapes_app)
+        page.locator("#message input[type=file]").set_input_files(str(shape_photo(tmp_path, "red")))
+        expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+        page.locator("#message textarea").fill("What colour is the shape?")
+        page.locator("#message textarea").press("Enter")
+        expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=30_000)
+        expect(page.locator("#conversation-list label")).to_have_count(1, timeout=15_000)
+
+        page.get_by_role("button", name="Settings").click()
+        page.locator("#language input").focus()
+        choose_in_menu(page, "中文")
+        expect(page.locator("#model-status")).to_have_text("模型：shapes-vlm · 已就绪", timeout=15_000)
+        page.get_by_role("button", name="耗时").click()
+        expect(page.locator("#timings")).to_contain_text("问题", timeout=15_000)
+        expect(page.locator("#timings")).to_contain_text("回答完成")
+        # The list is not empty: no "conversations appear here" hint over it, in any language.
+        expect(page.locator("#history")).not_to_contain_text("提出第一个问题后")
+        expect(page.locator("#history")).not_to_contain_text("Your conversations appear here")
+        names = page.locator('#conversation [data-testid="user"], #conversation [data-testid="bot"]').evaluate_all(
+            "messages => messages.map(m => m.getAttribute('aria-label'))")
+        assert names == ["你: 照片", "你: What colour is the shape?", "mmchat: red"], names
+        # A refusal's toast: its words and its title in Chinese.
+        page.locator("#message textarea").press("Enter")
+        toast = page.locator(".toast-body").last
+        expect(toast).to_contain_text(TABLES[CHINESE]["no_question"], timeout=15_000)
+        expect(toast.locator(".toast-title")).to_have_text("警告")
+        shown = page.evaluate("() => document.body.innerText + ' ' + [...document.querySelectorAll("
+                              "'[aria-live], [role=status], [role=alert]')].map(e => e.textContent).join(' ')")
+        assert "common." not in shown and "__i18n__" not in shown, shown[:2000]
         assert not page.errors, f"console errors: {page.errors}"

@@ -8,8 +8,9 @@ import zipfile
 import gradio as gr
 import pytest
 
+from mmchat.i18n import say
 from mmchat.turn.session import ChatSession
-from mmchat.web.sidebar import NOTHING_YET, SidebarHandlers
+from mmchat.web.sidebar import SidebarHandlers
 from mmchat.web.chat import ChatHandlers
 from mmchat.web.view import render
 
@@ -57,7 +58,7 @@ def test_each_chat_is_listed_after_its_first_question_newest_first_and_new_chat_
     session, *_ = chat.on_load("")
     listing = sidebar.listing(session)
     assert _listed(listing) == [] and listing[0]["value"] is None
-    assert listing[0]["info"] is NOTHING_YET  # "Your conversations appear here after their first question."
+    assert listing[0]["info"] == say("nothing_yet", session.language)  # "Your conversations appear here after ..."
 
     ids = _three_chats(chat, session)
     listing = sidebar.listing(session)

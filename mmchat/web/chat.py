@@ -229,7 +229,7 @@ class ChatHandlers:
         if restored is not None:
             session.conversation = restored
         return (session, render(session.conversation, language=session.language), session.conversation.id,
-                export_update(bool(session.conversation.turns)), timings_table(session.conversation))
+                export_update(bool(session.conversation.turns)), timings_table(session.conversation, session.language))
 
     def on_close(self, session: ChatSession | None) -> None:
         """The browser tab is gone: stop its answer."""

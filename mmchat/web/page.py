@@ -148,7 +148,12 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
                             verbosity=chat.verbosity, streamed=streamed,
                             settings=dict(max_tokens=settings.max_tokens, temperature=settings.temperature,
                                           voice=settings.voice, rate=settings.rate))
-        _wire_settings(demo, handlers, chat, settings, session_state, language_choice)
+        language_chosen = _wire_settings(demo, handlers, chat, settings, session_state, language_choice)
+        # What the server says follows the new language too: the model's status, the history's hints.
+        language_chosen.then(handlers.settings.model_status, outputs=[chat.status, timer], show_progress="hidden")
+        language_chosen.then(handlers.sidebar.listing, inputs=[session_state, sidebar.search, sidebar.title,
+                                                               sidebar.shown_title, gr.State(None)],
+                             outputs=sidebar.listing, show_progress="hidden")
     return demo
 
 
@@ -254,18 +259,21 @@ def _wire_chat(handlers: PageHandlers, chat: ChatParts, settings: SettingsParts,
 
 
 def _wire_settings(demo: gr.Blocks, handlers: PageHandlers, chat: ChatParts, settings: SettingsParts,
-                   session_state, language_choice) -> None:
+                   session_state, language_choice):
+    """Wires Settings; returns the event of a new language chosen (the server's words follow it)."""
     language = settings.language
     # A js of its own: one that returns nothing in an event with a function would take the place of its inputs.
     language.input(None, inputs=[language], js=LANGUAGE_JS)
     language.input(language_code, inputs=[language], outputs=[language_choice], show_progress="hidden")
-    language.input(handlers.settings.on_language, inputs=[session_state, language, chat.task, chat.verbosity],
-                   outputs=[chat.chatbot, chat.task, chat.verbosity, language], show_progress="hidden")
+    chosen = language.input(handlers.settings.on_language, inputs=[session_state, language, chat.task, chat.verbosity],
+                            outputs=[chat.chatbot, settings.timings, chat.task, chat.verbosity, language],
+                            show_progress="hidden")
     # The menus in the page's language, with this person's last choices.
     demo.load(handlers.settings.on_page_menus, inputs=[language_choice], outputs=[chat.task, chat.verbosity, language],
               show_progress="hidden")
     for choice in (chat.task, chat.verbosity):  # remembered for the next visit, from any browser
         choice.input(handlers.settings.on_describe_choice, inputs=[chat.task, chat.verbosity], show_progress="hidden")
+    return chosen
 
 
 def static_head() -> str:

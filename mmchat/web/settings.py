@@ -12,7 +12,7 @@ from ..turn import Services
 from ..turn.session import ChatSession
 from .describe import DESCRIBE_PREFERENCES, chosen_task, menu_words, task_choices, verbosity_choices
 from .request import owner_of, page_language
-from .view import SKIP, render
+from .view import SKIP, render, timings_table
 
 # Ships with the repository, so a machine that cannot download the default model can still try the page.
 TEST_MODEL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "shapes-vlm"
@@ -29,11 +29,12 @@ class SettingsHandlers:
                     request: gr.Request = None):
         """Settings → Language: the server's messages follow (the page's labels change in the browser)."""
         if session is None:
-            return SKIP, SKIP, SKIP, SKIP
+            return SKIP, SKIP, SKIP, SKIP, SKIP
         code = language_code(choice)
         session.language = language_of(code) if code != "auto" else page_language(request, cookie=False)
-        return render(session.conversation, language=session.language), *menus(session.language, task, verbosity,
-                                                                                 choice)
+        return (render(session.conversation, language=session.language),
+                timings_table(session.conversation, session.language),
+                *menus(session.language, task, verbosity, choice))
 
     def on_page_menus(self, saved_language, request: gr.Request = None):
         """The menus in the page's language as it loads (their words are made here: see

@@ -30,7 +30,6 @@ from .view import STILL_LOADING, TurnView, cleared_box, next_announcement, plain
 
 SKIP = gr.skip()
 LIST_LENGTH = 100  # the newest; search reaches the others
-NOTHING_YET = t("nothing_yet")
 
 # The sidebar's behaviour is static/sidebar.js; these are its hooks.
 SETUP_JS = "() => window.mmchatSidebar.setup()"
@@ -110,7 +109,7 @@ class SidebarHandlers:
         if choices:
             info = say("most_recent", session.language, count=LIST_LENGTH) if len(choices) == LIST_LENGTH else ""
         else:
-            info = say("none_holds", session.language, query=query) if query else NOTHING_YET
+            info = say("none_holds", session.language, query=query) if query else say("nothing_yet", session.language)
         if listed is not None and [list(choice) for choice in listed] == choices:
             conversations = gr.update(value=checked)
         else:
@@ -252,7 +251,9 @@ def build_sidebar() -> SidebarParts:
     new_chat = gr.Button(t("new_chat"), variant="primary", size="sm", elem_id="new-chat")
     search = gr.Textbox(label=t("search"), placeholder=t("search_placeholder"),
                         elem_id="conversation-search", type="text", max_lines=1)
-    conversations = gr.Radio([], value=None, label=t("conversations"), info=NOTHING_YET,
+    # Its hint comes with the list, in the session's language: one the page itself translated
+    # would come back, over a full list, each time the page's language changes.
+    conversations = gr.Radio([], value=None, label=t("conversations"), info=None,
                              elem_id="conversation-list")
     with gr.Accordion(t("this_conversation"), open=True):
         title = gr.Textbox(label=t("title"), placeholder=t("title_placeholder"), max_lines=1,

@@ -31,8 +31,7 @@ EDIT_LABEL = t("edit_label")  # one object each: tests and handlers compare them
 MESSAGE_LABEL = t("message")
 # Shown after an answer that did not finish (keys of mmchat.i18n).
 ANSWER_MARKERS = {"interrupted": "stopped_marker", "error": "failed_marker"}
-STAGE_NAMES = {"transcript": "transcript", "first_token": "first token", "first_audio": "first audio",
-               "done": "answer done"}
+STAGES = ("transcript", "first_token", "first_audio", "done")  # the timings' columns (keys "stage_...")
 
 # Announcements are numbered, and the number's change triggers them: the text's own change
 # event would not fire for the same words twice (the same answer after Regenerate, the
@@ -89,7 +88,7 @@ def turn_view(session, box=SKIP, announcement=SKIP, export=SKIP, reviewed=SKIP, 
         reviewed=reviewed,
         speech=speech,
         announcement_number=next_announcement() if isinstance(announcement, str) else SKIP,
-        timings=timings_table(conversation),
+        timings=timings_table(conversation, session.language),
         stop=stop_update(answering),
     )
 
@@ -183,7 +182,7 @@ def shown_text(turn: Turn, language: str) -> str:
     return "\n".join(p for p in pieces if p)
 
 
-def timings_table(conversation: Conversation) -> str:
+def timings_table(conversation: Conversation, language: str = ENGLISH) -> str:
     """Each answer's stages (Markdown): seconds from the end of the question (for a spoken
     one, the end of the speech) to its transcript, first token, first audio, and end."""
     rows = []
@@ -192,13 +191,13 @@ def timings_table(conversation: Conversation) -> str:
             continue
         question = conversation.turns[index - 1].text.replace("\n", " ").replace("|", "/")
         question = question if len(question) <= 40 else question[:39] + "…"
-        cells = [f"{turn.timings[stage]:.2f} s" if stage in turn.timings else "–" for stage in STAGE_NAMES]
+        cells = [f"{turn.timings[stage]:.2f} s" if stage in turn.timings else "–" for stage in STAGES]
         rows.append(f"| {len(rows) + 1} | {question} | " + " | ".join(cells) + " |")
     if not rows:
-        return "Each answer's timings appear here."
-    header = "| # | question | " + " | ".join(STAGE_NAMES.values()) + " |\n|" + " --- |" * (len(STAGE_NAMES) + 2)
-    return ("Seconds from the end of each question (for a spoken one, the end of your speech):\n\n"
-            + header + "\n" + "\n".join(rows))
+        return say("timings_empty", language)
+    names = [say(f"stage_{stage}", language) for stage in STAGES]
+    header = f"| # | {say('timings_question', language)} | " + " | ".join(names) + " |\n|" + " --- |" * (len(STAGES) + 2)
+    return say("timings_intro", language) + "\n\n" + header + "\n" + "\n".join(rows)
 
 
 def waiting_message(ahead: int, language: str = ENGLISH) -> str:

@@ -41,6 +41,21 @@
     document.querySelectorAll('[data-testid="user"] img[alt=""], [data-testid="user"] img:not([alt])')
       .forEach((img) => { img.alt = word("photo_you_sent"); });
     nameMessages();
+    // A toast's title is its type's English name in Gradio ("Warning"): in the page's language.
+    document.querySelectorAll(".toast-title").forEach((title) => {
+      const type = ["warning", "info", "error"].find((each) => title.classList.contains(each));
+      const english = type && type[0].toUpperCase() + type.slice(1);
+      for (const node of title.childNodes) {
+        if (type && node.nodeType === Node.TEXT_NODE && node.textContent.trim() === english) {
+          node.textContent = word("toast_" + type) + " ";
+        }
+      }
+    });
+    // The empty chat's examples are buttons in a "list" without list items (an ARIA error): a named group.
+    document.querySelectorAll('#conversation .examples[role="list"]').forEach((examples) => {
+      examples.setAttribute("role", "group");
+      examples.setAttribute("aria-label", word("examples"));
+    });
     // The message box is named by its placeholder alone: Gradio does not tie its label to it.
     const box = document.querySelector("#message textarea");
     const boxName = document.querySelector('#message [data-testid="block-info"]')?.textContent.trim();
