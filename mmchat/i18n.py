@@ -129,6 +129,10 @@ _EN: dict[str, str] = {
     "one_recording": "One recording per message, please: this one has {count}. "
                      "Remove all but one, or send them one at a time.",
     "no_files_in_edit": "Photos and recordings can't be added while editing; the message keeps its photos.",
+    "unsupported_files": "mmchat can't take {names} yet: it takes photos (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC) "
+                         "and recordings (WAV, MP3, OGG, FLAC, M4A, WebM). Your message is still in the box.",
+    "unsupported_files_photos": "mmchat can't take {names} yet: it takes photos (JPEG, PNG, WebP, GIF, BMP, TIFF, "
+                                "HEIC). Your message is still in the box.",
     "only_last_edit": "Only your last message can be edited.",
     "nothing_to_edit": "There is no message to edit yet.",
     "model_unavailable": "Model unavailable.",
@@ -233,6 +237,10 @@ _ZH: dict[str, str] = {
     "imported": "已导入“{title}”，现已打开。",
     "one_recording": "每条消息只能有一段录音，这条有 {count} 段。请只保留一段，或分开发送。",
     "no_files_in_edit": "编辑时不能添加照片或录音；消息保留原来的照片。",
+    "unsupported_files": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）"
+                         "和录音（WAV、MP3、OGG、FLAC、M4A、WebM）。你的消息仍在输入框中。",
+    "unsupported_files_photos": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）。"
+                                "你的消息仍在输入框中。",
     "only_last_edit": "只能编辑你的最后一条消息。",
     "nothing_to_edit": "还没有可编辑的消息。",
     "model_unavailable": "模型不可用。",

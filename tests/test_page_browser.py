@@ -185,3 +185,28 @@ def test_stop_stays_while_the_answer_is_still_spoken_and_silences_it(config, qwe
             assert not page.errors, f"console errors: {page.errors}"
     finally:
         demo.close()
+
+
+@needs_chromium
+def test_a_file_it_cannot_take_yet_is_refused_in_its_own_words_and_the_question_kept(page_app, tmp_path):
+    from playwright.sync_api import expect
+
+    document = tmp_path / "notes.pdf"
+    document.write_bytes(b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n")
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator('#message input[type="file"]').set_input_files(str(document))
+        page.locator("#message textarea").fill("What does this say?")
+        page.locator("#message textarea").press("Enter")
+        toast = page.locator(".toast-body").last
+        expect(toast).to_contain_text("mmchat can't take notes.pdf yet", timeout=30_000)
+        expect(toast).to_contain_text("photos (JPEG, PNG")
+        expect(page.locator("body")).not_to_contain_text("Invalid file type")
+        expect(page.locator("#message textarea")).to_have_value("What does this say?")
+        expect(page.locator('[data-testid="user"]')).to_have_count(0)
+        # Without the file, the same words are a question like any other.
+        page.locator('#message [aria-label="Remove file"], #message .delete-button').first.click()
+        page.locator("#message textarea").press("Enter")
+        _answered(page, 1)
+        expect(page.locator('[data-testid="user"]')).to_have_count(1)
+        assert not page.errors, f"console errors: {page.errors}"

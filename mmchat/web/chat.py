@@ -34,6 +34,9 @@ from .view import (
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".webm", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".opus", ".aac"}
+# What the box takes as a photo; a file with no suffix is tried as one (its decoder says if not).
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif",
+                  ".avif", ""}
 
 
 def generation_params(max_new_tokens: float, temperature: float) -> GenerationParams:
@@ -51,6 +54,13 @@ def files_of(message: dict) -> list[str]:
 
 def is_audio(path: str) -> bool:
     return Path(path).suffix.lower() in AUDIO_SUFFIXES
+
+
+def refused_files(files: list[str], hears: bool) -> list[str]:
+    """The names of the files the box can't take yet (a PDF, a video): the page takes any file,
+    so that it is refused here in mmchat's words rather than in Gradio's ("Invalid file type")."""
+    taken = PHOTO_SUFFIXES | (AUDIO_SUFFIXES if hears else set())
+    return [Path(f).name for f in files if Path(f).suffix.lower() not in taken]
 
 
 class ChatHandlers:
@@ -150,7 +160,11 @@ class ChatHandlers:
         images = tuple(f for f in files if not is_audio(f))
         recordings = [f for f in files if is_audio(f)]
         audio = recordings[0] if recordings else None
-        if len(recordings) > 1 and not editing:
+        refused = refused_files(files, hears=self.services.stt is not None)
+        if refused:  # the question stays in the box, to be sent without them
+            key = "unsupported_files" if self.services.stt is not None else "unsupported_files_photos"
+            events = iter([InputRejected(say(key, session.language, names=", ".join(refused)))])
+        elif len(recordings) > 1 and not editing:
             # A turn takes one recording; a second one would be dropped without a word.
             events = iter([InputRejected(say("one_recording", session.language, count=len(recordings)))])
         elif editing:

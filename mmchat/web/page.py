@@ -175,7 +175,7 @@ def _build_chat(services: Services) -> tuple[ChatParts, VoiceParts]:
             label=MESSAGE_LABEL,
             elem_id="message",
             placeholder=t("message_placeholder"),  # short: a longer one wraps to lines on a phone
-            file_types=["image", "audio"] if services.stt is not None else ["image"],
+            file_types=None,  # any file: one it can't take is refused in mmchat's words (chat.refused_files)
             file_count="multiple",
             sources=["upload", "microphone"] if services.stt is not None else ["upload"],
             max_plain_text_length=max(config.max_text_chars * 10, 100_000),

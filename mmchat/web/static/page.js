@@ -87,13 +87,17 @@
 
   // One Enter, one question: the box keeps its words for a moment after Enter (until the server
   // empties it), and a second Enter then would send them again, stopping the first.
-  let sent = null;  // the words just sent, until the box is emptied (or 5 s at most)
+  // (A refused question keeps its words in the box: once the refusal shows, or after 1.5 s,
+  // the same words are a deliberate second try.)
+  let sent = null;  // the words just sent, until the box is emptied or a toast says why not
   const sending = (event, box) => {
     if (sent && box.value === sent) { event.preventDefault(); event.stopImmediatePropagation(); return; }
     if (!box.value.trim()) return;
     sent = box.value;
-    const since = Date.now(), watch = setInterval(() => {
-      if (!box.isConnected || !box.value || Date.now() - since > 5000) { sent = null; clearInterval(watch); }
+    const since = Date.now(), toasts = document.querySelectorAll(".toast-body").length;
+    const watch = setInterval(() => {
+      const answered = !box.isConnected || !box.value || document.querySelectorAll(".toast-body").length > toasts;
+      if (answered || Date.now() - since > 1500) { sent = null; clearInterval(watch); }
     }, 50);
   };
   document.addEventListener("keydown", (event) => {
