@@ -210,3 +210,23 @@ def test_a_file_it_cannot_take_yet_is_refused_in_its_own_words_and_the_question_
         _answered(page, 1)
         expect(page.locator('[data-testid="user"]')).to_have_count(1)
         assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_a_menu_s_list_closes_when_tab_moves_past_it_and_a_click_still_chooses(page_app):
+    from playwright.sync_api import expect
+
+    open_lists = ("() => [...document.querySelectorAll('[role=listbox], .options')]"
+                  ".filter(list => list.getBoundingClientRect().height > 0).length")
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator("#describe-button").focus()
+        page.keyboard.press("Tab")  # into Task: its list opens
+        page.keyboard.press("Tab")  # into Detail: Task's closes, Detail's opens
+        page.keyboard.press("Tab")  # out: none is left open over the page
+        page.wait_for_timeout(300)
+        assert page.evaluate(open_lists) == 0
+        page.locator("#describe-verbosity input").click()
+        page.locator("#describe-verbosity li", has_text="Detailed").first.click()
+        expect(page.locator("#describe-verbosity input")).to_have_value("Detailed")
+        assert not page.errors, f"console errors: {page.errors}"

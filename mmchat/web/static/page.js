@@ -109,6 +109,14 @@
     const box = event.target.closest?.("#message .submit-button") && document.querySelector("#message textarea");
     if (box) sending(event, box);
   }, true);
+  // A menu's list closes when the keyboard leaves the menu (Gradio leaves it open over the page
+  // when Tab moves on): it is told Escape, as a person would press it.
+  document.addEventListener("focusout", (event) => {
+    const menu = event.target.matches?.('input[role="combobox"]') ? event.target.closest(".block") : null;
+    if (menu && !menu.contains(event.relatedTarget)) {
+      event.target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", code: "Escape", bubbles: true}));
+    }
+  }, true);
   // The same photo picked again is taken again: a file input that keeps its last value
   // ignores it, so the value is emptied as the file picker opens.
   document.addEventListener("click", (event) => {
@@ -118,7 +126,7 @@
   // Escape stops the answer from anywhere on the page, for keyboard and screen-reader users;
   // Alt+Shift+D describes (by the key's place: on a Mac, Option+Shift+D types a letter).
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") stopShown()?.click();
+    if (event.key === "Escape" && event.isTrusted) stopShown()?.click();  // (not the menus' own Escape below)
     // Up in the empty message box brings the last message back into it to be edited.
     const box = event.target.matches?.("#message textarea") ? event.target : null;
     if (box && !box.value && event.key === "ArrowUp" && !event.shiftKey && !event.altKey && !event.ctrlKey
