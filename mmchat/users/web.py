@@ -86,7 +86,12 @@ def _login_page(next_path: str, name: str = "", error: str = "") -> str:
 <input id="password" name="password" type="password" autocomplete="current-password" required{described}
        {"autofocus" if name else ""}>
 <button type="submit">Log in</button>
-</form>"""
+</form>
+<script>
+// One rule for every log-in: it starts on a new chat, with the history in the sidebar (a reload
+// reopens the chat that was open). The page keeps that chat's id under this key (mmchat/web/page.py).
+localStorage.removeItem("mmchat-conversation-id");
+</script>"""
     return _PAGE.format(title="Log in to mmchat", body=body, stylesheet=STYLESHEET_PATH)
 
 
