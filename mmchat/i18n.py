@@ -29,6 +29,9 @@ _EN: dict[str, str] = {
     "photo": "photo",
     "recording": "recording",
     "photo_you_sent": "Photo you sent",
+    "record_start": "Record a question (or hold Alt+Shift+R)",
+    "record_stop": "Stop recording and send",
+    "record_no_microphone": "The microphone could not be opened:",
     "toast_warning": "Warning",
     "toast_info": "Note",
     "toast_error": "Error",
@@ -43,7 +46,8 @@ _EN: dict[str, str] = {
     "spoken_answer": "Spoken answer",
     "message": "Message",
     "message_placeholder": "Ask about your photos…",
-    "shortcut_line": "Enter sends · Shift+Enter adds a line · ↑ edits your last message · Esc stops · Alt+Shift+D describes",
+    "shortcut_line": "Enter sends · Shift+Enter adds a line · ↑ edits your last message · Esc stops · "
+                     "Alt+Shift+D describes · hold Alt+Shift+R to talk",
     "edit_label": "Edit your last message (its photos are kept)",
     "describe_button": "Describe (Alt+Shift+D)",
     "task": "Task",
@@ -147,6 +151,9 @@ _ZH: dict[str, str] = {
     "photo": "照片",
     "recording": "录音",
     "photo_you_sent": "你发送的照片",
+    "record_start": "录一个问题（或按住 Alt+Shift+R）",
+    "record_stop": "停止录音并发送",
+    "record_no_microphone": "无法打开麦克风：",
     "toast_warning": "警告",
     "toast_info": "提示",
     "toast_error": "错误",
@@ -161,7 +168,7 @@ _ZH: dict[str, str] = {
     "spoken_answer": "语音回答",
     "message": "消息",
     "message_placeholder": "询问你的照片…",
-    "shortcut_line": "Enter 发送 · Shift+Enter 换行 · ↑ 编辑上一条消息 · Esc 停止 · Alt+Shift+D 描述",
+    "shortcut_line": "Enter 发送 · Shift+Enter 换行 · ↑ 编辑上一条消息 · Esc 停止 · Alt+Shift+D 描述 · 按住 Alt+Shift+R 说话",
     "edit_label": "编辑你的上一条消息（照片会保留）",
     "describe_button": "描述 (Alt+Shift+D)",
     "task": "任务",
@@ -303,7 +310,8 @@ def missing_translations() -> list[str]:
 # The words the page's own script says (static/page.js names the chat's messages with them).
 PAGE_SCRIPT_WORDS = {language: {key: TABLES[language].get(key, _EN[key])
                                 for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent", "examples",
-                                            "toast_warning", "toast_info", "toast_error")}
+                                            "toast_warning", "toast_info", "toast_error", "record_start",
+                                            "record_stop", "record_no_microphone")}
                      for language in LANGUAGES}
 
 

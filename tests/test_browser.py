@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -237,11 +238,13 @@ def test_a_question_said_into_the_microphone_is_answered_aloud(config, qwen_engi
                       f"--use-file-for-fake-audio-capture={said}", "--autoplay-policy=no-user-gesture-required") as page:
             page.goto(url, wait_until="load", timeout=60_000)
             expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
-            for step in ("Record audio", "Start recording"):
-                page.locator(f'#message button[aria-label="{step}"]').click()
+            # Two presses: one to record, one to stop and send; the box stays as it is meanwhile.
+            mic = page.get_by_role("button", name=re.compile("^Record a question"))
+            mic.click()
+            expect(page.get_by_role("button", name="Stop recording and send")).to_have_attribute("aria-pressed", "true")
+            expect(page.locator("#message textarea")).to_be_visible()
             page.wait_for_timeout(3000)  # about one pass of the question
-            for step in ("Stop recording", "Attach audio", "Submit"):
-                page.locator(f'#message button[aria-label="{step}"]').click()
+            page.get_by_role("button", name="Stop recording and send").click()
             # the transcript becomes the user's message, next to the recording
             expect(page.locator('[data-testid="user"]').last).to_contain_text("shape", timeout=60_000)
             expect(page.locator('[data-testid="bot"]').last).not_to_have_text("", timeout=30_000)

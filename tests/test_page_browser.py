@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -230,3 +231,46 @@ def test_a_menu_s_list_closes_when_tab_moves_past_it_and_a_click_still_chooses(p
         page.locator("#describe-verbosity li", has_text="Detailed").first.click()
         expect(page.locator("#describe-verbosity input")).to_have_value("Detailed")
         assert not page.errors, f"console errors: {page.errors}"
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox")
+@needs_chromium
+def test_holding_alt_shift_r_records_a_question_and_letting_go_sends_it(config, qwen_engine, speech_to_text,
+                                                                        text_to_speech, photos, tmp_path):
+    from playwright.sync_api import expect
+
+    said = tmp_path / "said.wav"  # Chromium's fake microphone plays this, round and round
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(tmp_path / "raw.wav"),
+                    "What colour is the shape?"], check=True)
+    subprocess.run(["sox", str(tmp_path / "raw.wav"), "-r", "48000", "-c", "1", str(said), "pad", "0.5", "1.5"],
+                   check=True)
+    services = voice_services_for(with_config(config, max_new_tokens=8), qwen_engine, speech_to_text, text_to_speech)
+    url, demo = _serve(services)
+    try:
+        with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={said}") as page:
+            _open(page, url)
+            # A photo in the box first: the spoken question goes with it.
+            page.locator('#message input[type="file"]').set_input_files(str(photos[0]))
+            expect(page.locator("#message img")).to_have_count(1, timeout=15_000)
+            page.locator("#message textarea").focus()
+            page.keyboard.down("Alt")
+            page.keyboard.down("Shift")
+            page.keyboard.down("KeyR")
+            expect(page.locator("#record-button")).to_have_attribute("aria-pressed", "true", timeout=10_000)
+            page.wait_for_timeout(3000)  # about one pass of the question
+            page.keyboard.up("KeyR")
+            page.keyboard.up("Shift")
+            page.keyboard.up("Alt")
+            question = page.locator('[data-testid="user"]')
+            expect(question.last).to_contain_text("shape", timeout=60_000)  # its transcript
+            expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # with the photo
+            expect(page.locator('[data-testid="user"] audio')).to_have_count(1)  # and the recording, as audio
+            names = page.locator('#conversation [data-testid="user"]').evaluate_all(
+                "messages => messages.map(m => m.getAttribute('aria-label'))")
+            assert names[:2] == ["You: photo", "You: recording"], names
+            _answered(page, 1)
+            expect(page.locator("#record-button")).to_have_attribute("aria-pressed", "false")
+            assert not page.errors, f"console errors: {page.errors}"
+    finally:
+        demo.close()

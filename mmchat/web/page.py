@@ -28,7 +28,13 @@ from .voice_panel import VoiceMode, VoicePanel, VoiceParts, build_voice_panel, b
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STATIC = Path(__file__).resolve().parent / "static"
-SCRIPTS = ("page.js", "voice.js", "sidebar.js")  # in the page's <head>, in this order
+SCRIPTS = ("page.js", "voice.js", "record.js", "sidebar.js")  # in the page's <head>, in this order
+# The microphone button beside the box (static/record.js): one press records, one sends.
+RECORD_BUTTON = ('<button id="record-button" type="button" class="record-button" aria-pressed="false" '
+                 'aria-label="Record a question" aria-keyshortcuts="Alt+Shift+R"><span aria-hidden="true">'
+                 '<svg viewBox="0 0 24 24" width="20" height="20" fill="none" stroke="currentColor" stroke-width="2">'
+                 '<rect x="9" y="2" width="6" height="12" rx="3"/><path d="M5 10a7 7 0 0 0 14 0M12 17v5"/></svg>'
+                 '</span></button>')
 EXAMPLES = [
     ("What is in this photo? Answer in one sentence.", "examples/chelsea.png"),
     ("Describe this scene for someone who cannot see it.", "examples/rocket.jpg"),
@@ -177,12 +183,14 @@ def _build_chat(services: Services) -> tuple[ChatParts, VoiceParts]:
             placeholder=t("message_placeholder"),  # short: a longer one wraps to lines on a phone
             file_types=None,  # any file: one it can't take is refused in mmchat's words (chat.refused_files)
             file_count="multiple",
-            sources=["upload", "microphone"] if services.stt is not None else ["upload"],
+            sources=["upload"],  # a spoken question: the microphone button beside it
             max_plain_text_length=max(config.max_text_chars * 10, 100_000),
             autofocus=True,
             scale=1,
             stop_btn=False,  # one Stop for every answer (typed, described, spoken): the button beside it
         )
+        if services.stt is not None:
+            gr.HTML(RECORD_BUTTON, elem_id="record", padding=False, container=False, min_height=0)
         # Shown while an answer is written (view.turn_view) or still spoken (static/page.js):
         # Send's place; Esc presses it.
         stop = gr.Button(t("stop"), variant="stop", size="sm", elem_id="stop-button", elem_classes=["idle"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import itertools
+import mimetypes
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,11 +136,18 @@ def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None
             text = (text + "\n\n" if text else "") + marker
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
-    content += [{"path": p.path} for p in turn.parts if isinstance(p, AudioPart)]
+    content += [_recording(p.path) for p in turn.parts if isinstance(p, AudioPart)]
     shown = shown_text(turn, language)
     if shown:  # a describe-mode question shows its task's name, not its prompt
         content.append(as_typed(shown))
     return {"role": "user", "content": content}
+
+
+def _recording(path: str) -> dict:
+    """A recording in the chat, played as audio: Gradio would take a .webm (the page's own
+    recordings) for a video by its name."""
+    kind = (mimetypes.guess_type(path)[0] or "audio/wav").replace("video/", "audio/")
+    return {"file": {"path": path, "mime_type": kind}}
 
 
 def as_typed(text: str) -> str:

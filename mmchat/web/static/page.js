@@ -17,8 +17,9 @@
     document.querySelectorAll('#conversation [data-testid="user"], #conversation [data-testid="bot"]').forEach((message) => {
       const parts = [];
       if (message.querySelector("img")) parts.push(word("photo"));
-      if (message.querySelector("audio")) parts.push(word("recording"));
-      const text = message.innerText.trim();
+      // (Gradio's player keeps its <audio> in a shadow root: its own test id is what shows.)
+      if (message.querySelector('audio, [data-testid^="waveform"]')) parts.push(word("recording"));
+      const text = message.querySelector(".message-content")?.innerText.trim();  // not a player's "0:00 / 0:03"
       if (text) parts.push(text);
       const name = word(message.dataset.testid === "user" ? "you" : "assistant_name") + ": " + parts.join(", ");
       if (message.getAttribute("aria-label") !== name) message.setAttribute("aria-label", name);
@@ -161,6 +162,7 @@
   window.mmchat = {
     setLanguage,
     speaking,
+    word,
     // The spoken answer stops at once, before the server even hears of the Stop.
     silence: () => document.querySelectorAll("#speech audio").forEach((a) => a.pause()),  // its "pause" ends speaking
     // Said to screen readers; emptied first, so the same words twice are heard twice.
