@@ -29,6 +29,7 @@ _EN: dict[str, str] = {
     "photo": "photo",
     "recording": "recording",
     "photo_you_sent": "Photo you sent",
+    "skip_to_message": "Skip to the message box",
     "record_start": "Record a question (or hold Alt+Shift+R)",
     "record_stop": "Stop recording and send",
     "record_no_microphone": "The microphone could not be opened:",
@@ -151,6 +152,7 @@ _ZH: dict[str, str] = {
     "photo": "照片",
     "recording": "录音",
     "photo_you_sent": "你发送的照片",
+    "skip_to_message": "跳到消息输入框",
     "record_start": "录一个问题（或按住 Alt+Shift+R）",
     "record_stop": "停止录音并发送",
     "record_no_microphone": "无法打开麦克风：",
@@ -311,7 +313,7 @@ def missing_translations() -> list[str]:
 PAGE_SCRIPT_WORDS = {language: {key: TABLES[language].get(key, _EN[key])
                                 for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent", "examples",
                                             "toast_warning", "toast_info", "toast_error", "record_start",
-                                            "record_stop", "record_no_microphone")}
+                                            "record_stop", "record_no_microphone", "skip_to_message")}
                      for language in LANGUAGES}
 
 

@@ -274,3 +274,22 @@ def test_holding_alt_shift_r_records_a_question_and_letting_go_sends_it(config, 
             assert not page.errors, f"console errors: {page.errors}"
     finally:
         demo.close()
+
+
+@needs_chromium
+def test_the_first_tab_stop_skips_the_sidebar_to_the_message_box(page_app):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        # From the top of the page, as after a reload with the focus nowhere in particular.
+        page.evaluate("() => { const top = document.createElement('span'); top.tabIndex = -1;"
+                      " document.body.prepend(top); top.focus(); }")
+        page.keyboard.press("Tab")
+        skip = page.get_by_role("link", name="Skip to the message box")
+        expect(skip).to_be_focused()
+        expect(skip).to_be_visible()  # seen when reached, hidden otherwise
+        page.keyboard.press("Enter")
+        expect(page.locator("#message textarea")).to_be_focused()
+        expect(skip).not_to_be_in_viewport()
+        assert not page.errors, f"console errors: {page.errors}"

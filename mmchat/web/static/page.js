@@ -37,6 +37,21 @@
       live.className = "mmchat-sr-only";
       document.body.appendChild(live);
     }
+    // The first Tab stop skips the sidebar, straight to the message box (WCAG 2.4.1): the
+    // sidebar comes first in the page, so without it the conversation is a dozen stops away.
+    if (!document.getElementById("mmchat-skip")) {
+      const skip = document.createElement("a");
+      skip.id = "mmchat-skip";
+      skip.href = "#message";
+      skip.className = "mmchat-skip";
+      skip.addEventListener("click", (event) => {
+        event.preventDefault();
+        document.querySelector("#message textarea")?.focus();
+      });
+      document.body.prepend(skip);
+    }
+    const skip = document.getElementById("mmchat-skip");
+    if (skip.textContent !== word("skip_to_message")) skip.textContent = word("skip_to_message");
     document.querySelectorAll('[role="log"][aria-live]').forEach((log) => log.setAttribute("aria-live", "off"));
     // Gradio's chat drops the alt text of photos; a photo button without a name is a blank to a screen reader.
     document.querySelectorAll('[data-testid="user"] img[alt=""], [data-testid="user"] img:not([alt])')
