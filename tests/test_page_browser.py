@@ -293,3 +293,26 @@ def test_the_first_tab_stop_skips_the_sidebar_to_the_message_box(page_app):
         expect(page.locator("#message textarea")).to_be_focused()
         expect(skip).not_to_be_in_viewport()
         assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_photos_of_one_message_are_thumbnails_side_by_side_that_open_full_size(page_app, photos):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator('#message input[type="file"]').set_input_files([str(p) for p in photos])
+        expect(page.locator("#message img")).to_have_count(2, timeout=15_000)
+        _ask(page, "How do these differ?")
+        _answered(page, 1)
+        shown = page.locator('[data-testid="user"] img')
+        expect(shown).to_have_count(2)
+        boxes = [each.bounding_box() for each in shown.all()]
+        assert max(b["y"] for b in boxes) < min(b["y"] + b["height"] for b in boxes), boxes  # one row ...
+        assert [box["x"] for box in boxes] == sorted(box["x"] for box in boxes), boxes  # ... side by side
+        assert all(box["width"] <= 240 and box["height"] <= 160 for box in boxes), boxes  # thumbnails
+        words = page.locator('[data-testid="user"]', has_text="How do these differ?").bounding_box()
+        assert words["y"] >= boxes[0]["y"] + boxes[0]["height"]  # the words under them
+        shown.first.click()
+        page.wait_for_function("() => document.fullscreenElement !== null", timeout=10_000)
+        assert not page.errors, f"console errors: {page.errors}"

@@ -133,6 +133,12 @@
       event.target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", code: "Escape", bubbles: true}));
     }
   }, true);
+  // A photo's thumbnail in the chat opens it full size, as its Fullscreen button does.
+  document.addEventListener("click", (event) => {
+    const photo = event.target.closest?.('#conversation [data-testid="user"] img');
+    const message = photo?.closest('[data-testid="user"]');
+    if (message && !document.fullscreenElement) message.querySelector('button[aria-label="Fullscreen"]')?.click();
+  });
   // The same photo picked again is taken again: a file input that keeps its last value
   // ignores it, so the value is emptied as the file picker opens.
   document.addEventListener("click", (event) => {
