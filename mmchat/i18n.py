@@ -30,6 +30,8 @@ _EN: dict[str, str] = {
     "recording": "recording",
     "photo_you_sent": "Photo you sent",
     "skip_to_message": "Skip to the message box",
+    "today": "today",
+    "yesterday": "yesterday",
     "record_start": "Record a question (or hold Alt+Shift+R)",
     "record_stop": "Stop recording and send",
     "record_no_microphone": "The microphone could not be opened:",
@@ -130,6 +132,7 @@ _EN: dict[str, str] = {
     "too_late": "It is too late to undo: a deleted conversation can be brought back for {minutes} minutes.",
     "brought_back": "Brought back “{title}”.",
     "imported": "Imported “{title}”; it is open.",
+    "imported_suffix": " (imported)",  # after an imported conversation's title
     # --- the chat's messages ---
     "one_recording": "One recording per message, please: this one has {count}. "
                      "Remove all but one, or send them one at a time.",
@@ -153,6 +156,8 @@ _ZH: dict[str, str] = {
     "recording": "录音",
     "photo_you_sent": "你发送的照片",
     "skip_to_message": "跳到消息输入框",
+    "today": "今天",
+    "yesterday": "昨天",
     "record_start": "录一个问题（或按住 Alt+Shift+R）",
     "record_stop": "停止录音并发送",
     "record_no_microphone": "无法打开麦克风：",
@@ -244,6 +249,7 @@ _ZH: dict[str, str] = {
     "too_late": "已无法撤销：删除的对话只能在 {minutes} 分钟内恢复。",
     "brought_back": "已恢复“{title}”。",
     "imported": "已导入“{title}”，现已打开。",
+    "imported_suffix": "（已导入）",
     "one_recording": "每条消息只能有一段录音，这条有 {count} 段。请只保留一段，或分开发送。",
     "no_files_in_edit": "编辑时不能添加照片或录音；消息保留原来的照片。",
     "unsupported_files": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
+from datetime import datetime
 
 import gradio as gr
 import pytest
@@ -249,14 +251,14 @@ def test_import_opens_the_exported_conversation_as_a_copy_and_refuses_a_bad_file
     chat.on_new_chat(session)
 
     view = sidebar.on_import(session, export)
-    assert view[2] == "Imported “Exported chat”; it is open."
+    assert view[2] == "Imported “Exported chat (imported)”; it is open."  # the copy says what it is
     imported = session.conversation
     assert view[5] == imported.id != original.id  # the original is still there, so the copy gets an id of its own
     assert [t.text for t in imported.turns] == [t.text for t in original.turns]
     assert [t.status for t in imported.turns] == [t.status for t in original.turns]
     assert open(imported.turns[0].images[0].path, "rb").read() == photos[0].read_bytes()
     listed = _listed(view[-4:])
-    assert listed.count(("Exported chat", imported.id)) == 1 and ("Exported chat", original.id) in listed
+    assert listed.count(("Exported chat (imported)", imported.id)) == 1 and ("Exported chat", original.id) in listed
     assert view[-4]["value"] == imported.id
 
     bad = tmp_path / "not-an-export.json"
@@ -280,3 +282,27 @@ def test_each_person_sees_and_opens_only_their_own_conversations(chat, sidebar, 
 def test_a_handler_before_the_page_has_loaded_says_to_wait(sidebar):
     with pytest.raises(gr.Error, match="still starting"):
         sidebar.on_open(None, "0" * 32)
+
+
+def test_conversations_of_the_same_title_are_told_apart_by_when_they_were_written(chat, sidebar):
+    session, *_ = chat.on_load("")
+    for _ in range(2):
+        chat.on_new_chat(session)
+        _ask(chat, session, "What is this?")
+    chat.on_new_chat(session)
+    _ask(chat, session, "Something else")
+    labels = [title for title, _ in _listed(sidebar.listing(session))]
+    assert labels[0] == "Something else"  # a title of its own stays as it is
+    assert len(set(labels)) == 3, labels
+    assert all(re.fullmatch(r"What is this\? · today \d\d:\d\d(:\d\d)?( \(2\))?", label) for label in labels[1:]), labels
+
+
+def test_a_day_before_is_yesterday_and_older_ones_are_dated():
+    from mmchat.store.sqlite_store import ConversationSummary
+    from mmchat.web.sidebar import distinct_titles
+
+    now = datetime(2026, 12, 7, 15, 0).timestamp()
+    summaries = [ConversationSummary(str(n), "Photo", when.timestamp(), when.timestamp())
+                 for n, when in enumerate([datetime(2026, 12, 6, 9, 12), datetime(2026, 11, 30, 18, 40)])]
+    assert distinct_titles(summaries, "en", now=now) == ["Photo · yesterday 09:12", "Photo · 2026-11-30 18:40"]
+    assert distinct_titles(summaries, "zh-CN", now=now)[0] == "Photo · 昨天 09:12"

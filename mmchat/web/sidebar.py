@@ -14,7 +14,9 @@ a new chat, a refusal are all announced, and are the moments the list can change
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
 import gradio as gr
 
@@ -103,7 +105,7 @@ class SidebarHandlers:
         store: SQLiteStore = session.store
         query = (query or "").strip()
         summaries = store.list_conversations(session.owner, query=query or None, limit=LIST_LENGTH)
-        choices = [[summary.title, summary.id] for summary in summaries]
+        choices = [[label, summary.id] for label, summary in zip(distinct_titles(summaries, session.language), summaries)]
         open_id = session.conversation.id
         checked = open_id if any(summary.id == open_id for summary in summaries) else None
         if choices:
@@ -244,6 +246,34 @@ class SidebarHandlers:
 def _check_loaded(session: ChatSession | None) -> None:
     if session is None:  # an error rather than a warning: there is no view to return yet
         raise gr.Error(STILL_LOADING)
+
+
+def distinct_titles(summaries, language: str, now: float | None = None) -> list[str]:
+    """The list's labels: each conversation's title, and where two or more share one, when each
+    was last written to ("today 14:05", "yesterday 09:12", "2026-11-30 18:40"), to tell them apart
+    (the first label with the same words stays as it is, the next one gets " (2)")."""
+    counts = Counter(summary.title for summary in summaries)
+    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    labels = []
+    for summary in summaries:
+        if counts[summary.title] < 2:
+            labels.append(summary.title)
+            continue
+        when = datetime.fromtimestamp(summary.updated)
+        days = (today - when.date()).days
+        day = say("today", language) if days == 0 else say("yesterday", language) if days == 1 else f"{when:%Y-%m-%d}"
+        labels.append(f"{summary.title} · {day} {when:%H:%M}")
+    # Written in the same minute: the seconds too, and a number if even those are the same.
+    for index, label in enumerate(labels):
+        if labels.count(label) > 1:
+            when = datetime.fromtimestamp(summaries[index].updated)
+            labels[index] = f"{label}:{when:%S}"
+    seen = Counter()
+    for index, label in enumerate(labels):
+        seen[label] += 1
+        if labels.count(label) > 1 and seen[label] > 1:
+            labels[index] = f"{label} ({seen[label]})"
+    return labels
 
 
 def build_sidebar() -> SidebarParts:
