@@ -1,5 +1,6 @@
 """The README's screenshots of the three uses (photo chat, describe mode, voice mode), on a
-desktop and a phone, taken from the real app (`app.py`) with the bundled test model.
+desktop and a phone, and the chat in Chinese and in the dark theme, taken from the real
+app (`app.py`) with the bundled test model.
 
     .venv/bin/python scripts/screenshots.py [--out assets/screenshots]
 
@@ -87,7 +88,8 @@ def ask(page, photo: Path, text: str | None, expect) -> None:
 def open_page(page, url: str, expect) -> None:
     """A new page (a browser context of its own, so a new conversation), the model ready."""
     page.goto(url, wait_until="load", timeout=60_000)
-    expect(page.locator("#model-status")).to_contain_text("ready", timeout=120_000)
+    expect(page.locator("#model-status")).to_contain_text("shapes-vlm", timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('#model-status').textContent.includes('⏳')", timeout=120_000)
 
 
 def main() -> None:
@@ -124,7 +126,6 @@ def main() -> None:
                     page.locator("#describe-task input").fill("Identify object and colour")
                     page.keyboard.press("Enter")
                     ask(page, photos["describe"], None, expect)
-                    page.locator("#describe-row").scroll_into_view_if_needed()
                     page.screenshot(path=str(out / f"describe-{size_name}.png"))
                     page.close()
 
@@ -133,10 +134,19 @@ def main() -> None:
                     page.get_by_label("Voice mode").check()
                     expect(page.locator("#voice-state")).to_contain_text("Listening", timeout=60_000)
                     page.wait_for_function("() => document.querySelector('#voice-preview').videoWidth > 0")
-                    page.locator("#voice-panel").scroll_into_view_if_needed()
                     page.wait_for_timeout(500)
                     page.screenshot(path=str(out / f"voice-{size_name}.png"))
                     page.close()
+                # The same chat in Chinese (a Chinese browser), and in the dark theme.
+                for name, query, language in (("chat-chinese", "", "zh-CN"), ("chat-dark", "?__theme=dark", "en-US")):
+                    context = browser.new_context(viewport=DESKTOP, device_scale_factor=1, locale=language,
+                                                  extra_http_headers={"Accept-Language": language})
+                    page = context.new_page()
+                    open_page(page, url + query, expect)
+                    ask(page, photos["chat"], "这个形状是什么颜色？" if language == "zh-CN" else "What colour is the shape?",
+                        expect)
+                    page.screenshot(path=str(out / f"{name}.png"))
+                    context.close()
                 browser.close()
         finally:
             app.terminate()
