@@ -122,6 +122,7 @@ def test_after_switching_to_chinese_what_the_server_and_gradio_say_is_chinese_to
         names = page.locator('#conversation [data-testid="user"], #conversation [data-testid="bot"]').evaluate_all(
             "messages => messages.map(m => m.getAttribute('aria-label'))")
         assert names == ["你: 照片", "你: What colour is the shape?", "mmchat: red"], names
+        assert page.locator("#conversation").get_by_role("button", name="分享").count() == 0  # no Share here either
         # A refusal's toast: its words and its title in Chinese.
         page.locator("#message textarea").press("Enter")
         toast = page.locator(".toast-body").last
