@@ -7,27 +7,40 @@ The .zip holds one folder with:
   so that importing it gives back exactly the conversation that was exported;
 - `photos/` and `recordings/`, each file once however often it was sent.
 
+The Export button's file (`save_export`) is named after the conversation's title and
+the day, e.g. `Red-circle-question-2026-12-07.zip`, and replaces that folder's earlier
+exports of the same conversation (the .zip's comment names the conversation), so the
+folder holds only the newest one of each.
+
 Import takes that .zip, or its `conversation.json` alone (the photos and recordings
 are then kept as not available). It reads only the members the JSON names, never a
 path the archive chooses, and bounds what it reads, since an import may come from
-anyone.
+anyone. An imported conversation's title says so ("… (imported)").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import threading
+import time
+import unicodedata
 import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
 from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from .errors import InputError
+from .i18n import ENGLISH, TABLES, say
+from .store.schema import title_from
+from .store.sqlite_store import TITLE_MAX
 
 FORMAT = "mmchat-conversation"
 VERSION = 1
@@ -37,6 +50,12 @@ MAX_JSON_BYTES = 64 * 2**20  # the text of a very long conversation is a few MB
 MAX_ARCHIVE_BYTES = 4 * 2**30  # what an import may unpack in all (a zip can claim any size)
 MEDIA_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff",
                   ".wav", ".webm", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".opus", ".aac"}
+NAME_LENGTH = 60  # an export's file name at most, before its date
+UNTITLED_NAME = "conversation"  # the file name of a conversation without a title
+COMMENT = "mmchat-conversation "  # the .zip's comment: this, then the conversation's id
+STALE_PARTIAL_SECONDS = 600  # a .partial file this old was left by a crash
+_LEGACY_NAME = re.compile(r"mmchat-[0-9a-f]{8}\.zip")  # the name of earlier versions' exports
+_SAVING = threading.Lock()  # one export written and its folder tidied at a time
 NOT_AN_EXPORT = ("This file is not an mmchat conversation. Import takes the .zip that Export "
                  "downloads, or the conversation.json inside it.")
 
@@ -52,18 +71,23 @@ class Details:
 
 # --- export ---
 
-def write_export(conversation: Conversation, path: str | Path, details: Details = Details()) -> None:
-    """Write the .zip (see the module's docstring) at `path`; its folder is named after it."""
+def write_export(conversation: Conversation, path: str | Path, details: Details = Details(),
+                 title: str | None = None) -> None:
+    """Write the .zip (see the module's docstring) at `path`; its folder is named after it.
+    The Markdown opens with `title` as its heading (else the title the user gave it, else
+    the one made from the first question)."""
     path = Path(path)
     folder = path.stem
     links = _media_names(conversation)
+    heading = " ".join((title or details.title or _made_title(conversation)).split())
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written aside and moved into place, so a download never gets a half-written file.
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(handle)
     try:
         with zipfile.ZipFile(partial, "w") as archive:
-            archive.writestr(f"{folder}/{MARKDOWN_NAME}", conversation.to_markdown(links),
+            archive.comment = (COMMENT + conversation.id).encode()
+            archive.writestr(f"{folder}/{MARKDOWN_NAME}", f"# {heading}\n\n" + conversation.to_markdown(links),
                              compress_type=zipfile.ZIP_DEFLATED)
             archive.writestr(f"{folder}/{JSON_NAME}", to_export_json(conversation, links, details),
                              compress_type=zipfile.ZIP_DEFLATED)
@@ -74,6 +98,81 @@ def write_export(conversation: Conversation, path: str | Path, details: Details 
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def save_export(conversation: Conversation, folder: str | Path, details: Details = Details(),
+                title: str | None = None, day: date | None = None) -> Path:
+    """The Export button's .zip: written into `folder` (exports_folder, each user's own),
+    named after `title` and `day` (today, local time), and the folder's earlier exports of
+    this conversation removed. Another conversation's export of the same name is left be:
+    this one is numbered instead. The path written."""
+    folder = Path(folder)
+    stem = f"{export_name(title)}-{(day or date.today()).isoformat()}"
+    with _SAVING:
+        folder.mkdir(parents=True, exist_ok=True)
+        path, number = folder / f"{stem}.zip", 1
+        while path.exists() and _export_of(path) != conversation.id:
+            number += 1
+            path = folder / f"{stem}-{number}.zip"
+        write_export(conversation, path, details, title)
+        _tidy(folder, conversation.id, keep=path)
+    return path
+
+
+def export_name(title: str | None) -> str:
+    """`title` as a file name: its letters (any script) and digits, each run of anything
+    else one dash, at most NAME_LENGTH characters; "conversation" when nothing is left."""
+    kept = []
+    for char in unicodedata.normalize("NFC", title or ""):
+        category = unicodedata.category(char)
+        # Letters, their combining marks (so Devanagari or Thai words stay whole) and digits.
+        kept.append(char if category[0] in "LM" or category == "Nd" else "-")
+    name = re.sub(r"-+", "-", "".join(kept)).strip("-")
+    if len(name) > NAME_LENGTH:
+        cut = name[:NAME_LENGTH]
+        dash = cut.rfind("-")
+        name = (cut[:dash] if dash > NAME_LENGTH // 2 else cut).strip("-")
+    return name or UNTITLED_NAME
+
+
+def _made_title(conversation: Conversation) -> str:
+    return title_from(conversation.turns[0].text if conversation.turns else "")
+
+
+def _export_of(path: Path) -> str | None:
+    """The id of the conversation the export at `path` is of; None for a file that is no export."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            comment = archive.comment.decode("utf-8", "replace")
+            if comment.startswith(COMMENT):
+                return comment[len(COMMENT):]
+            if not _LEGACY_NAME.fullmatch(path.name):
+                return None
+            # An earlier version's export, without the comment: its JSON says.
+            (name,) = [n for n in archive.namelist() if PurePosixPath(n).name == JSON_NAME]
+            if archive.getinfo(name).file_size > MAX_JSON_BYTES:
+                return None
+            found = json.loads(archive.read(name).decode("utf-8")).get("id")
+            return found if isinstance(found, str) else None
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error):
+        return None  # not an export (or not readable): not ours to remove
+
+
+def _tidy(folder: Path, conversation_id: str, keep: Path) -> None:
+    """Remove `folder`'s other exports of this conversation, and .partial files a crash left.
+    Only the folder's own files: with --auth, the users' folders below it are left alone."""
+    now = time.time()
+    for entry in folder.iterdir():
+        try:
+            if entry == keep or not entry.is_file() or entry.is_symlink():
+                continue
+            if entry.suffix == ".zip" and _export_of(entry) == conversation_id:
+                entry.unlink(missing_ok=True)
+            elif entry.name.startswith(".") and entry.suffix == ".partial" \
+                    and now - entry.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                entry.unlink(missing_ok=True)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
 
 
 def to_export_json(conversation: Conversation, links: dict[str, str], details: Details = Details()) -> str:
@@ -121,10 +220,11 @@ def _turn_out(turn: Turn, links: dict[str, str]) -> dict:
 
 # --- import ---
 
-def import_file(path: str | Path, store, owner: str) -> Conversation:
+def import_file(path: str | Path, store, owner: str, language: str | None = ENGLISH) -> Conversation:
     """Add the exported conversation at `path` (.zip or .json) to `store` for `owner`; the
     conversation as saved. It keeps its id unless that id is taken (imported twice, or
-    by someone else): then it gets a new one. Raises InputError for anything else."""
+    by someone else): then it gets a new one. Its title says it was imported (in
+    `language`). Raises InputError for anything else."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="mmchat-import-") as unpacked:
         if zipfile.is_zipfile(path):
@@ -136,9 +236,18 @@ def import_file(path: str | Path, store, owner: str) -> Conversation:
         if not store.import_conversation(conversation, owner, created=details.created, updated=details.updated):
             conversation = Conversation(conversation.turns)  # the id is taken: a new one
             store.import_conversation(conversation, owner, created=details.created, updated=details.updated)
-    if details.title:
-        store.rename(conversation.id, details.title, owner)
+    title = details.title or store.summary(conversation.id, owner).title
+    store.rename(conversation.id, imported_title(title, language), owner)
     return store.load(conversation.id, owner)
+
+
+def imported_title(title: str, language: str | None = ENGLISH) -> str:
+    """`title` marked as imported ("… (imported)"), unless it says so already (in any language)."""
+    title = " ".join(title.split())
+    if any(title.endswith(table["imported_suffix"].strip()) for table in TABLES.values()):
+        return title
+    suffix = say("imported_suffix", language)
+    return title[:TITLE_MAX - len(suffix)].rstrip() + suffix
 
 
 def _read_json(path: Path) -> dict:

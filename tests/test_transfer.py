@@ -13,7 +13,7 @@ from PIL import Image
 from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
 from mmchat.errors import InputError
 from mmchat.store import SQLiteStore
-from mmchat.transfer import Details, import_file, write_export
+from mmchat.transfer import Details, import_file, save_export, write_export
 from mmchat.web.chat import ChatHandlers
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -64,7 +64,8 @@ def test_an_export_imported_elsewhere_is_the_same_conversation(rich_conversation
         assert imported.id == rich_conversation.id
         assert _comparable(imported) == _comparable(rich_conversation)
         (listed,) = elsewhere.list_conversations("someone")
-        assert (listed.title, listed.created, listed.updated) == ("Holiday photos", summary.created, summary.updated)
+        assert (listed.title, listed.created, listed.updated) == ("Holiday photos (imported)", summary.created,
+                                                                  summary.updated)  # a copy, and it says so
         assert listed.custom_title
         # The photo sent twice is one file in the new store too.
         assert imported.turns[0].parts[0].path == imported.turns[4].parts[0].path
@@ -83,7 +84,9 @@ def test_the_page_exports_what_import_takes_back(services, photos, tmp_path):
     with SQLiteStore(tmp_path / "other") as other:
         imported = import_file(export, other, "local")
         assert _comparable(imported) == _comparable(session.conversation)
-        assert other.summary(imported.id).title == services.store.summary(session.conversation.id).title
+        title = services.store.summary(session.conversation.id).title
+        assert title == "What colour is the shape?"
+        assert other.summary(imported.id).title == "What colour is the shape? (imported)"
 
 
 def test_importing_twice_keeps_both_under_new_ids(rich_conversation, tmp_path):
@@ -94,6 +97,37 @@ def test_importing_twice_keeps_both_under_new_ids(rich_conversation, tmp_path):
         assert first.id != second.id
         assert {c.id for c in store.list_conversations()} == {first.id, second.id}
         assert _comparable(first) == _comparable(second)
+        # Both are marked, once each (the first question's title, as no title was given).
+        assert [c.title for c in store.list_conversations()] == ["What differs? (imported)"] * 2
+
+
+def test_an_imported_copy_is_marked_once_in_the_importers_language(rich_conversation, tmp_path):
+    with SQLiteStore(tmp_path / "store") as store:
+        store.save(rich_conversation)
+        store.rename(rich_conversation.id, "Holiday photos")
+        summary = store.summary(rich_conversation.id)
+        path = save_export(rich_conversation, tmp_path / "exports", Details(summary.title), summary.title)
+        copy = import_file(path, store, "local")
+        assert store.summary(copy.id).title == "Holiday photos (imported)"
+        # The copy exported and imported again: it says so already, so it is not marked twice.
+        again = save_export(copy, tmp_path / "exports", Details(store.summary(copy.id).title),
+                            store.summary(copy.id).title)
+        assert again.name.startswith("Holiday-photos-imported-")
+        assert store.summary(import_file(again, store, "local").id).title == "Holiday photos (imported)"
+        chinese = import_file(path, store, "local", language="zh-CN")
+        assert store.summary(chinese.id).title == "Holiday photos（已导入）"
+        # ... and a copy marked in Chinese, imported by an English speaker, is not marked again.
+        chinese_export = save_export(chinese, tmp_path / "zh", Details("Holiday photos（已导入）"))
+        assert store.summary(import_file(chinese_export, store, "local").id).title == "Holiday photos（已导入）"
+
+
+def test_a_long_title_keeps_its_mark(tmp_path):
+    conversation = Conversation()
+    conversation.add_user([TextPart("Hi")])
+    write_export(conversation, tmp_path / "export.zip", Details("word " * 60))
+    with SQLiteStore(tmp_path / "store") as store:
+        title = store.summary(import_file(tmp_path / "export.zip", store, "local").id).title
+        assert title.endswith("word (imported)") and len(title) <= 200
 
 
 def test_someone_elses_id_is_never_overwritten(rich_conversation, tmp_path):

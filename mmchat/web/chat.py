@@ -22,6 +22,7 @@ from ..events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
 from ..i18n import say
+from ..store.schema import title_from
 from ..turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
 from ..turn.session import ChatSession
 from ..users.accounts import exports_folder
@@ -254,16 +255,19 @@ class ChatHandlers:
 
     def export(self, session: ChatSession) -> str | None:
         """The conversation as a .zip (Markdown with the photos and recordings it links to,
-        and the JSON that Import takes back), written now; None when there is nothing to export."""
+        and the JSON that Import takes back), written now into the person's exports folder, named
+        after the conversation's title and the day; None when there is nothing to export."""
         with session.lock:
             conversation = session.conversation.copy()
         if not conversation.turns:
             return None
-        path = exports_folder(self.store.root, session.owner) / f"mmchat-{conversation.id[:8]}.zip"
         summary = self.store.summary(conversation.id, session.owner)
         details = transfer.Details() if summary is None else transfer.Details(
             summary.title if summary.custom_title else None, summary.created, summary.updated)
-        transfer.write_export(conversation, path, details)
+        # Named after its title and today; the folder keeps only this newest export of it.
+        title = None if summary is None or (not summary.custom_title and summary.title == title_from("")) \
+            else summary.title
+        path = transfer.save_export(conversation, exports_folder(self.store.root, session.owner), details, title)
         return str(path)
 
     def on_export(self, session: ChatSession | None):
