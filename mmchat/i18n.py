@@ -23,6 +23,7 @@ _EN: dict[str, str] = {
     # --- the page ---
     "tagline": "# mmchat\nAsk about your photos, by typing or by voice.",
     "log_out": "Log out",
+    "signed_in_as": "Signed in as **{name}**",
     "conversation": "Conversation",
     "you": "You",
     "assistant_name": "mmchat",
@@ -149,6 +150,7 @@ _EN: dict[str, str] = {
 _ZH: dict[str, str] = {
     "tagline": "# mmchat\n用文字或语音询问你的照片。",
     "log_out": "退出登录",
+    "signed_in_as": "已登录：**{name}**",
     "conversation": "对话",
     "you": "你",
     "assistant_name": "mmchat",

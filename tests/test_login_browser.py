@@ -32,6 +32,7 @@ def test_every_log_in_starts_a_new_chat_that_is_listed_from_its_first_question(a
     with chromium() as page:
         _log_in_by_keyboard(page, url, "alice")
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=60_000)
+        expect(page.locator("#account")).to_have_text("Signed in as alice", timeout=15_000)  # beside Log out
         _ask(page, "First chat's question")
         expect(page.locator(listed)).to_have_count(1, timeout=15_000)
 

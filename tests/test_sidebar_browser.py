@@ -210,7 +210,7 @@ def test_import_takes_back_an_export_and_opens_it(shapes_app, pictures, tmp_path
         with page.expect_file_chooser() as chooser:
             page.get_by_role("button", name="Import conversation").click()
         chooser.value.set_files(str(exported))
-        expect(page.locator("#mmchat-live")).to_have_text(f"Imported “{question}”; it is open.", timeout=30_000)
+        expect(page.locator("#mmchat-live")).to_have_text(f"Imported “{question} (imported)”; it is open.", timeout=30_000)
         expect(page.locator('[data-testid="bot"]').last).to_have_text(answer)
         expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # its photo came with it
         conversations = page.get_by_role("radiogroup", name="Conversations")

@@ -97,6 +97,7 @@ class ChatParts:
     task: gr.Dropdown
     verbosity: gr.Dropdown
     edit: gr.Button
+    account: gr.Markdown | None  # with --auth: who is logged in
 
 
 @dataclass
@@ -142,6 +143,8 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
         loaded = demo.load(handlers.chat.on_load, inputs=[saved_id],
                            outputs=[session_state, chat.chatbot, saved_id, sidebar.export, settings.timings])
         demo.load(handlers.settings.model_status, outputs=[chat.status, timer], show_progress="hidden")
+        if chat.account is not None:
+            demo.load(handlers.settings.account, outputs=[chat.account], show_progress="hidden")
         components = dict(chat=chat.chatbot, box=chat.textbox, announcement=announcer, export=sidebar.export,
                           editing=editing, conversation_id=saved_id, reviewed=reviewed_audio, speech=chat.speech,
                           announcement_number=announcement_number, timings=settings.timings, stop=chat.stop)
@@ -168,7 +171,9 @@ def _build_chat(services: Services) -> tuple[ChatParts, VoiceParts]:
     with gr.Row(elem_id="page-header"):
         gr.Markdown(t("tagline"), elem_id="tagline")  # the page's one h1
         status = gr.Markdown("⏳ Starting…", elem_id="model-status", container=False)
+        account = None
         if config.auth:  # the gate's log-out is a POST (a plain link, any site could make); see mmchat/users
+            account = gr.Markdown("", elem_id="account", container=False)  # "Signed in as alice" (on load)
             gr.Button(t("log_out"), size="sm", elem_id="log-out", scale=0).click(None, js=LOG_OUT_JS)
     chatbot = gr.Chatbot(label=t("conversation"), elem_id="conversation", editable="user", scale=1, height=None,
                          min_height=200, placeholder=t("chat_placeholder"), feedback_options=None, buttons=["copy"],
@@ -211,7 +216,7 @@ def _build_chat(services: Services) -> tuple[ChatParts, VoiceParts]:
     # New chat and Export are in the sidebar. The box's edit mode is the Up arrow in an
     # empty box (the page script presses this hidden button).
     edit = gr.Button(t("edit_last"), visible="hidden", elem_id="edit-last")
-    chat = ChatParts(status, chatbot, speech, textbox, stop, describe, task, verbosity, edit)
+    chat = ChatParts(status, chatbot, speech, textbox, stop, describe, task, verbosity, edit, account)
     return chat, VoiceParts(voice_switch, voice_panel, voice_token)
 
 

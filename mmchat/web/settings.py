@@ -51,6 +51,10 @@ class SettingsHandlers:
         for key, value in zip(DESCRIBE_PREFERENCES, (chosen.preset.name, chosen.verbosity.value)):
             self.store.set_preference(owner, key, value)
 
+    def account(self, request: gr.Request = None) -> str:
+        """Who is logged in (with --auth), beside Log out, in the page's language."""
+        return say("signed_in_as", page_language(request), name=owner_of(request))
+
     def model_status(self, request: gr.Request = None):
         """The status line (Markdown) and whether to look again in a second."""
         status = self.services.engine.status

@@ -233,7 +233,7 @@ class SidebarHandlers:
         if not path:
             return (*turn_view(session).outputs(), *self.listing(session, query))
         try:
-            conversation = transfer.import_file(path, session.store, session.owner)
+            conversation = transfer.import_file(path, session.store, session.owner, language=session.language)
         except UserFacingError as exc:
             message = plain(exc.message_in(session.language))
             gr.Warning(message)
