@@ -75,9 +75,20 @@ def ask_about_photo(page, photo: Path, question: str = "What colour is the shape
 
 
 def chat_view(page, url: str, folder: Path) -> None:
-    """The chat after one answered question with a photo."""
+    """The chat after one answered question with a photo, the sidebar listing it."""
+    from playwright.sync_api import expect
+
     open_page(page, url)
     ask_about_photo(page, shape_photo(folder, "red"))
+    # The list refreshes after the answer, and its newly checked entry fades in: the audit
+    # looks at the page as it rests (mid-fade, its colours are neither the old nor the new).
+    expect(page.locator("#conversation-list input:checked")).to_have_count(1, timeout=30_000)
+    settled(page)
+
+
+def settled(page) -> None:
+    """Waits for the page's CSS transitions and animations to end."""
+    page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')", timeout=10_000)
 
 
 def settings_view(page, url: str, folder: Path) -> None:

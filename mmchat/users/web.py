@@ -39,7 +39,9 @@ LOGOUT_PATH = "/logout"
 # they say only the app's name and show its icon.
 STYLESHEET_PATH = "/login.css"
 STYLESHEET = Path(__file__).with_name("login.css")
-_OPEN_PATHS = (LOGIN_PATH, LOGOUT_PATH, STYLESHEET_PATH, "/manifest.json", "/favicon.ico")
+LOGIN_SCRIPT_PATH = "/login.js"  # a new log-in starts on a new chat (login.js says how)
+LOGIN_SCRIPT = Path(__file__).with_name("login.js")
+_OPEN_PATHS = (LOGIN_PATH, LOGOUT_PATH, STYLESHEET_PATH, LOGIN_SCRIPT_PATH, "/manifest.json", "/favicon.ico")
 _FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 _UPLOAD_ROUTE = "/gradio_api/upload"
 _EVENTS_ROUTE = "/gradio_api/queue/data"  # the page's answers, as server-sent events
@@ -87,11 +89,7 @@ def _login_page(next_path: str, name: str = "", error: str = "") -> str:
        {"autofocus" if name else ""}>
 <button type="submit">Log in</button>
 </form>
-<script>
-// One rule for every log-in: it starts on a new chat, with the history in the sidebar (a reload
-// reopens the chat that was open). The page keeps that chat's id under this key (mmchat/web/page.py).
-localStorage.removeItem("mmchat-conversation-id");
-</script>"""
+<script src="{LOGIN_SCRIPT_PATH}"></script>"""
     return _PAGE.format(title="Log in to mmchat", body=body, stylesheet=STYLESHEET_PATH)
 
 
@@ -136,6 +134,10 @@ def login_router(accounts: Accounts) -> APIRouter:
     @router.get(STYLESHEET_PATH, include_in_schema=False)
     async def stylesheet():
         return Response(STYLESHEET.read_text(encoding="utf-8"), media_type="text/css")
+
+    @router.get(LOGIN_SCRIPT_PATH, include_in_schema=False)
+    async def login_script():
+        return Response(LOGIN_SCRIPT.read_text(encoding="utf-8"), media_type="text/javascript")
 
     @router.get(LOGOUT_PATH, response_class=HTMLResponse, include_in_schema=False)
     async def logout_form():
