@@ -153,7 +153,7 @@ def _serve(demo, services: Services, voice) -> None:
     except UserFacingError as exc:  # e.g. an unreadable keys file: say so, no traceback
         raise SystemExit(exc.message) from None
     if config.auth:
-        _explain_accounts(app, config)
+        _explain_accounts(app, services)
     log.info("Serving the page at http://%s:%d/ and the OpenAI-compatible API at http://%s:%d/v1",
              config.host, config.port, config.host, config.port)
     try:
@@ -162,7 +162,11 @@ def _serve(demo, services: Services, voice) -> None:
         close_accounts(app)
 
 
-def _explain_accounts(app: FastAPI, config) -> None:
+def _explain_accounts(app: FastAPI, services: Services) -> None:
+    from .store import LOCAL_OWNER
+    from .users.accounts import local_exports
+
+    config = services.config
     accounts = getattr(app.state, ACCOUNTS_STATE)
     count = accounts.user_count()
     if count == 0:
@@ -171,3 +175,16 @@ def _explain_accounts(app: FastAPI, config) -> None:
     else:
         log.info("--auth: %d user%s may log in; the HTTP API needs a user's key (python -m mmchat.users "
                  "add-key NAME)", count, "" if count == 1 else "s")
+    # Conversations made before --auth was turned on belong to no user: no one sees them
+    # until they are given to someone.
+    store = services.open_store()
+    earlier = store.conversation_count(LOCAL_OWNER)
+    if earlier:
+        one, exports = earlier == 1, len(local_exports(config.data_dir))
+        them = "it" if one else "them"
+        where = str(store.path) + (f", with {exports} export{'' if exports == 1 else 's'} in "
+                                   f"{accounts.exports_folder(LOCAL_OWNER)}" if exports else "")
+        log.warning("--auth: %d earlier conversation%s, made without --auth (in %s), belong%s to no user, so "
+                    "no one sees %s now. To give %s to a user (add them first): python -m mmchat.users "
+                    "--data-dir %s adopt NAME", earlier, "" if one else "s", where, "s" if one else "", them,
+                    them, config.data_dir)

@@ -9,7 +9,9 @@ sends the log-in cookie as a browser would.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import sqlite3
 import subprocess
 import sys
@@ -25,9 +27,10 @@ from gradio_client.exceptions import AppError
 from conftest import make_services
 from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
-from mmchat.conversation import AudioPart, Conversation, TextPart
+from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
 from mmchat.engine.local import create_local_engine
-from mmchat.store import DATABASE_NAME, SQLiteStore
+from mmchat.store import DATABASE_NAME, LOCAL_OWNER, SQLiteStore
+from mmchat.transfer import save_export
 from mmchat.web.page import build_ui
 from mmchat.users import AccountError, Accounts
 from mmchat.users.passwords import hash_password, verify_password
@@ -52,6 +55,45 @@ def shapes_config(data: Path, **changes) -> Config:
 def users_command(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmchat.users", "--data-dir", str(data), *args], cwd=ROOT,
                           input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def on_a_terminal(data: Path, *args: str, typed: list[tuple[str, str]]) -> tuple[int, str]:
+    """Run `python -m mmchat.users` on a pseudo-terminal (its stdin, stdout and stderr) in a
+    session of its own, so no terminal of the test's can be asked instead. Each
+    (prompt, line) of `typed`: once `prompt` shows, the line is typed. Its exit status and
+    all it showed (a password typed shows only if it was echoed)."""
+    main, terminal = os.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "mmchat.users", "--data-dir", str(data), *args], cwd=ROOT,
+                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    shown, start, deadline = b"", 0, time.monotonic() + 120
+
+    def read() -> bool:  # False once the command has closed the terminal
+        nonlocal shown
+        if not select.select([main], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise AssertionError(f"the command stopped showing anything: {shown!r}")
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the other side is closed
+            return False
+        shown += chunk
+        return bool(chunk)
+
+    try:
+        for prompt, line in typed:
+            while (found := shown.find(prompt.encode(), start)) < 0:
+                assert read(), f"it ended before asking {prompt!r}: {shown!r}"
+            start = found + len(prompt)
+            os.write(main, line.encode() + b"\n")
+        while read():
+            pass
+        status = process.wait(60)
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return status, shown.decode().replace("\r\n", "\n")
 
 
 def log_in(url: str, name: str, password: str | None = None) -> str:
@@ -192,6 +234,96 @@ def test_the_command_adds_lists_keys_and_removes_users_with_their_conversations(
     assert not stored.exists()  # her recording went with her
     missing = users_command(data, "remove", "alice", "--yes")
     assert missing.returncode == 2 and "no user 'alice'" in missing.stderr
+
+
+def test_on_a_terminal_a_password_that_cant_be_used_is_asked_for_again(tmp_path):
+    data = tmp_path / "data"
+    status, shown = on_a_terminal(data, "add", "alice", typed=[
+        ("Password: ", "q7z"),  # too short
+        ("Password: ", "alice-password"), ("again: ", "alice-typo"),  # not the same twice
+        ("Password: ", "alice-password"), ("again: ", "alice-password")])
+    assert status == 0, shown
+    assert "too short: use at least 8 characters. Try again." in shown
+    assert "The two passwords differ. Try again." in shown
+    assert "Added alice" in shown
+    assert "q7z" not in shown and "alice-password" not in shown and "alice-typo" not in shown  # never echoed
+    with Accounts(data) as accounts:
+        assert accounts.log_in("alice", "alice-password") is not None
+
+    # Three tries, as passwd gives: then nothing is added.
+    status, shown = on_a_terminal(data, "add", "bob", typed=[("Password: ", "short")] * 3)
+    assert status == 2, shown
+    assert shown.count("Password: ") == 3
+    assert "too short: use at least 8 characters. Nothing was changed" in shown
+    with Accounts(data) as accounts:
+        assert not accounts.has_user("bob")
+
+
+def test_from_a_pipe_a_short_password_ends_the_command(tmp_path):
+    data = tmp_path / "data"
+    # A session of its own: getpass can't open a terminal, so it reads the pipe, as in a
+    # script. Lines that would do on a second try are there: they must not be read.
+    piped = subprocess.run([sys.executable, "-m", "mmchat.users", "--data-dir", str(data), "add", "bob"], cwd=ROOT,
+                           input="short\nshort\nbob-password\nbob-password\n", capture_output=True, text=True,
+                           timeout=120, start_new_session=True)
+    assert piped.returncode == 2, piped.stderr
+    assert "too short: use at least 8 characters. Nothing was changed" in piped.stderr
+    assert "Try again" not in piped.stderr
+    with Accounts(data) as accounts:
+        assert not accounts.has_user("bob")
+
+
+def test_adopt_gives_a_user_the_conversations_and_exports_made_without_auth(tmp_path):
+    data = tmp_path / "data"
+    photo = tmp_path / "square.png"
+    draw_test_image("square", "red").save(photo)
+    with SQLiteStore(data) as store:
+        earlier = []
+        for question in ("What is this?", "And this?"):
+            conversation = Conversation()
+            conversation.add_user([ImagePart(str(photo)), TextPart(question)])
+            store.save(conversation)  # no owner: made without --auth
+            earlier.append(conversation.id)
+        carols = Conversation()
+        carols.add_user([TextPart("Mine")])
+        store.save(carols, "carol")
+        exported = save_export(store.load(earlier[0]), data / "exports", title="What is this?")
+        stored_photo = Path(store.load(earlier[0]).turns[0].parts[0].path)
+    # alice has an export of the same name already: it is kept, the one moved in numbered.
+    hers = data / "exports" / "alice" / exported.name
+    hers.parent.mkdir(parents=True)
+    hers.write_bytes(b"alice's own")
+
+    nobody = users_command(data, "adopt", "alice")
+    assert nobody.returncode == 2 and "no user 'alice'" in nobody.stderr and "add alice" in nobody.stderr
+    assert users_command(data, "adopt", LOCAL_OWNER).returncode == 2  # not a user's name
+    with SQLiteStore(data) as store:
+        assert store.conversation_count(LOCAL_OWNER) == 2  # nothing moved
+    assert exported.is_file()
+
+    assert users_command(data, "add", "alice", "--password-stdin", stdin="alice-password\n").returncode == 0
+    adopted = users_command(data, "adopt", "alice")
+    assert adopted.returncode == 0, adopted.stderr
+    assert "Moved 2 conversations made without --auth to alice, and 1 export to" in adopted.stdout
+    with SQLiteStore(data) as store:
+        assert sorted(s.id for s in store.list_conversations("alice")) == sorted(earlier)
+        assert store.list_conversations(LOCAL_OWNER) == []
+        assert store.load(earlier[0]) is None  # no longer the no-log-in owner's
+        moved = store.load(earlier[0], "alice")
+        assert moved.turns[0].parts[1].text == "What is this?"
+        assert Path(moved.turns[0].parts[0].path) == stored_photo and stored_photo.is_file()  # the photo came along
+        assert store.owner_uses_media("alice", store.media.digest_of(stored_photo))
+        assert [s.id for s in store.list_conversations("carol")] == [carols.id]  # others' stay theirs
+    assert not exported.exists()
+    assert hers.read_bytes() == b"alice's own"
+    assert sorted(p.name for p in hers.parent.iterdir()) == sorted([hers.name, f"{exported.stem}-2.zip"])
+
+    again = users_command(data, "adopt", "alice")
+    assert again.returncode == 0, again.stderr
+    assert "Moved 0 conversations" in again.stdout and "nothing was given to alice" in again.stdout
+    with SQLiteStore(data) as store:
+        assert store.conversation_count("alice") == 2
+    assert len(list(hers.parent.iterdir())) == 2
 
 
 # --- log-in, log-out, expiry ---
@@ -388,10 +520,15 @@ def test_auth_with_share_is_refused_with_a_reason(tmp_path):
     assert "--auth can't be used with --share" in result.stderr
 
 
-def test_app_with_auth_and_no_users_says_how_to_add_one_and_lets_them_in_once_added(tmp_path):
+def test_app_with_auth_and_no_users_says_how_to_add_one_and_to_give_them_the_earlier_chats(tmp_path):
     from test_api_support import free_port
 
     data, port, log = tmp_path / "data", free_port(), tmp_path / "app.log"
+    with SQLiteStore(data) as store:  # chats from before --auth was turned on
+        for question in ("First chat", "Second chat"):
+            earlier = Conversation()
+            earlier.add_user([TextPart(question)])
+            store.save(earlier)
     command = [sys.executable, "app.py", "--auth", "--port", str(port), "--data-dir", str(data),
                "--model", str(shapes_vlm_path()), "--device", "cpu", "--stt-backend", "none", "--tts-backend", "none"]
     base = f"http://127.0.0.1:{port}"
@@ -408,11 +545,17 @@ def test_app_with_auth_and_no_users_says_how_to_add_one_and_lets_them_in_once_ad
                 time.sleep(0.5)
             else:
                 raise AssertionError(log.read_text())
-            assert f"python -m mmchat.users --data-dir {data} add NAME" in log.read_text()
+            said = log.read_text()
+            assert f"python -m mmchat.users --data-dir {data} add NAME" in said
+            assert (f"2 earlier conversations, made without --auth (in {data / DATABASE_NAME}), belong to no user"
+                    in said)
+            assert f"python -m mmchat.users --data-dir {data} adopt NAME" in said
             assert httpx.get(base + "/").status_code == 303
             # Added while the server runs, the user can log in at once.
             assert users_command(data, "add", "alice", "--password-stdin", stdin="alice-password\n").returncode == 0
             assert fetch(base + "/", log_in(base, "alice")).status_code == 200
+            # and be given the earlier chats while it runs.
+            assert "Moved 2 conversations" in users_command(data, "adopt", "alice").stdout
         finally:
             process.terminate()
             process.wait(30)

@@ -228,6 +228,17 @@ class SQLiteStore:
                 self._collect(db)
         return bool(deleted)
 
+    def conversation_count(self, owner: str = LOCAL_OWNER) -> int:
+        """How many conversations `owner` has."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM conversations WHERE owner = ?", (owner,)).fetchone()[0]
+
+    def give_conversations(self, owner: str, to: str) -> int:
+        """Make every conversation of `owner` one of `to`'s, in one transaction (their photos
+        and recordings follow, being shared by content); how many moved. Again: none."""
+        with self._writing("The conversations could not be handed over") as db:
+            return db.execute("UPDATE conversations SET owner = ? WHERE owner = ?", (to, owner)).rowcount
+
     # --- media ---
 
     def keep_media(self, source: str | Path, data: bytes | None = None) -> str:

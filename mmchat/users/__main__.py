@@ -5,6 +5,7 @@
     python -m mmchat.users list
     python -m mmchat.users add-key NAME
     python -m mmchat.users remove-key KEY_ID
+    python -m mmchat.users adopt NAME
 
 It works on the data folder's database, also while the server runs: a removed user or
 key stops working at their next request.
@@ -50,16 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_key.add_argument("name")
     remove_key = command("remove-key", help="Revoke an API key (its id, as `list` shows it).")
     remove_key.add_argument("key_id")
+    adopt = command("adopt", help="Give a user the conversations (and exports) made without --auth.")
+    adopt.add_argument("name")
     return parser
+
+
+PASSWORD_TRIES = 3  # on a terminal, as passwd gives
 
 
 def _new_password(from_stdin: bool) -> str:
     if from_stdin:
         return check_password(sys.stdin.readline().rstrip("\r\n"))
-    first = check_password(getpass.getpass("Password: "))
-    if getpass.getpass("The same password again: ") != first:
-        raise AccountError("The two passwords differ; nothing was changed. Run the command again.")
-    return first
+    # On a terminal a password that can't be used is asked for again; from a pipe (a
+    # script) it ends the command, as a script would only send the same one again.
+    tries_left = PASSWORD_TRIES if sys.stdin is not None and sys.stdin.isatty() else 1
+    while True:
+        tries_left -= 1
+        try:
+            first = check_password(getpass.getpass("Password: "))
+            if getpass.getpass("The same password again: ") != first:
+                raise AccountError("The two passwords differ.")
+            return first
+        except AccountError as exc:
+            if not tries_left:
+                raise AccountError(f"{exc} Nothing was changed; run the command again.") from None
+            print(f"{exc} Try again.", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +110,21 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "remove-key":
             owner = accounts.remove_key(args.key_id)
             print(f"Revoked the API key {args.key_id} of {owner}.")
+        elif args.command == "adopt":
+            with SQLiteStore(args.data_dir) as store:
+                moved, exports = accounts.adopt(args.name, store)
+            if not moved and not exports:
+                print(f"Moved 0 conversations: there are none made without --auth in {args.data_dir} "
+                      f"(any more), so nothing was given to {args.name}.")
+            else:
+                print(f"Moved {_count(moved, 'conversation')} made without --auth to {args.name}"
+                      + (f", and {_count(exports, 'export')} to {accounts.exports_folder(args.name)}" if exports
+                         else "") + ".")
     return 0
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> int:

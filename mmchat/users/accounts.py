@@ -71,6 +71,31 @@ def exports_folder(data_dir: str | Path, owner: str) -> Path:
     return exports if owner == LOCAL_OWNER else exports / check_name(owner)
 
 
+def local_exports(data_dir: str | Path) -> list[Path]:
+    """The Export button's files made without --auth: the .zip files directly in exports/
+    (not in its folders, which are the users' own)."""
+    folder = exports_folder(data_dir, LOCAL_OWNER)
+    if not folder.is_dir():
+        return []
+    return sorted(entry for entry in folder.iterdir()
+                  if entry.suffix == ".zip" and entry.is_file() and not entry.is_symlink())
+
+
+def _move_exports(files: list[Path], target: Path) -> int:
+    """Move `files` into the folder `target`, numbering one whose name is taken there (as
+    the Export button does); how many moved."""
+    moved = 0
+    for entry in files:
+        target.mkdir(parents=True, exist_ok=True)
+        path, number = target / entry.name, 1
+        while path.exists():
+            number += 1
+            path = target / f"{entry.stem}-{number}{entry.suffix}"
+        entry.rename(path)
+        moved += 1
+    return moved
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -133,6 +158,16 @@ class Accounts:
             db.execute("DELETE FROM preferences WHERE owner = ?", (name,))
             db.execute("DELETE FROM users WHERE name = ?", (name,))
         return removed
+
+    def adopt(self, name: str, store: SQLiteStore) -> tuple[int, int]:
+        """Give the user the conversations made without --auth (owner 'local') and the
+        exports in the data folder's exports/: (conversations, exports) moved. Running it
+        again moves what is left, none; if it was cut short, what it had not done yet."""
+        check_name(name)
+        if not self.has_user(name):
+            raise AccountError(f"There is no user {name!r}; add them first with `add {name}`.")
+        moved = store.give_conversations(LOCAL_OWNER, name)
+        return moved, _move_exports(local_exports(self.root), self.exports_folder(name))
 
     def has_user(self, name: str) -> bool:
         with self._lock:
