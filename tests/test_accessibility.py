@@ -80,9 +80,9 @@ def chat_view(page, url: str, folder: Path) -> None:
 
     open_page(page, url)
     ask_about_photo(page, shape_photo(folder, "red"))
-    # The list refreshes after the answer, and its newly checked entry fades in: the audit
+    # The list refreshes after the answer, and the page may still be moving then: the audit
     # looks at the page as it rests (mid-fade, its colours are neither the old nor the new).
-    expect(page.locator("#conversation-list input:checked")).to_have_count(1, timeout=30_000)
+    expect(page.locator('#conversation-list [aria-current="true"]')).to_have_count(1, timeout=30_000)
     settled(page)
 
 

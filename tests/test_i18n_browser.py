@@ -86,7 +86,7 @@ def test_the_language_is_switched_in_settings_by_keyboard_and_kept(shapes_app, t
         expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=30_000)
         # The sidebar lists the new conversation once the answer is done: the page is idle again
         # (a reload while that refresh runs aborts it, which the browser logs as an error).
-        expect(page.locator("#conversation-list label")).to_have_count(1, timeout=15_000)
+        expect(page.locator("#conversation-list button.conversation")).to_have_count(1, timeout=15_000)
         page.reload(wait_until="load")
         expect(page.get_by_role("button", name="描述 (Alt+Shift+D)")).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="设置").click()
@@ -107,7 +107,7 @@ def test_after_switching_to_chinese_what_the_server_and_gradio_say_is_chinese_to
         page.locator("#message textarea").fill("What colour is the shape?")
         page.locator("#message textarea").press("Enter")
         expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=30_000)
-        expect(page.locator("#conversation-list label")).to_have_count(1, timeout=15_000)
+        expect(page.locator("#conversation-list button.conversation")).to_have_count(1, timeout=15_000)
 
         page.get_by_role("button", name="Settings").click()
         page.locator("#language input").focus()
@@ -119,6 +119,8 @@ def test_after_switching_to_chinese_what_the_server_and_gradio_say_is_chinese_to
         # The list is not empty: no "conversations appear here" hint over it, in any language.
         expect(page.locator("#history")).not_to_contain_text("提出第一个问题后")
         expect(page.locator("#history")).not_to_contain_text("Your conversations appear here")
+        history = page.get_by_role("navigation", name="对话列表")  # the list's name and its day, in Chinese too
+        expect(history.get_by_role("heading", name="今天")).to_be_visible(timeout=15_000)
         names = page.locator('#conversation [data-testid="user"], #conversation [data-testid="bot"]').evaluate_all(
             "messages => messages.map(m => m.getAttribute('aria-label'))")
         assert names == ["你: 照片", "你: What colour is the shape?", "mmchat: red"], names

@@ -28,7 +28,7 @@ def test_every_log_in_starts_a_new_chat_that_is_listed_from_its_first_question(a
     from playwright.sync_api import expect
 
     url = auth_server.url
-    listed = "#conversation-list label"
+    listed = "#conversation-list button.conversation"
     with chromium() as page:
         _log_in_by_keyboard(page, url, "alice")
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=60_000)
@@ -44,10 +44,10 @@ def test_every_log_in_starts_a_new_chat_that_is_listed_from_its_first_question(a
         expect(page.locator(listed)).to_have_count(1, timeout=15_000)
         expect(page.locator('[data-testid="user"]')).to_have_count(0)
         _ask(page, "Second chat's question")
-        # Listed at once, checked, its title in the title box.
+        # Listed at once, marked as the open one, its title in the title box.
         expect(page.locator(listed)).to_have_count(2, timeout=15_000)
-        expect(page.locator("#conversation-list input:checked")).to_have_count(1)
-        expect(page.locator("#conversation-list label:has(input:checked)")).to_contain_text("Second chat")
+        expect(page.locator('#conversation-list [aria-current="true"]')).to_have_count(1)
+        expect(page.locator('#conversation-list [aria-current="true"]')).to_contain_text("Second chat")
         expect(page.locator("#conversation-title input")).to_have_value(re.compile("Second chat"))
 
         page.reload(wait_until="load")  # a reload keeps the chat that was open

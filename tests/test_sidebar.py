@@ -43,8 +43,16 @@ def _ask(chat, session, text, files=(), settings=QUIET):
 
 
 def _listed(listing) -> list[tuple[str, str]]:
-    """(title, id) of each conversation in the list, top first."""
-    return [tuple(choice) for choice in listing[0]["choices"]]
+    """(title, id) of each conversation in the list, top first (the list's value: conversation_list.listed)."""
+    return [("".join(piece["text"] for piece in item["title"]), item["id"])
+            for group in listing[0]["groups"] for item in group["items"]]
+
+
+def _current(listing) -> str | None:
+    """The id of the conversation the list marks as the open one."""
+    marked = [item["id"] for group in listing[0]["groups"] for item in group["items"] if item["current"]]
+    assert len(marked) <= 1
+    return marked[0] if marked else None
 
 
 def _three_chats(chat, session):
@@ -59,18 +67,18 @@ def _three_chats(chat, session):
 def test_each_chat_is_listed_after_its_first_question_newest_first_and_new_chat_keeps_it(chat, sidebar):
     session, *_ = chat.on_load("")
     listing = sidebar.listing(session)
-    assert _listed(listing) == [] and listing[0]["value"] is None
-    assert listing[0]["info"] == say("nothing_yet", session.language)  # "Your conversations appear here after ..."
+    assert _listed(listing) == [] and _current(listing) is None
+    assert listing[0]["hint"] == say("nothing_yet", session.language)  # "Your conversations appear here after ..."
 
     ids = _three_chats(chat, session)
     listing = sidebar.listing(session)
     assert _listed(listing) == [("Chat about birds", ids[2]), ("Chat about dogs", ids[1]), ("Chat about cats", ids[0])]
-    assert listing[0]["value"] == ids[2]  # the open one is the checked one
+    assert _current(listing) == ids[2]  # the open one is marked
     assert listing[1] == listing[2] == "Chat about birds"  # the title box shows its title
 
     chat.on_new_chat(session)  # the new, empty chat is not listed yet; the old ones stay
     listing = sidebar.listing(session)
-    assert [i for _, i in _listed(listing)] == ids[::-1] and listing[0]["value"] is None
+    assert [i for _, i in _listed(listing)] == ids[::-1] and _current(listing) is None
     assert listing[1] == ""
 
 
@@ -83,10 +91,10 @@ def test_opening_a_conversation_continues_it_and_the_page_remembers_it(chat, sid
     assert chat_view == render(session.conversation) and chat_view[0]["content"] == ["Chat about cats"]
     assert announcement == "Opened “Chat about cats”." and box == gr.skip()  # a message being written stays
     assert chat.on_export(session)["value"].endswith(".zip") and export["interactive"]  # Export writes its .zip
-    conversations, title, shown, _ = view[-4:]
-    assert conversations["value"] == first and title == shown == "Chat about cats"
+    conversations, title, shown = view[-3:]
+    assert _current([conversations]) == first and title == shown == "Chat about cats"
 
-    assert sidebar.on_open(session, third, "", None, True)[1]["value"] is None  # an edit under way is left
+    assert sidebar.on_open(session, third, "", True)[1]["value"] is None  # an edit under way is left
     sidebar.on_open(session, first)
     _ask(chat, session, "And their whiskers?")  # the next question goes into the opened conversation
     stored = services.open_store().load(first)
@@ -117,7 +125,7 @@ def test_opening_another_conversation_stops_the_answer_being_written_and_keeps_i
 def test_rename_then_an_empty_title_brings_back_the_automatic_one(chat, sidebar):
     session, *_ = chat.on_load("")
     _three_chats(chat, session)
-    announcement, number, conversations, title, shown, _ = sidebar.on_rename(session, "  Birds   I saw ")
+    announcement, number, conversations, title, shown = sidebar.on_rename(session, "  Birds   I saw ")
     assert announcement == "Renamed to “Birds I saw”." and isinstance(number, int)
     assert _listed([conversations])[0][0] == "Birds I saw" and title == shown == "Birds I saw"
     announcement, second_number, conversations, title, *_ = sidebar.on_rename(session, "")
@@ -137,30 +145,17 @@ def test_the_sidebar_speaks_the_page_language(chat, sidebar):
     view = sidebar.on_delete(session)
     assert view[2] == "已删除“鸟”。撤销可以恢复。" and view[-1]["value"] == "撤销：恢复“鸟”"
     conversations, *_ = sidebar.listing(session, "不存在的词")
-    assert conversations["info"] == "没有对话包含“不存在的词”。"
+    assert conversations["hint"] == "没有对话包含“不存在的词”。"
 
 
 def test_a_title_being_typed_is_not_overwritten_when_the_list_refreshes(chat, sidebar):
     session, *_ = chat.on_load("")
     _three_chats(chat, session)
-    conversations, title, shown, _ = sidebar.listing(session, "", "My new ti", "Chat about birds")
+    conversations, title, shown = sidebar.listing(session, "", "My new ti", "Chat about birds")
     assert title == shown == gr.skip()  # left as the user typed it
     assert _listed([conversations])[0][0] == "Chat about birds"
-    _, title, shown, _ = sidebar.listing(session, "", "Chat about birds", "Chat about birds")
+    _, title, shown = sidebar.listing(session, "", "Chat about birds", "Chat about birds")
     assert title == shown == "Chat about birds"
-
-
-def test_the_same_list_again_only_moves_the_check(chat, sidebar):
-    """New choices are new elements in the page: sent again unchanged, they would take
-    the focus from a keyboard user moving through the list."""
-    session, *_ = chat.on_load("")
-    cats, _, birds = _three_chats(chat, session)
-    *_, listed = sidebar.listing(session)
-    view = sidebar.on_open(session, cats, "", listed)
-    assert view[-4] == gr.update(value=cats) and view[-1] == listed
-    _ask(chat, session, "More about cats")  # now first: the order changed
-    conversations, *_, now = sidebar.listing(session, "", None, None, listed)
-    assert [i for _, i in conversations["choices"]][0] == cats and now != listed
 
 
 def test_search_finds_conversations_by_their_words(chat, sidebar):
@@ -169,11 +164,11 @@ def test_search_finds_conversations_by_their_words(chat, sidebar):
     assert [i for _, i in _listed(sidebar.listing(session, "dogs"))] == [dogs]
     assert [i for _, i in _listed(sidebar.listing(session, "chat ABOUT"))] == [birds, dogs, cats]
     listing = sidebar.listing(session, "dogs")
-    assert listing[0]["value"] is None  # the open one (birds) is not among them
+    assert _current(listing) is None  # the open one (birds) is not among them
     none = sidebar.listing(session, "zebras")
-    assert _listed(none) == [] and none[0]["info"] == "No conversation holds “zebras”."
+    assert _listed(none) == [] and none[0]["hint"] == "No conversation holds “zebras”."
     # Opening from a search keeps the list searched.
-    assert [i for _, i in _listed(sidebar.on_open(session, dogs, "dogs")[-4:])] == [dogs]
+    assert [i for _, i in _listed(sidebar.on_open(session, dogs, "dogs")[-3:])] == [dogs]
 
 
 def test_delete_then_undo_brings_back_the_conversation_with_its_photo_title_and_place(chat, sidebar, services,
@@ -191,14 +186,14 @@ def test_delete_then_undo_brings_back_the_conversation_with_its_photo_title_and_
     turns = list(session.conversation.turns)
 
     result = sidebar.on_delete(session)
-    view, listing, kept, undo = result[:-6], result[-6:-2], result[-2], result[-1]
+    view, listing, kept, undo = result[:-5], result[-5:-2], result[-2], result[-1]
     assert view[0] == [] and view[2] == "Deleted “My red photo”. Undo brings it back."
     assert view[5] == session.conversation.id != photo_chat  # a new chat is open
     assert photo_chat not in [i for _, i in _listed(listing)] and store.load(photo_chat) is None
     assert undo["visible"] is True and "My red photo" in undo["value"]
 
     result = sidebar.on_undo(session, kept)
-    view, listing, kept, undo = result[:-6], result[-6:-2], result[-2], result[-1]
+    view, listing, kept, undo = result[:-5], result[-5:-2], result[-2], result[-1]
     assert view[5] == photo_chat == session.conversation.id and view[2] == "Brought back “My red photo”."
     assert session.conversation.turns == turns
     restored = store.load(photo_chat)
@@ -257,9 +252,9 @@ def test_import_opens_the_exported_conversation_as_a_copy_and_refuses_a_bad_file
     assert [t.text for t in imported.turns] == [t.text for t in original.turns]
     assert [t.status for t in imported.turns] == [t.status for t in original.turns]
     assert open(imported.turns[0].images[0].path, "rb").read() == photos[0].read_bytes()
-    listed = _listed(view[-4:])
+    listed = _listed(view[-3:])
     assert listed.count(("Exported chat (imported)", imported.id)) == 1 and ("Exported chat", original.id) in listed
-    assert view[-4]["value"] == imported.id
+    assert _current(view[-3:]) == imported.id
 
     bad = tmp_path / "not-an-export.json"
     bad.write_text(json.dumps({"hello": "world"}))
@@ -284,6 +279,10 @@ def test_a_handler_before_the_page_has_loaded_says_to_wait(sidebar):
         sidebar.on_open(None, "0" * 32)
 
 
+def _items(listing) -> list[dict]:
+    return [item for group in listing[0]["groups"] for item in group["items"]]
+
+
 def test_conversations_of_the_same_title_are_told_apart_by_when_they_were_written(chat, sidebar):
     session, *_ = chat.on_load("")
     for _ in range(2):
@@ -291,18 +290,52 @@ def test_conversations_of_the_same_title_are_told_apart_by_when_they_were_writte
         _ask(chat, session, "What is this?")
     chat.on_new_chat(session)
     _ask(chat, session, "Something else")
-    labels = [title for title, _ in _listed(sidebar.listing(session))]
-    assert labels[0] == "Something else"  # a title of its own stays as it is
-    assert len(set(labels)) == 3, labels
-    assert all(re.fullmatch(r"What is this\? · today \d\d:\d\d(:\d\d)?( \(2\))?", label) for label in labels[1:]), labels
+    items = _items(sidebar.listing(session))
+    shown = [("".join(piece["text"] for piece in item["title"]), item["when"]) for item in items]
+    assert shown[0][0] == "Something else" and re.fullmatch(r"\d\d:\d\d", shown[0][1])  # today: the time
+    assert len(set(shown)) == 3, shown  # the two "What is this?" differ in their seconds, or else by a number
+    assert all(re.fullmatch(r"What is this\?( \(2\))?", title) and re.fullmatch(r"\d\d:\d\d(:\d\d)?", when)
+               for title, when in shown[1:]), shown
 
 
-def test_a_day_before_is_yesterday_and_older_ones_are_dated():
-    from mmchat.store.sqlite_store import ConversationSummary
-    from mmchat.web.sidebar import distinct_titles
+def test_the_list_is_grouped_by_day_and_older_ones_are_dated():
+    from mmchat.store import ConversationSummary
+    from mmchat.web.conversation_list import listed
 
     now = datetime(2026, 12, 7, 15, 0).timestamp()
-    summaries = [ConversationSummary(str(n), "Photo", when.timestamp(), when.timestamp())
-                 for n, when in enumerate([datetime(2026, 12, 6, 9, 12), datetime(2026, 11, 30, 18, 40)])]
-    assert distinct_titles(summaries, "en", now=now) == ["Photo · yesterday 09:12", "Photo · 2026-11-30 18:40"]
-    assert distinct_titles(summaries, "zh-CN", now=now)[0] == "Photo · 昨天 09:12"
+    written = [datetime(2026, 12, 7, 14, 5), datetime(2026, 12, 6, 9, 12), datetime(2026, 12, 4, 20, 0),
+               datetime(2026, 11, 17, 8, 30), datetime(2026, 3, 2, 10, 0), datetime(2025, 11, 30, 18, 40)]
+    summaries = [ConversationSummary(str(n), f"Chat {n}", when.timestamp(), when.timestamp())
+                 for n, when in enumerate(written)]
+    value = listed(summaries, "1", "en", now=now)
+    assert [group["heading"] for group in value["groups"]] == [
+        "Today", "Yesterday", "Previous 7 days", "Previous 30 days", "March 2026", "November 2025"]
+    items = [item for group in value["groups"] for item in group["items"]]
+    assert [item["when"] for item in items] == ["14:05", "09:12", "Dec 4", "Nov 17", "Mar 2", "2025-11-30"]
+    assert [item["current"] for item in items] == [False, True, False, False, False, False]
+    assert items[0]["datetime"] == "2026-12-07T14:05" and value["label"] == "Conversations"
+    chinese = listed(summaries, None, "zh-CN", now=now)
+    assert [group["heading"] for group in chinese["groups"]] == ["今天", "昨天", "过去 7 天", "过去 30 天", "2026年3月", "2025年11月"]
+    assert chinese["groups"][2]["items"][0]["when"] == "12月4日" and chinese["label"] == "对话列表"
+    # Two of one title on the same day: the time tells them apart.
+    twins = [ConversationSummary(str(n), "Photo", when.timestamp(), when.timestamp())
+             for n, when in enumerate([datetime(2026, 12, 3, 9, 0), datetime(2026, 12, 3, 8, 0)])]
+    assert [item["when"] for item in listed(twins, None, "en", now=now)["groups"][0]["items"]] == ["Dec 3 09:00", "Dec 3 08:00"]
+
+
+def test_a_search_result_shows_the_words_around_the_match_marked(chat, sidebar):
+    session, *_ = chat.on_load("")
+    chat.on_new_chat(session)
+    _ask(chat, session, "Tell me about cats")
+    _ask(chat, session, "And what about their long whiskers and soft paws?")
+    chat.on_new_chat(session)
+    _ask(chat, session, "Whiskers, a title of its own")
+    items = _items(sidebar.listing(session, "WHISKERS"))
+    assert len(items) == 2
+    in_text = next(item for item in items if item["title"][0]["text"] == "Tell me about cats")
+    snippet = "".join(piece["text"] for piece in in_text["snippet"])
+    assert "their long whiskers and soft paws" in snippet
+    assert [piece["text"] for piece in in_text["snippet"] if piece["mark"]] == ["whiskers"]  # as written, marked
+    in_title = next(item for item in items if item is not in_text)
+    assert in_title["title"][0] == {"text": "Whiskers", "mark": True}  # a title's match is marked there
+    assert _items(sidebar.listing(session))[0]["snippet"] is None  # no search, no snippets

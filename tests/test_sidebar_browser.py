@@ -1,7 +1,10 @@
 """The history sidebar in a real browser, on the page served on loopback with shapes-vlm answering:
-three chats, rename one, search, reopen the first and continue it, delete one, reload; and on a phone."""
+three chats, rename one, search, reopen the first and continue it, delete one, reload; and on a phone.
+The list is a navigation list of buttons grouped by day, the open one marked aria-current."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -54,7 +57,13 @@ def _reload(page) -> None:
 
 
 def _titles(page) -> list[str]:
-    return [label.inner_text().strip() for label in page.locator("#conversation-list label").all()]
+    return [title.inner_text().strip() for title in page.locator("#conversation-list .conversation-title").all()]
+
+
+def _list(page):
+    """The history list, as a screen reader finds it, and the open conversation in it."""
+    conversations = page.get_by_role("navigation", name="Conversations")
+    return conversations, conversations.locator('button[aria-current="true"]')
 
 
 @needs_chromium
@@ -64,8 +73,9 @@ def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(shape
     with chromium() as page:
         page.goto(shapes_app, wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
-        conversations = page.get_by_role("radiogroup", name="Conversations")
+        conversations, current = _list(page)
         expect(conversations).to_be_visible(timeout=15_000)
+        expect(conversations).to_contain_text("Your conversations appear here after their first question.")
         new_chat = page.get_by_role("button", name="New chat")
 
         # Three chats; each is listed after its question, newest first, and New chat keeps the others.
@@ -76,10 +86,14 @@ def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(shape
                 expect(page.locator("#message textarea")).to_be_focused()
             _ask(page, question, pictures[index])
             _answered(page, 1, answer)
-            expect(conversations.get_by_role("radio")).to_have_count(index + 1, timeout=15_000)
-        expect(conversations.get_by_role("radio")).to_have_count(3)
+            expect(conversations.get_by_role("button")).to_have_count(index + 1, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(3)
         assert _titles(page) == [question for question, *_ in reversed(CHATS)]
-        expect(conversations.get_by_role("radio", name=CHATS[2][0])).to_be_checked()  # the open one
+        expect(current).to_have_count(1)
+        expect(current).to_contain_text(CHATS[2][0])  # the open one
+        expect(conversations.get_by_role("heading", name="Today")).to_be_visible()  # grouped by day
+        expect(conversations.locator("time").first).to_have_text(re.compile(r"^\d\d:\d\d$"))
+        expect(conversations).not_to_contain_text("Your conversations appear here")
 
         # Rename the open one; the list and the live region say so.
         title = page.get_by_role("textbox", name="Title")
@@ -87,42 +101,56 @@ def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(shape
         title.fill("The stop sign")
         title.press("Enter")
         expect(page.locator("#mmchat-live")).to_have_text("Renamed to “The stop sign”.", timeout=15_000)
-        expect(conversations.get_by_role("radio", name="The stop sign")).to_be_checked(timeout=15_000)
+        expect(current).to_contain_text("The stop sign", timeout=15_000)
 
         # Search by a word of a question (not of any title).
         search = page.get_by_label("Search conversations")
         search.fill("written")
-        expect(conversations.get_by_role("radio")).to_have_count(1, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(1, timeout=15_000)
         assert _titles(page) == ["The stop sign"]
+        # ... and under it the words around the match, the searched word marked.
+        expect(conversations.locator(".snippet")).to_contain_text("What is written in the image?")
+        expect(conversations.locator(".snippet mark")).to_have_text("written")
         search.fill("colour")
-        expect(conversations.get_by_role("radio", name=CHATS[0][0])).to_be_visible(timeout=15_000)
-        expect(conversations.get_by_role("radio")).to_have_count(1)
+        expect(conversations.get_by_role("button", name=CHATS[0][0])).to_be_visible(timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(1)
 
         # Reopen the first and continue it: its photo is what the follow-up is about.
-        conversations.get_by_role("radio", name=CHATS[0][0]).click()
+        conversations.get_by_role("button", name=CHATS[0][0]).click()
         expect(page.locator('[data-testid="user"]', has_text=CHATS[0][0])).to_have_count(1, timeout=15_000)
         expect(page.locator('[data-testid="bot"]').first).to_have_text("red")
         expect(page.locator("#mmchat-live")).to_have_text(f"Opened “{CHATS[0][0]}”.", timeout=15_000)
         expect(page.locator("#message textarea")).to_be_focused()
         search.fill("")
-        expect(conversations.get_by_role("radio")).to_have_count(3, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(3, timeout=15_000)
         _ask(page, "What shape was it?")
         _answered(page, 2, "circle")
         expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # the first chat's photo, still there
-        page.wait_for_function("() => document.querySelector('#conversation-list label span').innerText"
-                               f" === {CHATS[0][0]!r}", timeout=15_000)  # continued: now the most recent
+        expect(conversations.locator(".conversation-title").first).to_have_text(CHATS[0][0],
+                                                                                timeout=15_000)  # continued: now the most recent
         assert _titles(page) == [CHATS[0][0], "The stop sign", CHATS[1][0]]
 
-        # By keyboard: arrows move through the list, opening each, and focus stays there; Enter goes to the message box.
-        first_choice = conversations.get_by_role("radio", name=CHATS[0][0])
-        first_choice.focus()
+        # By keyboard: the arrows go through the list without opening anything, and a refresh of
+        # the list leaves the focus where it is; Enter opens one and goes on to the message box.
+        conversations.get_by_role("button", name=CHATS[0][0]).focus()
         page.keyboard.press("ArrowDown")
-        expect(page.locator('[data-testid="bot"]').last).to_have_text("STOP", timeout=15_000)
-        expect(conversations.get_by_role("radio", name="The stop sign")).to_be_focused()
-        expect(conversations.get_by_role("radio", name="The stop sign")).to_be_checked()
+        expect(conversations.get_by_role("button", name="The stop sign")).to_be_focused()
         page.keyboard.press("ArrowDown")
-        expect(page.locator('[data-testid="bot"]').last).to_have_text("square", timeout=15_000)
+        second_chat = conversations.get_by_role("button", name=CHATS[1][0])
+        expect(second_chat).to_be_focused()
+        expect(page.locator('[data-testid="bot"]').last).to_have_text("circle")  # still the first chat
+        page.get_by_role("textbox", name="Title").fill("Red circle")
+        second_chat.focus()
+        page.evaluate("document.querySelector('#rename-conversation').click()")  # the list refreshes meanwhile
+        expect(current).to_contain_text("Red circle", timeout=15_000)
+        expect(second_chat).to_be_focused()
+        page.keyboard.press("Home")
+        expect(conversations.get_by_role("button", name="Red circle")).to_be_focused()
+        page.keyboard.press("End")
+        expect(second_chat).to_be_focused()
         page.keyboard.press("Enter")
+        expect(page.locator('[data-testid="bot"]').last).to_have_text("square", timeout=15_000)
+        expect(current).to_contain_text(CHATS[1][0])
         expect(page.locator("#message textarea")).to_be_focused()
 
         # Delete the open one (the second chat); Undo is offered, and has the focus.
@@ -132,24 +160,24 @@ def test_the_sidebar_keeps_finds_renames_reopens_and_deletes_conversations(shape
         undo = page.get_by_role("button", name=f"Undo: bring back “{CHATS[1][0]}”")
         expect(undo).to_be_visible()
         expect(undo).to_be_focused()
-        expect(conversations.get_by_role("radio")).to_have_count(2, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(2, timeout=15_000)
         expect(page.locator('[data-testid="user"]')).to_have_count(0)
         undo.click()  # back, and open again
-        expect(conversations.get_by_role("radio")).to_have_count(3, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(3, timeout=15_000)
         expect(page.locator('[data-testid="bot"]').last).to_have_text("square", timeout=15_000)
         expect(undo).to_be_hidden()
         page.get_by_role("button", name="Delete this conversation").click()
-        expect(conversations.get_by_role("radio")).to_have_count(2, timeout=15_000)
+        expect(conversations.get_by_role("button")).to_have_count(2, timeout=15_000)
 
         # Reopen the first, then reload: the list is kept, and so is the open conversation.
-        conversations.get_by_role("radio", name=CHATS[0][0]).click()
+        conversations.get_by_role("button", name="Red circle").click()
         expect(page.locator('[data-testid="bot"]')).to_have_count(2, timeout=15_000)
         _reload(page)
         expect(page.locator('[data-testid="bot"]').last).to_have_text("circle", timeout=30_000)
         expect(page.locator('[data-testid="bot"]')).to_have_count(2)
-        expect(conversations.get_by_role("radio")).to_have_count(2, timeout=15_000)
-        assert _titles(page) == [CHATS[0][0], "The stop sign"]
-        expect(conversations.get_by_role("radio", name=CHATS[0][0])).to_be_checked()
+        expect(conversations.get_by_role("button")).to_have_count(2, timeout=15_000)
+        assert _titles(page) == ["Red circle", "The stop sign"]
+        expect(current).to_contain_text("Red circle")
         _ask(page, "What colour was it?")  # and it goes on where it was
         _answered(page, 3, "red")
         assert not page.errors, f"console errors: {page.errors}"
@@ -168,7 +196,7 @@ def test_on_a_phone_the_sidebar_starts_closed_and_closes_when_a_conversation_is_
                 expect(page.locator('[data-testid="bot"]')).to_have_count(0, timeout=15_000)  # the box is cleared too
             _ask(page, question, pictures[index])
             _answered(page, 1, answer)
-        expect(page.locator("#conversation-list label")).to_have_count(2, timeout=15_000)
+        expect(page.locator("#conversation-list button.conversation")).to_have_count(2, timeout=15_000)
 
         page.set_viewport_size({"width": 390, "height": 844})
         _reload(page)
@@ -180,8 +208,14 @@ def test_on_a_phone_the_sidebar_starts_closed_and_closes_when_a_conversation_is_
 
         toggle.click()
         expect(toggle).to_have_attribute("aria-expanded", "true")
-        choice = page.get_by_role("radiogroup", name="Conversations").get_by_role("radio", name=CHATS[0][0])
+        choice = _list(page)[0].get_by_role("button", name=CHATS[0][0])
         expect(choice).to_be_in_viewport()
+        # Once the sidebar has slid open, the whole of each row, and the close button, fit the phone's width.
+        page.wait_for_function("""() => [...document.querySelectorAll('#conversation-list button, #history .toggle-button')]
+            .every((e) => { const r = e.getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth; })""",
+                               timeout=15_000)
+        assert choice.bounding_box()["height"] >= 24  # big enough to tap (WCAG 2.5.8)
+        expect(toggle).to_be_in_viewport(ratio=1)
         choice.click()
         expect(toggle).to_have_attribute("aria-expanded", "false", timeout=15_000)
         expect(page.locator('[data-testid="bot"]').last).to_have_text("red", timeout=15_000)
@@ -213,9 +247,10 @@ def test_import_takes_back_an_export_and_opens_it(shapes_app, pictures, tmp_path
         expect(page.locator("#mmchat-live")).to_have_text(f"Imported “{question} (imported)”; it is open.", timeout=30_000)
         expect(page.locator('[data-testid="bot"]').last).to_have_text(answer)
         expect(page.locator('[data-testid="user"] img')).to_have_count(1)  # its photo came with it
-        conversations = page.get_by_role("radiogroup", name="Conversations")
-        expect(conversations.get_by_role("radio", name=question)).to_have_count(2)  # the original and the copy
-        expect(conversations.locator("input[type=radio]:checked")).to_have_count(1)  # the copy, open
+        conversations, current = _list(page)
+        expect(conversations.get_by_role("button", name=question)).to_have_count(2)  # the original and the copy
+        expect(current).to_have_count(1)
+        expect(current).to_contain_text(f"{question} (imported)")  # the copy, open
         expect(page.locator("#message textarea")).to_be_focused()
         _ask(page, "What shape was it?")  # the imported conversation goes on, about its own photo
         _answered(page, 2, "circle")

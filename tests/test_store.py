@@ -151,6 +151,26 @@ def test_search_finds_words_anywhere_in_any_case(store):
         store.list_conversations(query=odd)  # never read as search syntax: no error
 
 
+def test_a_search_result_carries_the_words_around_its_first_match(store):
+    from mmchat.store.search import snippet
+
+    long_answer = " ".join(["Some words before it."] * 10) + " The collie herds sheep. " + " ".join(["More after."] * 20)
+    dog = _saved(store, "What breed is the dog?", long_answer)
+    chinese = _saved(store, "这只猫在做什么？", "它在沙发上睡觉。")
+    (found,) = store.list_conversations(query="COLLIE")
+    assert found.id == dog.id and "The collie herds sheep." in found.snippet
+    assert found.snippet.startswith("…") and found.snippet.endswith("…") and len(found.snippet) <= 122
+    assert found.snippet[1:].split()[0] in long_answer.split()  # cut between words, not inside one
+    assert store.list_conversations(query="睡觉")[0].snippet == "这只猫在做什么？ 它在沙发上睡觉。"
+    assert store.list_conversations(query="sheep", limit=1)[0].id == dog.id
+    assert {c.id: c.snippet for c in store.list_conversations()}[chinese.id] == ""  # no search, no snippet
+    assert snippet("Nothing here", "zebra") == "" and snippet("", "zebra") == ""
+    # The title (the first question) is shown anyway: the snippet is of the words after it.
+    assert store.list_conversations(query="breed")[0].snippet == ""
+    assert snippet("What breed is the dog?\nA collie: a breed for herding.", "breed", "What breed is the dog?") == (
+        "What breed is the dog? A collie: a breed for herding.")
+
+
 def test_search_covers_spoken_questions(store, tmp_path):
     conversation = Conversation()
     recording = store.keep_media(_file(tmp_path, "q.wav", b"RIFF"))

@@ -20,6 +20,7 @@ from . import schema
 from .legacy import import_json_folder
 from .media import MediaFiles
 from .schema import LOCAL_OWNER, StoreError, connect, migrate, title_from, write_transaction
+from .search import search_condition, snippet
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class ConversationSummary:
     created: float  # Unix seconds
     updated: float
     custom_title: bool = False  # renamed by the user (else made from the first question)
+    snippet: str = ""  # in a search result: the words around the first match in its text ("" if only its title holds them)
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,18 @@ class SQLiteStore:
         those whose title or text holds every one of its words (any case, any part of a word)."""
         sql = "SELECT id, title, created, updated, title_custom FROM conversations WHERE owner = ?"
         values: list = [owner]
-        condition, search_values = _search_condition(query or "")
+        condition, search_values = search_condition(query or "")
         if condition:
             sql += f" AND id IN (SELECT conversation_id FROM conversation_text WHERE {condition})"
             values += search_values
         sql += " ORDER BY updated DESC, id LIMIT ? OFFSET ?"
         with self._lock:
             rows = self._db.execute(sql, (*values, limit, offset)).fetchall()
-        return [ConversationSummary(*row[:4], custom_title=bool(row[4])) for row in rows]
+            bodies = dict(self._db.execute(
+                f"SELECT conversation_id, body FROM conversation_text WHERE conversation_id IN ({','.join('?' * len(rows))})",
+                [row[0] for row in rows]).fetchall()) if condition and rows else {}
+        return [ConversationSummary(*row[:4], custom_title=bool(row[4]), snippet=snippet(bodies.get(row[0], ""), query or "", row[1]))
+                for row in rows]
 
     def summary(self, conversation_id: str, owner: str = LOCAL_OWNER) -> ConversationSummary | None:
         """The conversation's line in the history list, or None if `owner` has no such conversation."""
@@ -421,23 +427,3 @@ def _part(kind: str, text: str | None, path: str | None, language: str | None, d
     if kind == "image":
         return ImagePart(path or "")
     return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)
-
-
-def _search_condition(query: str) -> tuple[str, list]:
-    """The WHERE condition on conversation_text for `query`'s words, and its values.
-
-    Words of three characters or more go through the trigram index; shorter ones
-    (which it can't index) are matched with LIKE, a scan, still fine for one person's
-    history. The words are quoted: a query is never read as FTS5 syntax.
-    """
-    words = query.split()
-    conditions, values = [], []
-    indexed = [w for w in words if len(w) >= 3]
-    if indexed:
-        conditions.append("conversation_text MATCH ?")
-        values.append(" ".join('"' + w.replace('"', '""') + '"' for w in indexed))
-    for word in (w for w in words if len(w) < 3):
-        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
-        conditions.append("(title LIKE ? ESCAPE '\\' OR body LIKE ? ESCAPE '\\')")
-        values += [pattern, pattern]
-    return " AND ".join(conditions), values

@@ -161,7 +161,7 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
         # What the server says follows the new language too: the model's status, the history's hints.
         language_chosen.then(handlers.settings.model_status, outputs=[chat.status, timer], show_progress="hidden")
         language_chosen.then(handlers.sidebar.listing, inputs=[session_state, sidebar.search, sidebar.title,
-                                                               sidebar.shown_title, gr.State(None)],
+                                                               sidebar.shown_title],
                              outputs=sidebar.listing, show_progress="hidden")
     return demo
 

@@ -1,10 +1,9 @@
 """The history sidebar: the user's conversations, to find, open, rename, delete and import.
 
 It is a gr.Sidebar, so it folds away (on a phone it opens over the chat and closes
-again). The list is a gr.Radio named "Conversations": a radio group is what a screen
-reader and the arrow keys already know, and the open conversation is its checked
-choice. Choosing one opens it; the next question goes into it, and the page's saved id
-follows, so a reload reopens it too.
+again). The list (conversation_list.py) is a navigation list of buttons grouped by day,
+the open conversation marked as the current one. Choosing one opens it; the next question
+goes into it, and the page's saved id follows, so a reload reopens it too.
 
 Every store call names `session.owner`: the store holds everyone's conversations.
 The list follows the page's announcements (view.py numbers each one): a finished answer,
@@ -14,9 +13,8 @@ a new chat, a refusal are all announced, and are the moments the list can change
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from pathlib import Path
 
 import gradio as gr
 
@@ -27,16 +25,18 @@ from ..i18n import say
 from ..store import SQLiteStore
 from ..turn.session import ChatSession
 from .chat import ChatHandlers
+from .conversation_list import listed
 from .labels import t
 from .view import STILL_LOADING, TurnView, cleared_box, next_announcement, plain, turn_view
 
 SKIP = gr.skip()
 LIST_LENGTH = 100  # the newest; search reaches the others
+LIST_TEMPLATE = (Path(__file__).resolve().parent / "static" / "conversation_list.html").read_text(encoding="utf-8")
 
 # The sidebar's behaviour is static/sidebar.js; these are its hooks.
 SETUP_JS = "() => window.mmchatSidebar.setup()"
+LIST_JS = "window.mmchatSidebar.list(element, trigger)"  # the list's js_on_load: its clicks and keys
 TO_CHAT_JS = "() => window.mmchatSidebar.toChat?.()"
-AFTER_OPEN_JS = "() => window.mmchatSidebar.afterOpen()"
 FOCUS_UNDO_JS = "() => window.mmchatSidebar.focusUndo()"
 SILENCE_JS = "() => window.mmchat.silence()"
 DOWNLOAD_JS = "() => window.mmchat.download('#export-file')"
@@ -60,7 +60,7 @@ class SidebarParts:
 
     new_chat: gr.Button
     search: gr.Textbox
-    conversations: gr.Radio
+    conversations: gr.HTML  # its value: conversation_list.listed
     title: gr.Textbox
     rename: gr.Button
     delete: gr.Button
@@ -70,19 +70,18 @@ class SidebarParts:
     import_button: gr.UploadButton
     deleted: gr.State  # a Deleted while Undo can bring it back
     shown_title: gr.State  # the title last put in the title box, to tell what the user typed there
-    listed: gr.State  # the list's choices as last sent, to tell when they are the same
 
     @property
     def listing(self) -> list:
         """What every refresh of the list updates."""
-        return [self.conversations, self.title, self.shown_title, self.listed]
+        return [self.conversations, self.title, self.shown_title]
 
 
 class SidebarHandlers:
     """The sidebar's event handlers, as plain methods so tests can call them directly.
 
     Those that change the open conversation return `chat`'s turn view (build_ui's
-    `turn_outputs`) followed by the listing (list, title box, shown title, listed); the others
+    `turn_outputs`) followed by the listing (list, title box, shown title); the others
     return what they say.
     """
 
@@ -95,31 +94,24 @@ class SidebarHandlers:
     # --- the list ---
 
     def listing(self, session: ChatSession | None, query: str = "", typed_title: str | None = None,
-                shown_title: str | None = None, listed: list | None = None):
-        """The list (filtered by `query`), the open conversation checked; and the title
-        box, unless the user has typed a new title there that is not saved yet.
-        `listed`: the choices the page shows; when they are still the same only the check
-        moves, since new choices are new elements, and the focus in the list would be lost."""
+                shown_title: str | None = None):
+        """The list (filtered by `query`), the open conversation marked; and the title
+        box, unless the user has typed a new title there that is not saved yet. (The page
+        redraws only what changed in the list, so a refresh leaves the focus where it is.)"""
         if session is None:
-            return SKIP, SKIP, SKIP, SKIP
+            return SKIP, SKIP, SKIP
         store: SQLiteStore = session.store
         query = (query or "").strip()
         summaries = store.list_conversations(session.owner, query=query or None, limit=LIST_LENGTH)
-        choices = [[label, summary.id] for label, summary in zip(distinct_titles(summaries, session.language), summaries)]
-        open_id = session.conversation.id
-        checked = open_id if any(summary.id == open_id for summary in summaries) else None
-        if choices:
-            info = say("most_recent", session.language, count=LIST_LENGTH) if len(choices) == LIST_LENGTH else ""
+        if summaries:
+            hint = say("most_recent", session.language, count=LIST_LENGTH) if len(summaries) == LIST_LENGTH else ""
         else:
-            info = say("none_holds", session.language, query=query) if query else say("nothing_yet", session.language)
-        if listed is not None and [list(choice) for choice in listed] == choices:
-            conversations = gr.update(value=checked)
-        else:
-            conversations = gr.update(choices=choices, value=checked, info=info)
+            hint = say("none_holds", session.language, query=query) if query else say("nothing_yet", session.language)
+        conversations = listed(summaries, session.conversation.id, session.language, query=query, hint=hint)
         title = self._title_of_open(session)
         if typed_title is not None and typed_title != (shown_title or ""):
-            return conversations, SKIP, SKIP, choices  # the user is writing a title: leave it alone
-        return conversations, title, title, choices
+            return conversations, SKIP, SKIP  # the user is writing a title: leave it alone
+        return conversations, title, title
 
     def _title_of_open(self, session: ChatSession) -> str:
         summary = session.store.summary(session.conversation.id, session.owner)
@@ -127,15 +119,24 @@ class SidebarHandlers:
 
     # --- opening ---
 
+    def on_choose(self, session: ChatSession | None, query: str, editing: bool, evt: gr.EventData):
+        """A conversation chosen in the list (static/sidebar.js sends its id with the event): on_open.
+        A call without the id (an API client's) opens nothing."""
+        try:
+            conversation_id = evt.id
+        except (AttributeError, TypeError):  # no data at all: Gradio's EventData then fails with TypeError
+            conversation_id = None
+        return self.on_open(session, conversation_id if isinstance(conversation_id, str) else None, query, editing)
+
     def on_open(self, session: ChatSession | None, conversation_id: str | None, query: str = "",
-                listed: list | None = None, editing: bool = False):
+                editing: bool = False):
         """Open the conversation chosen in the list (stopping an answer being written).
         A message being written stays in the box, for the conversation opened; one being
         edited goes, since the message it edits is in the conversation left."""
         _check_loaded(session)
         if not conversation_id or conversation_id == session.conversation.id:
             # Already open: nothing changes (and a running turn keeps writing into it).
-            return (*TurnView.unchanged(), *self.listing(session, query, listed=listed))
+            return (*TurnView.unchanged(), *self.listing(session, query))
         conversation = session.store.load(conversation_id, session.owner)
         if conversation is None:  # deleted meanwhile, in another tab
             message = say("gone", session.language)
@@ -146,7 +147,7 @@ class SidebarHandlers:
         # An update to the box would focus it (autofocus): only when it must change, so
         # that the focus stays in the list for a keyboard user going through it.
         box = cleared_box() if editing else SKIP
-        return (*self._opened(session, say("opened", session.language, title=title), box), *self.listing(session, query, listed=listed))
+        return (*self._opened(session, say("opened", session.language, title=title), box), *self.listing(session, query))
 
     def _switch_to(self, session: ChatSession, conversation: Conversation) -> None:
         with session.lock:
@@ -248,43 +249,15 @@ def _check_loaded(session: ChatSession | None) -> None:
         raise gr.Error(STILL_LOADING)
 
 
-def distinct_titles(summaries, language: str, now: float | None = None) -> list[str]:
-    """The list's labels: each conversation's title, and where two or more share one, when each
-    was last written to ("today 14:05", "yesterday 09:12", "2026-11-30 18:40"), to tell them apart
-    (the first label with the same words stays as it is, the next one gets " (2)")."""
-    counts = Counter(summary.title for summary in summaries)
-    today = datetime.fromtimestamp(time.time() if now is None else now).date()
-    labels = []
-    for summary in summaries:
-        if counts[summary.title] < 2:
-            labels.append(summary.title)
-            continue
-        when = datetime.fromtimestamp(summary.updated)
-        days = (today - when.date()).days
-        day = say("today", language) if days == 0 else say("yesterday", language) if days == 1 else f"{when:%Y-%m-%d}"
-        labels.append(f"{summary.title} · {day} {when:%H:%M}")
-    # Written in the same minute: the seconds too, and a number if even those are the same.
-    for index, label in enumerate(labels):
-        if labels.count(label) > 1:
-            when = datetime.fromtimestamp(summaries[index].updated)
-            labels[index] = f"{label}:{when:%S}"
-    seen = Counter()
-    for index, label in enumerate(labels):
-        seen[label] += 1
-        if labels.count(label) > 1 and seen[label] > 1:
-            labels[index] = f"{label} ({seen[label]})"
-    return labels
-
-
 def build_sidebar() -> SidebarParts:
     """The history's components (call inside the page's gr.Sidebar, which page.py lays out); `connect` wires them."""
     new_chat = gr.Button(t("new_chat"), variant="primary", size="sm", elem_id="new-chat")
     search = gr.Textbox(label=t("search"), placeholder=t("search_placeholder"),
                         elem_id="conversation-search", type="text", max_lines=1)
-    # Its hint comes with the list, in the session's language: one the page itself translated
-    # would come back, over a full list, each time the page's language changes.
-    conversations = gr.Radio([], value=None, label=t("conversations"), info=None,
-                             elem_id="conversation-list")
+    # Filled by `listing` once the page has loaded, in the session's language (its heading and
+    # hint too: words the page itself translated would come back each time the language changes).
+    conversations = gr.HTML(None, html_template=LIST_TEMPLATE, js_on_load=LIST_JS, apply_default_css=False,
+                            elem_id="conversation-list")
     with gr.Accordion(t("this_conversation"), open=True):
         title = gr.Textbox(label=t("title"), placeholder=t("title_placeholder"), max_lines=1,
                            info=t("title_info"),
@@ -301,9 +274,8 @@ def build_sidebar() -> SidebarParts:
                                     file_count="single", size="sm", elem_id="import-conversation")
     deleted = gr.State(None)
     shown_title = gr.State("")
-    listed = gr.State(None)
     return SidebarParts(new_chat, search, conversations, title, rename, delete, undo, export, export_file, import_button,
-                        deleted, shown_title, listed)
+                        deleted, shown_title)
 
 
 def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, turn_outputs: list, loaded,
@@ -312,7 +284,7 @@ def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, tu
     `editing`: the message box's edit-mode flag."""
     listing = parts.listing
     quick = dict(concurrency_limit=None, show_progress="hidden")  # store calls only; never behind an answer
-    list_inputs = [session_state, parts.search, parts.title, parts.shown_title, parts.listed]
+    list_inputs = [session_state, parts.search, parts.title, parts.shown_title]
     opened = [*turn_outputs, *listing]
 
     loaded.then(handlers.listing, inputs=list_inputs, outputs=listing, **quick)
@@ -326,10 +298,10 @@ def connect(parts: SidebarParts, handlers: SidebarHandlers, *, session_state, tu
         None, js=DOWNLOAD_JS)
     # The speech stops in the page at once. A listener of its own: an event's `js` that returns
     # nothing would take the place of the event's inputs.
-    parts.conversations.input(None, js=SILENCE_JS)
-    parts.conversations.input(handlers.on_open, inputs=[session_state, parts.conversations, parts.search,
-                                                        parts.listed, editing],
-                              outputs=opened, trigger_mode="always_last", **quick).then(None, js=AFTER_OPEN_JS)
+    parts.conversations.select(None, js=SILENCE_JS)
+    parts.conversations.select(handlers.on_choose, inputs=[session_state, parts.search, editing],
+                               outputs=opened, trigger_mode="always_last", api_name="on_open", **quick).then(
+        None, js=TO_CHAT_JS)
 
     rename_outputs = [announcer, announcement_number, *listing]
     for trigger in (parts.rename.click, parts.title.submit):
