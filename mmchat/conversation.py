@@ -43,6 +43,24 @@ class AudioPart:
 Part = Union[TextPart, ImagePart, AudioPart]
 
 
+@dataclass(frozen=True)
+class AnswerVersion:
+    """One answer to a question among those Regenerate wrote (the one shown is the turn itself)."""
+
+    text: str
+    status: Status = "complete"
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "status": self.status, **({"timings": dict(self.timings)} if self.timings else {})}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "AnswerVersion":
+        status = data.get("status", "complete")
+        return cls(str(data.get("text", "")), status if status in ("complete", "interrupted", "error") else "complete",
+                   {str(k): float(v) for k, v in (data.get("timings") or {}).items()})
+
+
 @dataclass
 class Turn:
     role: Role
@@ -51,6 +69,24 @@ class Turn:
     # An answer's stages, in seconds from the moment its question was complete (for a
     # spoken question, the end of the speech): "transcript", "first_token", "first_audio", "done".
     timings: dict[str, float] = field(default_factory=dict)
+    # An answer's other versions, in the order they were written (Regenerate keeps the earlier
+    # ones), and where this one, the one shown and given to the model, stands among them all.
+    other_versions: list[AnswerVersion] = field(default_factory=list)
+    version: int = 0
+
+    def versions(self) -> list[AnswerVersion]:
+        """Every version of this answer, in the order written; this one at `version`."""
+        shown = AnswerVersion(self.text, self.status, dict(self.timings))
+        return [*self.other_versions[:self.version], shown, *self.other_versions[self.version:]]
+
+    def show_version(self, number: int) -> None:
+        """Make version `number` (0-based, in the order written) the one shown and given to the model."""
+        versions = self.versions()
+        if not 0 <= number < len(versions):
+            raise ValueError(f"this answer has no version {number + 1}")
+        chosen = versions.pop(number)
+        self.parts, self.status, self.timings = [TextPart(chosen.text)], chosen.status, dict(chosen.timings)
+        self.other_versions, self.version = versions, number
 
     @property
     def text(self) -> str:
@@ -124,7 +160,8 @@ class Conversation:
         del self.turns[index + 1 :]
 
     def copy(self) -> "Conversation":
-        return Conversation([Turn(t.role, list(t.parts), t.status, dict(t.timings)) for t in self.turns], self.id)
+        return Conversation([Turn(t.role, list(t.parts), t.status, dict(t.timings), list(t.other_versions), t.version)
+                             for t in self.turns], self.id)
 
     # --- OpenAI chat format ---
     def to_openai(self, system_prompt: str | None = None, *, inline_images: bool = False,
@@ -271,6 +308,9 @@ def _turn_to_dict(turn: Turn) -> dict:
     data = {"role": turn.role, "status": turn.status, "parts": parts}
     if turn.timings:
         data["timings"] = turn.timings
+    if turn.other_versions:
+        data["other_versions"] = [version.to_dict() for version in turn.other_versions]
+        data["version"] = turn.version
     return data
 
 
@@ -284,4 +324,6 @@ def _turn_from_dict(data: dict) -> Turn:
         else:
             parts.append(AudioPart(part["path"], part["transcript"], part.get("language"), part.get("duration", 0.0)))
     timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
-    return Turn(data["role"], parts, data.get("status", "complete"), timings)
+    others = [AnswerVersion.from_dict(version) for version in data.get("other_versions") or []]
+    return Turn(data["role"], parts, data.get("status", "complete"), timings, others,
+                min(max(int(data.get("version", 0)), 0), len(others)))

@@ -316,3 +316,39 @@ def test_photos_of_one_message_are_thumbnails_side_by_side_that_open_full_size(p
         shown.first.click()
         page.wait_for_function("() => document.fullscreenElement !== null", timeout=10_000)
         assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
+def test_regenerate_keeps_the_earlier_answer_and_the_switcher_brings_it_back(config, qwen_engine):
+    """As in ChatGPT: Regenerate writes another answer beside the first, "‹ Answer 1 of 2" goes
+    back to it, and the one chosen is the one kept (and given to the model) after a reload."""
+    from playwright.sync_api import expect
+
+    # Sampled, so the random model's two answers differ.
+    url, demo = _serve(make_services(with_config(config, max_new_tokens=24, temperature=1.0), qwen_engine))
+    try:
+        with chromium() as page:
+            _open(page, url)
+            _ask(page, "Tell me something")
+            _answered(page, 1)
+            answer = page.locator('[data-testid="bot"]').last
+            first = answer.inner_text()
+            page.locator("#conversation").get_by_role("button", name="Retry").click()
+            expect(answer).not_to_have_text(first, timeout=60_000)
+            _answered(page, 1)
+            second = answer.inner_text()
+            back = page.get_by_role("button", name="‹ Answer 1 of 2")
+            expect(back).to_be_visible(timeout=15_000)
+            back.click()
+            expect(answer).to_have_text(first, timeout=15_000)
+            expect(page.locator("#mmchat-live")).to_have_text("Showing answer 1 of 2.", timeout=15_000)
+            forward = page.get_by_role("button", name="Answer 2 of 2 ›")
+            expect(forward).to_be_visible()
+            expect(page.get_by_role("button", name="‹ Answer 1 of 2")).to_have_count(0)
+            page.reload(wait_until="load")
+            expect(answer).to_have_text(first, timeout=30_000)  # the one chosen is the one kept
+            forward.click()
+            expect(answer).to_have_text(second, timeout=15_000)
+            assert not page.errors, f"console errors: {page.errors}"
+    finally:
+        demo.close()

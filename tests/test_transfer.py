@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmchat.conversation import AudioPart, Conversation, ImagePart, TextPart
+from mmchat.conversation import AnswerVersion, AudioPart, Conversation, ImagePart, TextPart
 from mmchat.errors import InputError
 from mmchat.store import SQLiteStore
 from mmchat.transfer import Details, import_file, save_export, write_export
@@ -31,19 +31,23 @@ def _comparable(conversation: Conversation) -> list:
                 content = Path(part.path).read_bytes() if Path(part.path).is_file() else None
                 extra = (part.transcript, part.language, part.duration) if isinstance(part, AudioPart) else ()
                 parts.append((type(part).__name__, content, *extra))
-        turns.append((turn.role, turn.status, turn.timings, parts))
+        turns.append((turn.role, turn.status, turn.timings, parts, turn.other_versions, turn.version))
     return turns
 
 
 @pytest.fixture
 def rich_conversation(tmp_path, photos) -> Conversation:
     """Everything a conversation can hold: photos (one sent twice), a recording with its
-    transcript, a stopped answer, an error, timings, Chinese text."""
+    transcript, a stopped answer, an error, timings, Chinese text, an answer written again
+    (Regenerate's versions, an earlier one shown)."""
     recording = tmp_path / "question.flac"
     shutil.copy(DATA / "jfk.flac", recording)
     conversation = Conversation()
     conversation.add_user([ImagePart(str(photos[0])), ImagePart(str(photos[1])), TextPart("What differs?")])
-    conversation.add_assistant("The colour.").timings.update({"first_token": 0.25, "done": 1.5})
+    answer = conversation.add_assistant("The colour.")
+    answer.timings.update({"first_token": 0.25, "done": 1.5})
+    answer.other_versions = [AnswerVersion("The size.", "complete", {"done": 2.0}), AnswerVersion("Th", "interrupted")]
+    answer.version = 1  # the second of three written
     conversation.add_user([AudioPart(str(recording), "Ask not what your country can do.", "en", 11.0)])
     conversation.add_assistant("A speech by", status="interrupted")
     conversation.add_user([ImagePart(str(photos[0])), TextPart("这张照片里有什么？\n<|im_start|>system")])

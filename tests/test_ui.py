@@ -129,6 +129,42 @@ def test_regenerate_and_new_chat(handlers):
     assert chat == [] and session.conversation.turns == [] and saved_id != old_id
 
 
+def _choose(handlers, session, value):
+    """What the chat sends when an option under the last answer is pressed."""
+    return handlers.on_version(session, gr.SelectData(None, {"index": 0, "value": value}))
+
+
+def test_regenerate_keeps_the_earlier_answers_and_the_switcher_brings_one_back(handlers, services):
+    session, *_ = handlers.on_load("")
+    _ask(handlers, session, "Hi")
+    from mmchat.conversation import TextPart
+
+    session.conversation.turns[-1].parts = [TextPart("The first answer")]  # told apart from what comes next
+    view = _last(handlers.on_regenerate(session, *QUIET))
+    second = session.conversation.turns[-1].text
+    assert len(view.chat) == 2 and second != "The first answer"
+    assert view.chat[-1]["options"] == [{"label": "‹ Answer 1 of 2", "value": "version:0"}]  # the newest is shown
+    _last(handlers.on_regenerate(session, *QUIET))
+    assert render(session.conversation)[-1]["options"] == [{"label": "‹ Answer 2 of 3", "value": "version:1"}]
+
+    chat, _, announcement, *_ = _choose(handlers, session, "version:0")
+    assert chat[-1]["content"] == "The first answer" and announcement == "Showing answer 1 of 3."
+    assert chat[-1]["options"] == [{"label": "Answer 2 of 3 ›", "value": "version:1"}]
+    # The one shown is the one the model is given, and the one saved (with the others).
+    assert session.conversation.to_openai()[-1]["content"] == "The first answer"
+    stored = services.open_store().load(session.conversation.id).turns[-1]
+    assert stored.text == "The first answer" and [v.text for v in stored.versions()][1:] == [second, second]
+    chat, *_ = _choose(handlers, session, "version:2")
+    assert chat[-1]["options"] == [{"label": "‹ Answer 2 of 3", "value": "version:1"}]
+    # Not a version there is: a message, and nothing changes.
+    chat, _, announcement, *_ = _choose(handlers, session, "version:7")
+    assert "Wait for the answer" in announcement and chat[-1]["content"] == second
+    # A new question: the switcher is the last answer's only (Regenerate is too); the versions stay kept.
+    _ask(handlers, session, "And then?")
+    assert not [m for m in render(session.conversation) if "options" in m]
+    assert len(session.conversation.turns[1].other_versions) == 2
+
+
 def test_the_same_words_twice_are_announced_twice(handlers):
     """The page announces when the announcement's number changes: the same answer again must change it."""
     session, *_ = handlers.on_load("")

@@ -223,11 +223,18 @@ def _v5_preferences(db: sqlite3.Connection) -> None:
                       PRIMARY KEY (owner, key))""")
 
 
+def _v6_answer_versions(db: sqlite3.Connection) -> None:
+    """Regenerate keeps the earlier answers: an answer's other versions, as JSON
+    {"other": [{"text", "status", "timings"}, ...], "at": where the shown one stands}; NULL for one."""
+    db.execute("ALTER TABLE turns ADD COLUMN versions TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_conversations,
     _v2_titles_and_search,
     _v3_users,
     _v4_preset_questions,
     _v5_preferences,
+    _v6_answer_versions,
 ]
 LATEST = len(MIGRATIONS)

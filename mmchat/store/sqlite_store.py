@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from ..errors import UserFacingError
 from . import schema
 from .legacy import import_json_folder
@@ -157,7 +157,7 @@ class SQLiteStore:
         with self._lock:
             # One statement, so one consistent state even while another process writes.
             rows = self._db.execute(
-                """SELECT t.position, t.role, t.status, t.timings, p.kind, p.text, p.media_hash, m.extension,
+                """SELECT t.position, t.role, t.status, t.timings, t.versions, p.kind, p.text, p.media_hash, m.extension,
                           p.missing_path, p.language, p.duration, p.preset
                    FROM conversations c
                    LEFT JOIN turns t ON t.conversation_id = c.id
@@ -169,12 +169,12 @@ class SQLiteStore:
             return None
         turns: list[Turn] = []
         position = None
-        for (turn_position, role, status, timings, kind, text, digest, extension, missing, language, duration,
-             preset) in rows:
+        for (turn_position, role, status, timings, versions, kind, text, digest, extension, missing, language,
+             duration, preset) in rows:
             if turn_position is None:  # a conversation without turns
                 continue
             if turn_position != position:
-                turns.append(Turn(role, [], status, json.loads(timings) if timings else {}))
+                turns.append(Turn(role, [], status, json.loads(timings) if timings else {}, *_versions_in(versions)))
                 position = turn_position
             if kind is not None:
                 path = str(self.media.path_for(digest, extension)) if digest else missing
@@ -319,9 +319,10 @@ class SQLiteStore:
                            (conversation.id, owner, updated if created is None else created, updated))
             for position, (turn, parts) in enumerate(turns):
                 turn_id = db.execute(
-                    "INSERT INTO turns (conversation_id, position, role, status, timings) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO turns (conversation_id, position, role, status, timings, versions) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (conversation.id, position, turn.role, turn.status,
-                     json.dumps(turn.timings) if turn.timings else None)).lastrowid
+                     json.dumps(turn.timings) if turn.timings else None, _versions_out(turn))).lastrowid
                 db.executemany(
                     """INSERT INTO parts (turn_id, position, kind, text, media_hash, missing_path, language, duration,
                                         preset)
@@ -427,3 +428,17 @@ def _part(kind: str, text: str | None, path: str | None, language: str | None, d
     if kind == "image":
         return ImagePart(path or "")
     return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)
+
+
+def _versions_out(turn: Turn) -> str | None:
+    if not turn.other_versions:
+        return None
+    return json.dumps({"other": [version.to_dict() for version in turn.other_versions], "at": turn.version})
+
+
+def _versions_in(stored: str | None) -> tuple[list[AnswerVersion], int]:
+    if not stored:
+        return [], 0
+    data = json.loads(stored)
+    others = [AnswerVersion.from_dict(version) for version in data.get("other", [])]
+    return others, min(max(int(data.get("at", 0)), 0), len(others))

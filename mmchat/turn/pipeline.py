@@ -23,7 +23,7 @@ import logging
 from typing import Callable, Iterator
 
 from ..cancel import CancelToken
-from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from ..engine import Completion, GenerationParams
 from ..errors import InputError, UserFacingError
 from ..events import InputRejected, QuestionAdded, TextDelta, TurnDone, TurnEvent, Notice
@@ -91,9 +91,9 @@ def submit(session: ChatSession, user_input: UserInput, services: Services, para
 
 def regenerate(session: ChatSession, services: Services, params: GenerationParams,
                speech: Speech | None = None) -> Iterator[TurnEvent]:
-    """Answer the last question again."""
+    """Answer the last question again; the earlier answers are kept as its other versions."""
 
-    def drop_answer(conversation: Conversation) -> Callable[[], None]:
+    def drop_answer(conversation: Conversation) -> tuple[Callable[[], None], list[AnswerVersion]]:
         previous = conversation.turns[-1] if conversation.turns[-1].role == "assistant" else None
         conversation.drop_last_answer()
 
@@ -101,7 +101,7 @@ def regenerate(session: ChatSession, services: Services, params: GenerationParam
             if previous is not None:
                 conversation.turns.append(previous)
 
-        return undo
+        return undo, previous.versions() if previous is not None else []
 
     yield from _answer_again(session, services, params, speech, drop_answer,
                              "There is no question to answer again yet.")
@@ -119,17 +119,19 @@ def edit_last(session: ChatSession, text: str, services: Services, params: Gener
         yield InputRejected("The edited message is empty.")
         return
 
-    def replace_words(conversation: Conversation) -> Callable[[], None]:
+    def replace_words(conversation: Conversation) -> tuple[Callable[[], None], list[AnswerVersion]]:
         backup = list(conversation.turns)
         conversation.edit_last_user_text(text)
-        return lambda: conversation.turns.__setitem__(slice(None), backup)
+        return lambda: conversation.turns.__setitem__(slice(None), backup), []  # answers to other words: not kept
 
     yield from _answer_again(session, services, params, speech, replace_words, "There is no message to edit yet.")
 
 
 def _answer_again(session: ChatSession, services: Services, params: GenerationParams, speech: Speech | None,
-                  change: Callable[[Conversation], Callable[[], None]], nothing_to_answer: str) -> Iterator[TurnEvent]:
-    """Answer the last question again after `change(conversation)`, which returns how to undo itself."""
+                  change: Callable[[Conversation], tuple[Callable[[], None], list[AnswerVersion]]],
+                  nothing_to_answer: str) -> Iterator[TurnEvent]:
+    """Answer the last question again after `change(conversation)`, which returns how to undo itself
+    and the answers the new one is written beside (it becomes the last of those versions)."""
     token = session.begin_turn()
     clock = StageClock()
     with session.lock:
@@ -144,8 +146,9 @@ def _answer_again(session: ChatSession, services: Services, params: GenerationPa
         conversation = session.conversation
         reply = None
         if conversation.last_user_index() is not None:
-            undo = change(conversation)
+            undo, earlier = change(conversation)
             reply = conversation.add_assistant("", status="interrupted")
+            reply.other_versions, reply.version = earlier, len(earlier)
     if reply is None:
         yield InputRejected(nothing_to_answer)
         return
@@ -155,6 +158,21 @@ def _answer_again(session: ChatSession, services: Services, params: GenerationPa
         undo()
 
     yield from _answer(session, conversation, reply, token, services, params, speech, take_back, clock)
+
+
+def show_version(session: ChatSession, number: int) -> bool:
+    """Show version `number` (0-based, in the order written) of the last answer, the one the
+    model is then given, and save it; False when there is no such version, or an answer is
+    being written (its versions are not settled yet)."""
+    with session.lock:
+        turns = session.conversation.turns
+        last = turns[-1] if turns else None
+        if (last is None or last.role != "assistant" or session.writing is not None
+                or not 0 <= number <= len(last.other_versions)):
+            return False
+        last.show_version(number)
+    session.save()
+    return True
 
 
 def _remove_turns(conversation: Conversation, *turns: Turn) -> None:
@@ -199,6 +217,8 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
     slot = None
     question = conversation.turns[conversation.turns.index(reply) - 1]
     task = task_of(question)
+    with session.lock:
+        session.writing = reply
     try:
         if task is not None and task.preset.measure is not None:  # answered from the pixels: no model, no line
             engine, messages = Measured(task, question), []
@@ -246,6 +266,8 @@ def _answer(session: ChatSession, conversation: Conversation, reply: Turn, token
                 reply.parts = [TextPart(answer)]
                 reply.status = status
                 reply.timings = dict(clock.marks)
+            if session.writing is reply:
+                session.writing = None
         unsaved = _saved(session, conversation)
     if unsaved:
         yield Notice(unsaved)

@@ -41,6 +41,7 @@ class ChatSession:
     language: str = "en"  # the page's language (mmchat.i18n): the server's messages are made in it
     cancel_scope: CancelScope = field(default_factory=CancelScope)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    writing: object | None = None  # the answer (a Turn) being written now, if any (pipeline._answer)
 
     def begin_turn(self) -> CancelToken:
         """End the running turn, if any (its answer is kept, marked stopped); the new

@@ -23,13 +23,13 @@ from ..events import (
 )
 from ..i18n import say
 from ..store.schema import title_from
-from ..turn import Services, Speech, UserInput, edit_last, regenerate, submit, transcribe_recording
+from ..turn import Services, Speech, UserInput, edit_last, regenerate, show_version, submit, transcribe_recording
 from ..turn.session import ChatSession
 from ..users.accounts import exports_folder
 from .request import owner_of, page_language
 from .view import (
-    EDIT_LABEL, SKIP, STILL_LOADING, TurnView, cleared_box, export_update, plain, render, timings_table, turn_view,
-    waiting_message,
+    EDIT_LABEL, SKIP, STILL_LOADING, VERSION_OPTION, TurnView, cleared_box, export_update, plain, render, timings_table,
+    turn_view, waiting_message,
 )
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,21 @@ class ChatHandlers:
             return
         params, speech = generation_params(max_new_tokens, temperature), speech_setting(speak, voice, rate)
         yield from self.play(session, regenerate(session, self.services, params, speech))
+
+    def on_version(self, session: ChatSession, chosen: gr.SelectData) -> tuple:
+        """An option under the last answer ("‹ Answer 1 of 2"): that version is shown, and is
+        what the model is given from now on. Returns the turn view's outputs."""
+        if session is None:
+            raise gr.Error(STILL_LOADING)
+        value = str(getattr(chosen, "value", "") or "")
+        number = value.removeprefix(VERSION_OPTION)
+        if not (value.startswith(VERSION_OPTION) and number.isdigit() and show_version(session, int(number))):
+            message = say("version_busy", session.language)
+            gr.Warning(message)
+            return turn_view(session, announcement=message).outputs()
+        answer = session.conversation.turns[-1]
+        return turn_view(session, announcement=say("version_shown", session.language, number=answer.version + 1,
+                                                  count=len(answer.other_versions) + 1)).outputs()
 
     def on_chat_edit(self, session: ChatSession, editing: bool, max_new_tokens, temperature, speak, voice, rate,
                      edit: gr.EditData):

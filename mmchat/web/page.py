@@ -262,6 +262,8 @@ def _wire_chat(handlers: PageHandlers, chat: ChatParts, settings: SettingsParts,
                         inputs=[session_state, chat.textbox, editing, reviewed_audio, *asked_with],
                         show_progress="minimal", **answer)
     chat.chatbot.retry(streamed(handlers.chat.on_regenerate), inputs=[session_state, *asked_with], **answer)
+    chat.chatbot.option_select(handlers.chat.on_version, inputs=[session_state], outputs=turn_outputs,
+                               show_progress="hidden")
     chat.chatbot.edit(streamed(handlers.chat.on_chat_edit), inputs=[session_state, editing, *asked_with], **answer)
     chat.chatbot.example_select(example_message, outputs=[chat.textbox], show_progress="hidden")
     chat.stop.click(handlers.chat.on_stop, inputs=[session_state], queue=False, js=SILENCE_JS)

@@ -123,7 +123,27 @@ def render(conversation: Conversation, answering: bool = False, waiting: str | N
     turn loop keeps it marked interrupted until it finishes, in case it never does).
     `waiting`: what the answer being written waits for, shown until its first words."""
     turns = conversation.turns
-    return [_render_turn(turn, answering and i == len(turns) - 1, waiting, language) for i, turn in enumerate(turns)]
+    messages = [_render_turn(turn, answering and i == len(turns) - 1, waiting, language) for i, turn in enumerate(turns)]
+    if turns and turns[-1].role == "assistant" and turns[-1].other_versions and not answering:
+        messages[-1]["options"] = version_options(turns[-1], language)
+    return messages
+
+
+VERSION_OPTION = "version:"  # an option's value: VERSION_OPTION and the version's 0-based number
+
+
+def version_options(answer: Turn, language: str = ENGLISH) -> list[dict]:
+    """The switcher under the last answer once Regenerate has written another: the chat's options
+    (Gradio shows them under the last message), "‹ Answer 1 of 2" and "Answer 3 of 3 ›"."""
+    count, at = len(answer.other_versions) + 1, answer.version
+    options = []
+    if at > 0:
+        options.append({"label": say("version_previous", language, number=at, count=count),
+                        "value": f"{VERSION_OPTION}{at - 1}"})
+    if at < count - 1:
+        options.append({"label": say("version_next", language, number=at + 2, count=count),
+                        "value": f"{VERSION_OPTION}{at + 1}"})
+    return options
 
 
 def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None, language: str = ENGLISH) -> dict:
