@@ -84,6 +84,7 @@ _EN: dict[str, str] = {
     "search_placeholder": "Words in a title or message",
     "conversations": "Conversations",
     "nothing_yet": "Your conversations appear here after their first question.",
+    "not_a_photo": "Not a photo: {name}",
     "version_previous": "‹ Answer {number} of {count}",
     "version_next": "Answer {number} of {count} ›",
     "version_shown": "Showing answer {number} of {count}.",
@@ -219,6 +220,7 @@ _ZH: dict[str, str] = {
     "search_placeholder": "标题或消息中的词",
     "conversations": "对话列表",
     "nothing_yet": "提出第一个问题后，对话会出现在这里。",
+    "not_a_photo": "不是照片：{name}",
     "version_previous": "‹ 第 {number} 个回答（共 {count} 个）",
     "version_next": "第 {number} 个回答（共 {count} 个）›",
     "version_shown": "正在显示第 {number} 个回答（共 {count} 个）。",
@@ -345,7 +347,7 @@ def missing_translations() -> list[str]:
 PAGE_SCRIPT_WORDS = {language: {key: TABLES[language].get(key, _EN[key])
                                 for key in ("you", "assistant_name", "photo", "recording", "photo_you_sent", "examples",
                                             "toast_warning", "toast_info", "toast_error", "record_start",
-                                            "record_stop", "record_no_microphone", "skip_to_message")}
+                                            "record_stop", "record_no_microphone", "skip_to_message", "not_a_photo")}
                      for language in LANGUAGES}
 
 

@@ -431,7 +431,9 @@ def test_voice_mode_hears_a_question_about_the_camera_and_answers_aloud(config, 
         page.add_init_script(PLAYED_JS)
         page.goto(server.url + "/", wait_until="load", timeout=60_000)
         expect(page.locator("#model-status")).to_contain_text("Model:", timeout=30_000)
+        expect(page.locator("#record-button")).to_be_visible()
         page.get_by_label("Voice mode").check()
+        expect(page.locator("#record-button")).to_be_hidden()  # voice mode listens all along
         state = page.locator("#voice-state")
         expect(state).to_have_attribute("role", "status")
         expect(state).to_contain_text("Listening", timeout=30_000)

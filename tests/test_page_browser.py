@@ -214,6 +214,25 @@ def test_a_file_it_cannot_take_yet_is_refused_in_its_own_words_and_the_question_
 
 
 @needs_chromium
+def test_a_text_file_named_as_a_photo_says_so_in_the_box_and_is_refused(page_app, tmp_path):
+    from playwright.sync_api import expect
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("shopping list: milk, eggs\n")
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator('#message input[type="file"]').set_input_files(str(fake))
+        expect(page.locator("#message .mmchat-not-photo")).to_have_text("Not a photo: notes.png", timeout=15_000)
+        expect(page.locator("#message img:visible")).to_have_count(0)  # no broken picture
+        page.locator("#message textarea").fill("What is this?")
+        page.locator("#message textarea").press("Enter")
+        expect(page.locator(".toast-body").last).to_contain_text("notes.png", timeout=30_000)
+        expect(page.locator("#message textarea")).to_have_value("What is this?")  # kept, to send without it
+        expect(page.locator('[data-testid="user"]')).to_have_count(0)
+        assert not page.errors, f"console errors: {page.errors}"
+
+
+@needs_chromium
 def test_a_menu_s_list_closes_when_tab_moves_past_it_and_a_click_still_chooses(page_app):
     from playwright.sync_api import expect
 

@@ -139,6 +139,20 @@
     const message = photo?.closest('[data-testid="user"]');
     if (message && !document.fullscreenElement) message.querySelector('button[aria-label="Fullscreen"]')?.click();
   });
+  // A file that is named as a photo but is none (a text file renamed .png) shows as a broken
+  // picture in the box: it says what it is instead, before sending refuses it. ("error" does
+  // not bubble: it is caught on its way down.)
+  document.addEventListener("error", (event) => {
+    const photo = event.target instanceof HTMLImageElement && event.target.closest("#message") ? event.target : null;
+    if (!photo || photo.dataset.notAPhoto) return;
+    const name = decodeURIComponent(photo.getAttribute("src")?.split(/[/=]/).pop() || "");
+    const label = document.createElement("span");
+    label.className = "mmchat-not-photo";
+    label.textContent = word("not_a_photo").replace("{name}", name);
+    photo.dataset.notAPhoto = "true";
+    photo.hidden = true;
+    photo.after(label);
+  }, true);
   // The same photo picked again is taken again: a file input that keeps its last value
   // ignores it, so the value is emptied as the file picker opens.
   document.addEventListener("click", (event) => {

@@ -62,7 +62,8 @@
   // Hold to talk: Alt+Shift+R down starts, letting go of any of the three sends.
   let held = false;
   document.addEventListener("keydown", (event) => {
-    if (event.altKey && event.shiftKey && event.code === "KeyR" && !event.repeat && button()) {
+    // (Not in voice mode, which hides the button: it listens all along, on the same microphone.)
+    if (event.altKey && event.shiftKey && event.code === "KeyR" && !event.repeat && button()?.offsetParent) {
       event.preventDefault();
       held = true;
       start();
