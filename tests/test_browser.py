@@ -40,6 +40,15 @@ AudioBufferSourceNode.prototype.stop = function (...args) {
 """
 
 
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def _tokens_with_cjk(tokenizer) -> list[int]:
+    """The ids of the tokens that write Chinese, Japanese or Korean characters (or pieces of them)."""
+    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return [i for i, piece in enumerate(pieces) if _CJK.search(piece) or "\ufffd" in piece]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -477,8 +486,12 @@ def test_speaking_over_a_long_spoken_answer_stops_it_and_is_answered(config, qwe
     subprocess.run(["sox", str(tmp_path / "second.wav"), "-r", "48000", "-c", "1", str(tmp_path / "b.wav"),
                     "pad", "0", "60"], check=True)
     subprocess.run(["sox", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), str(said)], check=True)
-    saved_eos = qwen_engine.model.generation_config.eos_token_id
-    qwen_engine.model.generation_config.eos_token_id = None  # an answer that goes on until stopped
+    generation = qwen_engine.model.generation_config
+    saved_eos, saved_suppressed = generation.eos_token_id, generation.suppress_tokens
+    generation.eos_token_id = None  # an answer that goes on until stopped
+    # ... and is spoken all along: the random model's words in Chinese would be skipped by the
+    # English voice (hibari speaks English only), leaving silences in which nothing plays to stop.
+    generation.suppress_tokens = _tokens_with_cjk(qwen_engine.tokenizer)
     # Long enough to be still under way at the second question: the random tiny model wrote
     # 1000 tokens, and spoke what it could of them, before it (the answer ended complete).
     services = voice_services_for(with_config(config, max_new_tokens=3000), qwen_engine, speech_to_text,
@@ -503,4 +516,4 @@ def test_speaking_over_a_long_spoken_answer_stops_it_and_is_answered(config, qwe
             assert page.evaluate("window.stopped") >= 1, "the first answer's audio was stopped in the page"
             assert not page.errors, f"console errors: {page.errors}"
     finally:
-        qwen_engine.model.generation_config.eos_token_id = saved_eos
+        generation.eos_token_id, generation.suppress_tokens = saved_eos, saved_suppressed
