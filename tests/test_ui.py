@@ -330,3 +330,16 @@ def test_an_answer_replaced_by_a_newer_question_does_not_mark_the_newer_answer_s
     assert "(stopped)" not in chat[3]["content"]  # the second, being written
     second_chat = _last(second).chat
     assert len(second_chat) == 4 and "(stopped)" not in second_chat[3]["content"]
+
+
+def test_an_empty_message_while_an_answer_is_written_is_refused_and_leaves_it_running(handlers):
+    """A second Enter once the box is emptied sends nothing; it must not stop the answer as a new question would."""
+    session, *_ = handlers.on_load("")
+    updates = handlers.on_submit(session, {"text": "Tell me a story", "files": []}, False, None, 40, 0.0, False,
+                                 "auto", 1.0, progress=None)
+    for _ in range(4):  # the question, and the answer under way
+        next(updates)
+    refused = _last(handlers.on_submit(session, {"text": "  ", "files": []}, False, None, *QUIET, progress=None))
+    assert refused.announcement == "Please type or say a question."
+    _last(updates)
+    assert len(session.conversation.turns) == 2 and session.conversation.turns[-1].status == "complete"

@@ -162,7 +162,11 @@ class ChatHandlers:
         recordings = [f for f in files if is_audio(f)]
         audio = recordings[0] if recordings else None
         refused = refused_files(files, hears=self.services.stt is not None)
-        if refused:  # the question stays in the box, to be sent without them
+        if not text.strip() and not files and not editing:
+            # Nothing to ask (Enter in a box the first Enter's answer has just emptied): said here,
+            # before the turn layer, where a new turn would stop the answer being written.
+            events = iter([InputRejected("Please type or say a question.", "no_question")])
+        elif refused:  # the question stays in the box, to be sent without them
             key = "unsupported_files" if self.services.stt is not None else "unsupported_files_photos"
             events = iter([InputRejected(say(key, session.language, names=", ".join(refused)))])
         elif len(recordings) > 1 and not editing:
