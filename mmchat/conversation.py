@@ -88,6 +88,21 @@ class Turn:
         self.parts, self.status, self.timings = [TextPart(chosen.text)], chosen.status, dict(chosen.timings)
         self.other_versions, self.version = versions, number
 
+    def versions_to_dict(self) -> dict:
+        """The other versions as saved and exported: {} for an answer written once."""
+        if not self.other_versions:
+            return {}
+        return {"other_versions": [version.to_dict() for version in self.other_versions], "version": self.version}
+
+    @staticmethod
+    def versions_from_dict(data: Mapping) -> tuple[list[AnswerVersion], int]:
+        """`other_versions` and `version` from what `versions_to_dict` wrote (whatever else is there
+        left out: an import may come from anywhere), the position kept within the versions."""
+        others = [AnswerVersion.from_dict(version) for version in data.get("other_versions") or []
+                  if isinstance(version, Mapping)]
+        version = data.get("version")
+        return others, min(max(version, 0), len(others)) if isinstance(version, int) and others else 0
+
     @property
     def text(self) -> str:
         """What was said in words: typed text, and transcripts of speech."""
@@ -308,9 +323,7 @@ def _turn_to_dict(turn: Turn) -> dict:
     data = {"role": turn.role, "status": turn.status, "parts": parts}
     if turn.timings:
         data["timings"] = turn.timings
-    if turn.other_versions:
-        data["other_versions"] = [version.to_dict() for version in turn.other_versions]
-        data["version"] = turn.version
+    data.update(turn.versions_to_dict())
     return data
 
 
@@ -324,6 +337,4 @@ def _turn_from_dict(data: dict) -> Turn:
         else:
             parts.append(AudioPart(part["path"], part["transcript"], part.get("language"), part.get("duration", 0.0)))
     timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
-    others = [AnswerVersion.from_dict(version) for version in data.get("other_versions") or []]
-    return Turn(data["role"], parts, data.get("status", "complete"), timings, others,
-                min(max(int(data.get("version", 0)), 0), len(others)))
+    return Turn(data["role"], parts, data.get("status", "complete"), timings, *Turn.versions_from_dict(data))

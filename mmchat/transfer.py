@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from .conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from .errors import InputError
 from .i18n import ENGLISH, TABLES, say
 from .store.schema import title_from
@@ -215,10 +215,9 @@ def _turn_out(turn: Turn, links: dict[str, str]) -> dict:
         else:
             parts.append({"type": "audio", "file": links.get(part.path), "transcript": part.transcript,
                           "language": part.language, "duration": part.duration})
-    data = {"role": turn.role, "status": turn.status, "timings": dict(turn.timings), "parts": parts}
-    if turn.other_versions:  # Regenerate's other answers, and which one was shown
-        data.update(other_versions=[version.to_dict() for version in turn.other_versions], version=turn.version)
-    return data
+    # with Regenerate's other answers, and which one was shown
+    return {"role": turn.role, "status": turn.status, "timings": dict(turn.timings), "parts": parts,
+            **turn.versions_to_dict()}
 
 
 # --- import ---
@@ -381,10 +380,8 @@ def _turn_in(data: dict, media: dict[str, Path]) -> Turn:
         else:
             raise ValueError(f"unknown part type: {kind!r}")
     timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
-    others = [AnswerVersion.from_dict(version) for version in data.get("other_versions") or [] if isinstance(version, dict)]
-    version = data.get("version")
-    return Turn(role, parts, status, timings, others if role == "assistant" else [],
-                min(max(version, 0), len(others)) if isinstance(version, int) and role == "assistant" and others else 0)
+    others, version = Turn.versions_from_dict(data) if role == "assistant" else ([], 0)
+    return Turn(role, parts, status, timings, others, version)
 
 
 def _is_image(path: Path) -> bool:

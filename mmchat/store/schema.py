@@ -225,7 +225,8 @@ def _v5_preferences(db: sqlite3.Connection) -> None:
 
 def _v6_answer_versions(db: sqlite3.Connection) -> None:
     """Regenerate keeps the earlier answers: an answer's other versions, as JSON
-    {"other": [{"text", "status", "timings"}, ...], "at": where the shown one stands}; NULL for one."""
+    (Turn.versions_to_dict: {"other_versions": [{"text", "status", "timings"}, ...], "version":
+    where the shown one stands}); NULL for an answer written once."""
     db.execute("ALTER TABLE turns ADD COLUMN versions TEXT")
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
 from ..errors import UserFacingError
 from . import schema
 from .legacy import import_json_folder
@@ -174,7 +174,8 @@ class SQLiteStore:
             if turn_position is None:  # a conversation without turns
                 continue
             if turn_position != position:
-                turns.append(Turn(role, [], status, json.loads(timings) if timings else {}, *_versions_in(versions)))
+                turns.append(Turn(role, [], status, json.loads(timings) if timings else {},
+                                  *Turn.versions_from_dict(json.loads(versions) if versions else {})))
                 position = turn_position
             if kind is not None:
                 path = str(self.media.path_for(digest, extension)) if digest else missing
@@ -322,7 +323,8 @@ class SQLiteStore:
                     "INSERT INTO turns (conversation_id, position, role, status, timings, versions) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (conversation.id, position, turn.role, turn.status,
-                     json.dumps(turn.timings) if turn.timings else None, _versions_out(turn))).lastrowid
+                     json.dumps(turn.timings) if turn.timings else None,
+                     json.dumps(turn.versions_to_dict()) if turn.other_versions else None)).lastrowid
                 db.executemany(
                     """INSERT INTO parts (turn_id, position, kind, text, media_hash, missing_path, language, duration,
                                         preset)
@@ -428,17 +430,3 @@ def _part(kind: str, text: str | None, path: str | None, language: str | None, d
     if kind == "image":
         return ImagePart(path or "")
     return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)
-
-
-def _versions_out(turn: Turn) -> str | None:
-    if not turn.other_versions:
-        return None
-    return json.dumps({"other": [version.to_dict() for version in turn.other_versions], "at": turn.version})
-
-
-def _versions_in(stored: str | None) -> tuple[list[AnswerVersion], int]:
-    if not stored:
-        return [], 0
-    data = json.loads(stored)
-    others = [AnswerVersion.from_dict(version) for version in data.get("other", [])]
-    return others, min(max(int(data.get("at", 0)), 0), len(others))
