@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,3 +85,48 @@ def test_help_says_what_whisper_model_auto_loads():
     assert "'auto' uses weights bundled as Python packages (no download): multilingual base" in whisper
     assert "English-only tiny.en with --speech-language en" in whisper
     assert "'auto' uses the tiny.en weights" not in whisper
+
+
+# Run app.py with an audit hook that reports every connection and name lookup it makes
+# to a host other than this machine (before anything is imported, so no library escapes it).
+WATCHED_START = """
+import runpy, sys
+LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+def report(event, args):
+    host = None
+    if event == "socket.connect" and isinstance(args[1], tuple):
+        host = str(args[1][0])
+    elif event == "socket.getaddrinfo":
+        host = str(args[0])
+    if host is not None and not host.startswith(LOCAL):
+        print(f"OUTSIDE CONNECTION to {host} ({event})", file=sys.stderr, flush=True)
+sys.addaudithook(report)
+sys.argv = ["app.py", *sys.argv[1:]]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def test_the_app_connects_to_nothing_outside_this_machine(tmp_path):
+    # A local assistant: photos, voices and questions stay here. Gradio's telemetry and
+    # version check would otherwise reach out at every start, and their threads, still
+    # waiting on the network at Ctrl+C, broke the interpreter's exit.
+    port = _free_port()
+    log = tmp_path / "app.log"
+    command = [sys.executable, "-c", WATCHED_START, "--port", str(port), "--data-dir", str(tmp_path / "data"),
+               "--model", str(fixture_model_path("tiny-qwen3-vl")), "--device", "cpu",
+               "--stt-backend", "none", "--tts-backend", "none"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "The model is ready" not in log.read_text():
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+            time.sleep(3)  # the threads Gradio starts at launch have had time to reach out
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+    output = log.read_text()
+    assert "OUTSIDE CONNECTION" not in output, output
+    assert "Traceback" not in output, output

@@ -120,7 +120,9 @@ def build_ui(services: Services, handlers: PageHandlers | None = None, voice: Vo
     """The page; `handlers`: its event handlers, when the caller (a test) wants to drive them too;
     `voice`: every session's voice mode, whose socket the server serves (None: voice mode is off)."""
     handlers = handlers or PageHandlers(services, voice)
-    with gr.Blocks(title="mmchat", fill_height=True) as demo:
+    # No analytics: Gradio's telemetry and version check would send word of every start to
+    # outside servers, from a local assistant whose point is that nothing leaves the machine.
+    with gr.Blocks(title="mmchat", fill_height=True, analytics_enabled=False) as demo:
         # The sidebar: the conversations (New chat, search, rename, delete, export, import),
         # then what is set once (settings) or looked at now and then (timings).
         with gr.Sidebar(label=t("history"), open=True, elem_id="history"):
