@@ -99,12 +99,33 @@ class Config:
     # --- limits on what a user may send ---
     max_text_chars: int = _opt("Longest message a user may send, in characters.", 8000)
     max_images_per_turn: int = _opt("Most photos in one message.", 4)
+    max_videos_per_turn: int = _opt("Most video clips in one message.", 2)
     max_upload_mb: float = _opt("Largest file a user may upload, in megabytes.", 25.0)
     max_image_pixels: int = _opt(
         "Largest photo accepted at all, in pixels (bigger is refused rather than decoded).",
         100_000_000,
     )
     max_audio_seconds: float = _opt("Longest recording accepted, in seconds.", 600.0)
+    max_video_mb: float = _opt("Largest video clip a user may upload, in megabytes.", 200.0)
+    max_video_seconds: float = _opt(
+        "Longest stretch of a clip the model looks at, in seconds: a longer clip is looked at over "
+        "its first this many seconds (said in the chat).",
+        120.0,
+    )
+    video_fps: float = _opt(
+        "Frames taken from each second of a clip, at fixed times from its start (a clip longer than "
+        "--max-video-frames allows is sampled more sparsely).",
+        2.0,
+    )
+    max_video_frames: int = _opt("Most frames the model reads from one clip.", 64)
+    max_video_pixels: int = _opt(
+        "Pixel budget of one clip, all its frames together: each frame is shrunk to its share "
+        "(and to --max-pixels at most) as it is decoded.",
+        8_000_000,
+    )
+    video_decode_seconds: float = _opt(
+        "Longest a clip may take to decode before it is refused as too slow to read, in seconds.", 120.0
+    )
     max_turns_per_minute: int = _opt(
         "Most questions one person may send in a minute (new, answered again or edited; "
         "page and HTTP API together). One person is the logged-in user with --auth; "

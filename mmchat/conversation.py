@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Literal, Mapping, Union
 
 Role = Literal["user", "assistant"]
+# What the model reads before a clip's transcribed speech (VideoPart.transcript).
+CLIP_SPEECH_HEADING = "Speech heard in the clip (seconds from its start):"
 Status = Literal["complete", "interrupted", "error"]
 
 
@@ -33,6 +35,15 @@ class ImagePart:
 
 
 @dataclass(frozen=True)
+class VideoPart:
+    path: str  # like ImagePart's: a file the session owns, or a clip's memory:// URL (media.video)
+    duration: float = 0.0  # the clip's length in seconds, as the chat shows it
+    # The speech in the clip's sound, a line per stretch with its times ("[1.5-3.0 s] Hello
+    # there"), given to the model after the clip; "" when none was heard or asked for.
+    transcript: str = ""
+
+
+@dataclass(frozen=True)
 class AudioPart:
     path: str
     transcript: str
@@ -40,7 +51,7 @@ class AudioPart:
     duration: float = 0.0
 
 
-Part = Union[TextPart, ImagePart, AudioPart]
+Part = Union[TextPart, ImagePart, VideoPart, AudioPart]
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,10 @@ class Turn:
     def images(self) -> list[ImagePart]:
         return [p for p in self.parts if isinstance(p, ImagePart)]
 
+    @property
+    def clips(self) -> list[VideoPart]:
+        return [p for p in self.parts if isinstance(p, VideoPart)]
+
 
 @dataclass
 class Conversation:
@@ -165,12 +180,12 @@ class Conversation:
         return False
 
     def edit_last_user_text(self, text: str) -> None:
-        """Replace the words of the last question, keep its photos, drop its answer."""
+        """Replace the words of the last question, keep its photos and clips, drop its answer."""
         index = self.last_user_index()
         if index is None:
             raise ValueError("there is no question to edit")
         turn = self.turns[index]
-        kept = [p for p in turn.parts if isinstance(p, ImagePart)]
+        kept = [p for p in turn.parts if isinstance(p, (ImagePart, VideoPart))]
         self.turns[index] = Turn("user", [*kept, TextPart(text)])
         del self.turns[index + 1 :]
 
@@ -183,8 +198,8 @@ class Conversation:
                   before: Turn | None = None) -> list[dict]:
         """Messages in the OpenAI chat format.
 
-        Images are `file://` URLs for engines on this machine, or data URLs when
-        `inline_images` (for a remote server). Speech appears as its transcript; replies
+        Images and clips (`video_url` parts, as vLLM takes them) are `file://` URLs for
+        engines on this machine, or data URLs when `inline_images` (for a remote server). Speech appears as its transcript; replies
         that failed are left out, interrupted ones are kept as far as they got.
         `before`: only the turns before this one (the prompt for the reply being written).
         """
@@ -202,11 +217,11 @@ class Conversation:
             content: list[dict] = []
             for part in turn.parts:
                 if isinstance(part, ImagePart):
-                    if "://" in part.path:  # a URL already (a photo held in memory: memory://)
-                        url = part.path
-                    else:
-                        url = _data_url(part.path) if inline_images else Path(part.path).resolve().as_uri()
-                    content.append({"type": "image_url", "image_url": {"url": url}})
+                    content.append({"type": "image_url", "image_url": {"url": _media_url(part.path, inline_images)}})
+                elif isinstance(part, VideoPart):
+                    content.append({"type": "video_url", "video_url": {"url": _media_url(part.path, inline_images)}})
+                    if part.transcript:
+                        content.append({"type": "text", "text": f"{CLIP_SPEECH_HEADING}\n{part.transcript}"})
                 elif isinstance(part, TextPart) and part.text:
                     content.append({"type": "text", "text": part.text})
                 elif isinstance(part, AudioPart) and part.transcript:
@@ -237,6 +252,9 @@ class Conversation:
                 elif kind == "image_url":
                     url = item["image_url"]["url"] if isinstance(item["image_url"], dict) else item["image_url"]
                     parts.append(ImagePart(_url_to_path(url, media_dir)))
+                elif kind == "video_url":
+                    url = item["video_url"]["url"] if isinstance(item["video_url"], dict) else item["video_url"]
+                    parts.append(VideoPart(_url_to_path(url, media_dir)))
                 else:
                     raise ValueError(f"unsupported content type: {kind!r}")
             if role == "assistant":
@@ -269,6 +287,9 @@ class Conversation:
             for image in turn.images:
                 target = link(image.path)
                 lines.append(f"![photo]({target})" if target else "*(photo not available)*")
+            for clip in turn.clips:
+                target = link(clip.path)
+                lines.append(f"[video clip, {clip.duration:.0f} s]({target})" if target else "*(video clip not available)*")
             for recording in (p for p in turn.parts if isinstance(p, AudioPart)):
                 target = link(recording.path)
                 lines.append(f"[recording]({target})" if target else "*(recording not available)*")
@@ -284,6 +305,13 @@ def _task_name(part: TextPart) -> str:
 
     task = Task.from_tag(part.preset)
     return task.shown if task is not None else part.text
+
+
+def _media_url(path: str, inline: bool) -> str:
+    """A photo's or clip's URL in a message: a file:// URL, or a data URL when `inline`."""
+    if "://" in path:  # a URL already (held in memory: memory://)
+        return path
+    return _data_url(path) if inline else Path(path).resolve().as_uri()
 
 
 def _data_url(path: str) -> str:
@@ -317,6 +345,9 @@ def _turn_to_dict(turn: Turn) -> dict:
             parts.append({"type": "text", "text": part.text, **({"preset": part.preset} if part.preset else {})})
         elif isinstance(part, ImagePart):
             parts.append({"type": "image", "path": part.path})
+        elif isinstance(part, VideoPart):
+            parts.append({"type": "video", "path": part.path, "duration": part.duration,
+                          **({"transcript": part.transcript} if part.transcript else {})})
         else:
             parts.append({"type": "audio", "path": part.path, "transcript": part.transcript,
                           "language": part.language, "duration": part.duration})
@@ -334,6 +365,8 @@ def _turn_from_dict(data: dict) -> Turn:
             parts.append(TextPart(part["text"], part.get("preset")))
         elif part["type"] == "image":
             parts.append(ImagePart(part["path"]))
+        elif part["type"] == "video":
+            parts.append(VideoPart(part["path"], float(part.get("duration") or 0.0), str(part.get("transcript") or "")))
         else:
             parts.append(AudioPart(part["path"], part["transcript"], part.get("language"), part.get("duration", 0.0)))
     timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}

@@ -151,10 +151,11 @@ _EN: dict[str, str] = {
     "one_recording": "One recording per message, please: this one has {count}. "
                      "Remove all but one, or send them one at a time.",
     "no_files_in_edit": "Photos and recordings can't be added while editing; the message keeps its photos.",
-    "unsupported_files": "mmchat can't take {names} yet: it takes photos (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC) "
-                         "and recordings (WAV, MP3, OGG, FLAC, M4A, WebM). Your message is still in the box.",
+    "unsupported_files": "mmchat can't take {names} yet: it takes photos (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC), "
+                         "video clips (MP4, WebM, MOV, MKV) and recordings (WAV, MP3, OGG, FLAC, M4A, WebM). Your "
+                         "message is still in the box.",
     "unsupported_files_photos": "mmchat can't take {names} yet: it takes photos (JPEG, PNG, WebP, GIF, BMP, TIFF, "
-                                "HEIC). Your message is still in the box.",
+                                "HEIC) and video clips (MP4, WebM, MOV, MKV). Your message is still in the box.",
     "only_last_edit": "Only your last message can be edited.",
     "nothing_to_edit": "There is no message to edit yet.",
     "model_unavailable": "Model unavailable.",
@@ -280,10 +281,10 @@ _ZH: dict[str, str] = {
     "imported_suffix": "（已导入）",
     "one_recording": "每条消息只能有一段录音，这条有 {count} 段。请只保留一段，或分开发送。",
     "no_files_in_edit": "编辑时不能添加照片或录音；消息保留原来的照片。",
-    "unsupported_files": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）"
-                         "和录音（WAV、MP3、OGG、FLAC、M4A、WebM）。你的消息仍在输入框中。",
-    "unsupported_files_photos": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）。"
-                                "你的消息仍在输入框中。",
+    "unsupported_files": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）、"
+                         "视频片段（MP4、WebM、MOV、MKV）和录音（WAV、MP3、OGG、FLAC、M4A、WebM）。你的消息仍在输入框中。",
+    "unsupported_files_photos": "mmchat 暂时还不能接收 {names}：它接收照片（JPEG、PNG、WebP、GIF、BMP、TIFF、HEIC）"
+                                "和视频片段（MP4、WebM、MOV、MKV）。你的消息仍在输入框中。",
     "only_last_edit": "只能编辑你的最后一条消息。",
     "nothing_to_edit": "还没有可编辑的消息。",
     "model_unavailable": "模型不可用。",
@@ -309,6 +310,17 @@ _ZH.update({
     "too_many_photos": "你发送了 {sent} 张照片；一条消息最多 {most} 张。",
     "no_question_photo": "请输入或说出关于这张照片的问题。",
     "no_question": "请输入或说出一个问题。",
+    "no_question_clip": "请输入或说出关于这段视频的问题。",
+    "too_many_clips": "你发送了 {sent} 段视频；一条消息最多 {most} 段。",
+    "clip_unreadable": "{name} 不是视频片段，或已损坏得无法播放。请发送 MP4、WebM、MOV 或 MKV 视频，或动图 GIF。",
+    "clip_sound_only": "{name} 没有画面，只有声音。请把它作为录音发送。",
+    "clip_no_video": "{name} 没有活动的画面：它是空的，或是一张静止的图片（照片请作为照片发送）。",
+    "clip_no_frames": "{name} 没有画面：它是空的，或已损坏得无法播放。",
+    "clip_empty": "视频 {name} 是空的（0 字节），请重新发送。",
+    "clip_too_big": "视频 {name} 有 {megabytes} MB，上限是 {limit} MB。",
+    "clip_too_large": "{name} 的画面为 {size} 像素；mmchat 接收每边最多 {most} 像素的视频。请发送小一些的版本（4K 或以下）。",
+    "clip_too_many_frames": "{name} 每秒有 {rate} 帧；mmchat 接收每秒最多 240 帧的视频。",
+    "clip_too_slow": "读取 {name} 超过了 {seconds} 秒；请发送短一些或小一些的视频。",
     "recording_too_big": "录音有 {megabytes} MB，上限是 {limit} MB。",
     "nothing_heard": "录音里没有听到声音。请靠近麦克风再试一次。",
     "too_fast": "你发送问题的速度超过了这台服务器允许的上限：每分钟 {per_minute} 个。请 {seconds} 秒后再试。",

@@ -5,7 +5,7 @@ The .zip holds one folder with:
 - `conversation.json`, for mmchat: every field of every turn (statuses, timings,
   transcripts, languages, durations), the title if the user gave one, and the times,
   so that importing it gives back exactly the conversation that was exported;
-- `photos/` and `recordings/`, each file once however often it was sent.
+- `photos/`, `clips/` and `recordings/`, each file once however often it was sent.
 
 The Export button's file (`save_export`) is named after the conversation's title and
 the day, e.g. `Red-circle-question-2026-12-07.zip`, and replaces that folder's earlier
@@ -36,9 +36,10 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from .conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn, VideoPart
 from .errors import InputError
 from .i18n import ENGLISH, TABLES, say
+from .media.video import VIDEO_SUFFIXES, has_pictures
 from .store.schema import title_from
 from .store.sqlite_store import TITLE_MAX
 
@@ -49,7 +50,7 @@ MARKDOWN_NAME = "conversation.md"
 MAX_JSON_BYTES = 64 * 2**20  # the text of a very long conversation is a few MB
 MAX_ARCHIVE_BYTES = 4 * 2**30  # what an import may unpack in all (a zip can claim any size)
 MEDIA_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-                  ".wav", ".webm", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".opus", ".aac"}
+                  ".wav", ".webm", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".opus", ".aac"} | VIDEO_SUFFIXES
 NAME_LENGTH = 60  # an export's file name at most, before its date
 UNTITLED_NAME = "conversation"  # the file name of a conversation without a title
 COMMENT = "mmchat-conversation "  # the .zip's comment: this, then the conversation's id
@@ -190,16 +191,16 @@ def to_export_json(conversation: Conversation, links: dict[str, str], details: D
 
 
 def _media_names(conversation: Conversation) -> dict[str, str]:
-    """Each photo's and recording's path → its name in the export, numbered in the order sent."""
+    """Each photo's, clip's and recording's path → its name in the export, numbered in the order sent."""
     links: dict[str, str] = {}
-    counts = {"photo": 0, "recording": 0}
+    counts = {"photo": 0, "clip": 0, "recording": 0}
     for turn in conversation.turns:
         for part in turn.parts:
-            if not isinstance(part, (ImagePart, AudioPart)) or part.path in links:
+            if not isinstance(part, (ImagePart, VideoPart, AudioPart)) or part.path in links:
                 continue
             if not Path(part.path).is_file():  # left out, and marked so in the text
                 continue
-            kind = "photo" if isinstance(part, ImagePart) else "recording"
+            kind = "photo" if isinstance(part, ImagePart) else "clip" if isinstance(part, VideoPart) else "recording"
             counts[kind] += 1
             links[part.path] = f"{kind}s/{kind}-{counts[kind]}{Path(part.path).suffix.lower()}"
     return links
@@ -212,6 +213,9 @@ def _turn_out(turn: Turn, links: dict[str, str]) -> dict:
             parts.append({"type": "text", "text": part.text, "preset": part.preset})
         elif isinstance(part, ImagePart):
             parts.append({"type": "image", "file": links.get(part.path)})
+        elif isinstance(part, VideoPart):
+            parts.append({"type": "video", "file": links.get(part.path), "duration": part.duration,
+                          "transcript": part.transcript})
         else:
             parts.append({"type": "audio", "file": links.get(part.path), "transcript": part.transcript,
                           "language": part.language, "duration": part.duration})
@@ -363,15 +367,19 @@ def _turn_in(data: dict, media: dict[str, Path]) -> Turn:
         if kind == "text":
             preset = part.get("preset")
             parts.append(TextPart(str(part["text"]), preset if isinstance(preset, str) else None))
-        elif kind in ("image", "audio"):
+        elif kind in ("image", "video", "audio"):
             source = media.get(part.get("file")) if isinstance(part.get("file"), str) else None
             if kind == "image" and source is not None and not _is_image(source):
                 source = None  # not a photo after all: not available, rather than a photo that breaks the chat
+            if kind == "video" and source is not None and not has_pictures(source):
+                source = None
             # A file that is not in the export is not available: the store keeps the part
             # as such (a path that names no file); a fresh random name never names one.
             where = str(source) if source is not None else f"/not-available/{uuid.uuid4().hex}"
             if kind == "image":
                 parts.append(ImagePart(where))
+            elif kind == "video":
+                parts.append(VideoPart(where, float(part.get("duration") or 0.0), str(part.get("transcript") or "")))
             else:
                 language = part.get("language")  # a language code, or none known
                 parts.append(AudioPart(where, str(part.get("transcript") or ""),

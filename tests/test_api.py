@@ -291,7 +291,8 @@ def test_the_page_is_served_on_the_same_port_with_its_options(server):
     page = httpx.get(server.url + "/", timeout=60)
     assert page.status_code == 200 and "gradio" in page.text.lower()
     blocks = server.app.routes[-1].app.get_blocks()  # the mounted page
-    assert blocks.max_file_size == int(server.services.config.max_upload_mb * 1_000_000)
+    config = server.services.config  # the largest upload of any kind: a clip's limit is above a photo's
+    assert blocks.max_file_size == int(max(config.max_upload_mb, config.max_video_mb) * 1_000_000)
     data_dir = server.services.config.data_dir
     # Photos, recordings and exports are served; the rest of the data folder (the database) is not.
     assert str(data_dir / "media") in blocks.allowed_paths and str(data_dir) not in blocks.allowed_paths

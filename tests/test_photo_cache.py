@@ -116,4 +116,47 @@ def test_the_photo_cache_holds_what_photo_cache_mb_allows(tmp_path):
             for photo in photos:
                 list(engine.stream([_user(f"What is it? ({round})", photo)], params, CancelToken.standalone()))
         assert engine._images.processed - before == processed_twice, megabytes
-        assert engine._images._bytes <= megabytes * 2**20
+        assert engine._images._cache._bytes <= megabytes * 2**20
+
+
+def test_clips_and_photos_together_are_what_the_processor_itself_makes(tmp_path):
+    """Clips processed one by one beside photos, put together, equal the processor's batch
+    (the same frames and metadata given to the real processor in one call)."""
+    from transformers.video_utils import VideoMetadata
+
+    from clips import make_clip
+    from mmchat.media.video import model_frames
+
+    engine = engine_for("tiny-qwen3-vl")
+    red, tall = _photos(tmp_path, [(64, 48), (40, 80)])
+    first = make_clip(tmp_path / "first.mp4", seconds=2.0, fps=10, size=(64, 48))
+    second = make_clip(tmp_path / "second.mp4", seconds=3.0, fps=10, size=(48, 64), colour=lambda t: (0, 0, 255))
+    clip = lambda path: {"type": "video_url", "video_url": {"url": path.as_uri()}}  # noqa: E731
+    messages = [{"role": "user", "content": [clip(first), *_user("Look.", red)["content"]]},
+                {"role": "assistant", "content": "A clip."},
+                {"role": "user", "content": [*_user("And these?", tall)["content"][:1], clip(second), clip(first),
+                                             {"type": "text", "text": "And these?"}]}]
+    ours = engine.prepare_inputs(messages)
+    processor = AutoProcessor.from_pretrained(fixture_model_path("tiny-qwen3-vl"))
+    metadata, hf = [], []
+    for m in messages:
+        content = [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) else []
+        for item in [] if isinstance(m["content"], str) else m["content"]:
+            if item["type"] == "image_url":
+                content.append({"type": "image", "image": open_for_model(item["image_url"]["url"][len("file://"):],
+                                                                        engine.max_pixels)})
+            elif item["type"] == "video_url":
+                frames = model_frames(item["video_url"]["url"], engine.clip_limits)
+                content.append({"type": "video", "video": list(frames.images)})
+                count = len(frames.images)
+                metadata.append(VideoMetadata(total_num_frames=count, fps=frames.rate, frames_indices=list(range(count))))
+            else:
+                content.append(item)
+        hf.append({"role": m["role"], "content": content})
+    theirs = processor.apply_chat_template(hf, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt", processor_kwargs={
+                                               "video_metadata": metadata, "do_sample_frames": False,
+                                               "cap_pixels_per_frame": True})
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        assert torch.equal(ours[name], theirs[name]), name

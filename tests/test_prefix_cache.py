@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clips import make_clip
 from conftest import engine_for
 from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.cancel import CancelScope, CancelToken
@@ -24,6 +25,7 @@ from mmchat.config import Config
 from mmchat.engine import Completion, GenerationParams
 from mmchat.engine.compiled_decode import CACHE_BLOCK, CompiledDecoder
 from mmchat.engine.local import create_local_engine
+from mmchat.media.video import model_frames
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
 PATHS = [("tiny-qwen3-vl", "none"), ("tiny-qwen3-vl", "int4"), ("tiny-idefics3", "none"), ("tiny-idefics3", "int4")]
@@ -385,3 +387,35 @@ def test_the_compiled_step_continues_cut_switched_and_grown_caches_with_one_grap
     assert cached.decoder._cache_tokens > CACHE_BLOCK, "the last turns should have grown the cache"
     assert cached.prefix.reused_tokens > CACHE_BLOCK // 2
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def _clip_turn(text, clip):
+    return {"role": "user", "content": [{"type": "video_url", "video_url": {"url": clip.resolve().as_uri()}},
+                                        {"type": "text", "text": text}]}
+
+
+def test_follow_ups_after_a_clip_answer_as_without_the_cache_and_process_it_once(engines, tmp_path):
+    # Two clips of the same size and length that differ only in colour: told apart by identity.
+    red = make_clip(tmp_path / "red.mp4", seconds=2.0, fps=10, size=(64, 48), colour=lambda t: (255, 0, 0))
+    blue = make_clip(tmp_path / "blue.mp4", seconds=2.0, fps=10, size=(64, 48), colour=lambda t: (0, 0, 255))
+    cached, _ = engines
+    processor = cached._videos or cached._images  # Qwen3-VL reads video; SmolVLM a clip's frames as photos
+    before, processed = _reused(cached), processor.processed
+
+    def steps(ask):
+        chat = Chat("What happens?")
+        chat.messages[-1] = _clip_turn("What happens?", red)
+        ask(chat)
+        chat.ask("And then?")  # no new clip: the clip is in the cached prefix
+        ask(chat)
+        chat.messages.append(_clip_turn("And in this one?", blue))
+        ask(chat)
+        chat.ask("Which came first?")
+        ask(chat)
+
+    with_cache, without = _both(engines, steps)
+    assert with_cache == without
+    assert _reused(cached) - before >= sum(prompt for _, prompt, _, _ in with_cache[:-1])
+    # Each clip went through the video (or image) processor once, however often the history sent it.
+    frames_each = 1 if cached._videos is not None else len(model_frames(red.as_uri(), cached.clip_limits).images)
+    assert processor.processed - processed == 2 * frames_each

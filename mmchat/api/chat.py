@@ -89,8 +89,10 @@ class ApiTurn:
         config = services.config
         if chat.system_prompt is not None:
             config = dataclasses.replace(config, system_prompt=chat.system_prompt)
-        # The shared model and the shared line; speech stays with its own endpoints.
-        self.services = Services(config=config, engine=services.engine, admission=services.admission,
+        # The shared model and the shared line, and speech recognition for the sound of a
+        # clip; speech out stays with its own endpoint.
+        self.services = Services(config=config, engine=services.engine, stt=services.stt,
+                                 admission=services.admission,
                                  turn_limit=services.turn_limit)  # and each sender's questions a minute
         self.session = ChatSession(MemoryStore(), conversation=chat.history)
         self.photos = chat.photos  # held while the turn runs: its parts name them by memory:// URLs

@@ -26,6 +26,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, T
 from ..cancel import CancelToken
 from ..config import Config
 from ..media.photos import PHOTOS, model_image, url_identity
+from ..media.video import CLIPS, ClipLimits, Frames, clip_identity, frames_as_photos, model_frames
 from . import Completion, GenerationParams
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
@@ -34,7 +35,10 @@ from .prefix_cache import (
     MB, Entry, PrefixStore, cache_argument, common_prefix, dynamic_cache_from, kv_nbytes, prefill, prefix_cache_supported,
 )
 from .prompt import Prompt
-from .vision import FEATURE_CACHE_BYTES, CachingImageProcessor, layout_for
+from .vision import (
+    FEATURE_CACHE_BYTES, CachingImageProcessor, CachingVideoProcessor, ClipMetadata, FeatureCache, QwenVLLayout,
+    layout_for,
+)
 
 # How long to wait for the worker after a cancel: one decode step plus slack.
 WORKER_JOIN_SECONDS = 30.0
@@ -70,11 +74,16 @@ class _TimedStreamer(TextIteratorStreamer):
 
 class LocalEngine:
     def __init__(self, loaded: LoadedModel, *, max_pixels: int, prefix_cache_mb: float = 0.0,
-                 photo_cache_mb: float = FEATURE_CACHE_BYTES / MB) -> None:
+                 photo_cache_mb: float = FEATURE_CACHE_BYTES / MB, clip_limits: ClipLimits | None = None) -> None:
         self.model = loaded.model
         self.processor = loaded.processor
         self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
         self.max_pixels = max_pixels
+        self.clip_limits = clip_limits or ClipLimits(frame_pixels=max_pixels)
+        # Families whose processor reads video (Qwen3-VL: frames with their time stamps);
+        # the others are given a clip as a few photos, each after the time it was shown.
+        self.reads_video = getattr(self.processor, "video_processor", None) is not None and \
+            getattr(self.processor, "video_token", None) is not None
         self.name = loaded.plan.model
         self._control_tokens = markup_pattern(self.tokenizer)
         self._eos = _end_of_turn_ids(self.model)
@@ -85,10 +94,15 @@ class LocalEngine:
         # Families the engine knows the photos of: each photo processed once, prompts continued.
         self.layout = layout_for(self.model, self.processor)
         self._images: CachingImageProcessor | None = None
+        self._videos: CachingVideoProcessor | None = None
         if self.layout is not None:
-            self._images = CachingImageProcessor(self.processor.image_processor, self.layout,
-                                                 max_bytes=int(photo_cache_mb * MB))
+            # Photos and clips share one budget (--photo-cache-mb): a clip's frames are photos too.
+            cache = FeatureCache(int(photo_cache_mb * MB))
+            self._images = CachingImageProcessor(self.processor.image_processor, self.layout, cache=cache)
             self.processor.image_processor = self._images
+            if self.reads_video and isinstance(self.layout, QwenVLLayout):
+                self._videos = CachingVideoProcessor(self.processor.video_processor, self.layout, cache)
+                self.processor.video_processor = self._videos
         self.prefix: PrefixStore | None = None
         if prefix_cache_mb > 0 and self.layout is not None and prefix_cache_supported(self.model):
             self.prefix = PrefixStore(int(prefix_cache_mb * MB))
@@ -101,6 +115,7 @@ class LocalEngine:
         the next question is prepared and read from scratch, as a first question is: what a
         benchmark of one question measures. Not while an answer is being generated."""
         PHOTOS.clear()
+        CLIPS.clear()
         if self._images is not None:
             self._images.clear()
         with self._prepared_lock:
@@ -111,9 +126,10 @@ class LocalEngine:
             self.decoder.resident = None  # what its static cache holds counts as unknown: read all again
 
     # --- prompt ---
-    def _to_hf_messages(self, messages: list[dict]) -> list[dict]:
-        """OpenAI chat messages -> the processor's chat format, with decoded photos."""
-        converted = []
+    def _to_hf_messages(self, messages: list[dict]) -> tuple[list[dict], list[ClipMetadata]]:
+        """OpenAI chat messages -> the processor's chat format, with decoded photos and clips;
+        and each clip's metadata, in order, for a processor that reads video."""
+        converted, clips = [], []
         for message in messages:
             content = message["content"]
             if isinstance(content, str):
@@ -126,10 +142,18 @@ class LocalEngine:
                 elif item["type"] == "image_url":
                     url = item["image_url"]["url"]
                     items.append({"type": "image", "image": model_image(url, self.max_pixels)})
+                elif item["type"] == "video_url":
+                    frames = model_frames(item["video_url"]["url"], self.clip_limits)
+                    if self.reads_video:
+                        video, metadata = _as_video(frames, int(self.processor.video_processor.temporal_patch_size))
+                        items.append({"type": "video", "video": video})
+                        clips.append(metadata)
+                    else:
+                        items.extend(_as_photos(frames))
                 else:
                     raise ValueError(f"the local engine cannot read {item['type']!r} content")
             converted.append({"role": message["role"], "content": items})
-        return converted
+        return converted, clips
 
     def prepare(self, messages: list[dict]) -> Prompt:
         """`messages` as the model reads them (on the CPU), prepared once: the prompt just
@@ -137,25 +161,35 @@ class LocalEngine:
         images = [item["image_url"]["url"] for message in messages
                   if not isinstance(message["content"], str)
                   for item in message["content"] if item.get("type") == "image_url"]
-        # The photos' identities are in the key: a photo stored again under the same name is another photo.
-        fingerprint = json.dumps([messages, [url_identity(url, self.max_pixels) for url in images]],
+        videos = [item["video_url"]["url"] for message in messages
+                  if not isinstance(message["content"], str)
+                  for item in message["content"] if item.get("type") == "video_url"]
+        # The photos' and clips' identities are in the key: a photo stored again under the same name is another photo.
+        fingerprint = json.dumps([messages, [url_identity(url, self.max_pixels) for url in images],
+                                  [clip_identity(url, self.clip_limits) for url in videos]],
                                  sort_keys=True, default=str)
         with self._prepared_lock:
             prompt = self._prepared.get(fingerprint)
             if prompt is not None:
                 self._prepared.move_to_end(fingerprint)
                 return prompt
+        converted, clips = self._to_hf_messages(messages)
+        # Clips' frames are sampled already (media.video): the processor takes them as they are,
+        # with the times they were shown, which it writes into the prompt ("<2.5 seconds>").
+        video_options = {"video_metadata": clips, "do_sample_frames": False, "cap_pixels_per_frame": True}
         inputs = self.processor.apply_chat_template(
-            self._to_hf_messages(messages),
+            converted,
             add_generation_prompt=True,
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
+            **({"processor_kwargs": video_options} if clips else {}),
         )
         if self.layout is None:
             prompt = Prompt(dict(inputs), None, None)
         else:
-            photos = self._images.last_photos() if images else []
+            photos = self._images.last_photos() if images or (videos and not self.reads_video) else []
+            photos = photos + (self._videos.last_clips() if clips and self._videos is not None else [])
             tokens = {k: v for k, v in inputs.items() if k not in self.layout.vision_keys}
             prompt = Prompt(tokens, photos, self.layout)
         with self._prepared_lock:
@@ -301,6 +335,29 @@ class LocalEngine:
         return reuse.matched, reuse.kv
 
 
+def _as_video(frames: Frames, temporal_patch: int) -> tuple[list, ClipMetadata]:
+    """A clip's frames as the processor's video input, and the metadata it writes the frames'
+    times from (frame k was shown k / rate seconds in)."""
+    images = list(frames.images)
+    indices = list(range(len(images)))
+    while len(images) < temporal_patch:  # the vision encoder reads frames in pairs: a one-frame clip is held
+        images.append(images[-1])
+        indices.append(indices[-1])
+    width, height = images[0].size
+    return images, ClipMetadata(total_num_frames=len(images), fps=frames.rate, frames_indices=indices,
+                                duration=frames.seconds, width=width, height=height,
+                                identity=("clip", *frames.identity, len(images)))
+
+
+def _as_photos(frames: Frames) -> list[dict]:
+    """A clip for a family that reads no video: a few of its frames as photos, each after its time."""
+    intro, shown = frames_as_photos(frames)
+    items = [{"type": "text", "text": intro}]
+    for when, image in shown:
+        items += [{"type": "text", "text": when}, {"type": "image", "image": image}]
+    return items
+
+
 def _pieces(streamer: TextIteratorStreamer, dropped_while_waiting) -> Iterator[str]:
     """The streamer's text pieces; with a timeout set, `dropped_while_waiting()` is asked
     at each timeout and ends the pieces when it says the work was dropped unstarted."""
@@ -332,7 +389,7 @@ def create_local_engine(config: Config, progress: Progress = lambda message, fra
     """Load the configured model and warm it up, so the first question pays no start-up cost."""
     loaded = load_model(plan_load(config), progress)
     engine = LocalEngine(loaded, max_pixels=config.max_pixels, prefix_cache_mb=config.prefix_cache_mb,
-                         photo_cache_mb=config.photo_cache_mb)
+                         photo_cache_mb=config.photo_cache_mb, clip_limits=ClipLimits.of(config))
     progress("Warming up the model", None)
     warm_up = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
     if engine.decoder is not None:

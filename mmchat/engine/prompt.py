@@ -1,7 +1,7 @@
-"""A prepared prompt: its tokens, its photos, and a key that tells it apart from any other.
+"""A prepared prompt: its tokens, its photos and clips, and a key that tells it apart from any other.
 
 The key is what a cached prefix is matched on (`prefix_cache.py`). It is the token ids,
-except that each photo's placeholder tokens carry the photo's identity instead: two
+except that each photo's (and clip's) placeholder tokens carry its identity instead: two
 different photos of the same size get the same placeholder ids, and a cache matched on
 ids alone would answer about the wrong photo.
 """
@@ -47,16 +47,26 @@ class Prompt:
         self.reusable = self.layout is not None and self.photos is not None
         if not self.reusable:
             return
-        places = (ids == self.layout.image_token_id).nonzero().flatten()
-        if len(places) != sum(p.tokens for p in self.photos):
-            self.reusable = False  # the processor placed them some other way: never guess
-            return
-        at = 0
+        # Photos and clips each take their own placeholder token, in the order they were sent.
+        places = {False: (ids == self.layout.image_token_id).nonzero().flatten(),
+                  True: (ids == self.layout.video_token_id).nonzero().flatten()}
+        taken = {False: 0, True: 0}
+        spans = []
         for photo in self.photos:
-            mine = places[at:at + photo.tokens]
-            at += photo.tokens
+            mine = places[photo.video][taken[photo.video]:taken[photo.video] + photo.tokens]
+            taken[photo.video] += photo.tokens
+            if len(mine) != photo.tokens:
+                break
             self.key[mine] = identity_mark(photo.identity)
-            self.spans.append((int(mine[0]), int(mine[-1]) + 1))
+            # A clip's placeholders stand between its frames' times: its span holds those too.
+            spans.append((int(mine[0]), int(mine[-1]) + 1))
+        if any(taken[kind] != len(places[kind]) for kind in places) or len(spans) != len(self.photos):
+            self.reusable = False  # the processor placed them some other way: never guess
+            self.key = ids.clone()
+            return
+        order = sorted(range(len(spans)), key=lambda i: spans[i][0])  # prompt order, photos and clips together
+        self.photos = [self.photos[i] for i in order]
+        self.spans = [spans[i] for i in order]
 
     @property
     def length(self) -> int:

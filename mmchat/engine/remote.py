@@ -22,6 +22,7 @@ import httpx
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
+from ..media.video import ClipLimits
 from . import Completion, GenerationParams
 from .remote_prompt import RemotePrompt
 
@@ -67,7 +68,7 @@ class _Raised:
 
 class RemoteEngine:
     def __init__(self, base_url: str, model: str, *, max_pixels: int, api_key: str = "",
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, clip_limits: ClipLimits | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.max_pixels = max_pixels
@@ -78,7 +79,7 @@ class RemoteEngine:
         # starts. trust_env=False: the config, not proxy variables, says where requests go.
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout), trust_env=False,
                                     limits=httpx.Limits(max_keepalive_connections=0))
-        self.prompt = RemotePrompt(max_pixels)  # the messages as the server gets them, and their length
+        self.prompt = RemotePrompt(max_pixels, clip_limits)  # the messages as the server gets them, and their length
 
     # --- the server ---
     def list_models(self) -> list[str]:
@@ -347,7 +348,8 @@ def create_remote_engine(config: Config, progress=lambda message, fraction: None
         raise ModelUnavailableError("--engine remote needs the model server's address. Fix: pass --base-url, for "
                                     "example http://HOST:8000/v1 (vLLM's default port).")
     engine = RemoteEngine(config.base_url, config.remote_model, max_pixels=config.max_pixels,
-                          api_key=config.remote_api_key, timeout=config.remote_timeout)
+                          api_key=config.remote_api_key, timeout=config.remote_timeout,
+                          clip_limits=ClipLimits.of(config))
     progress(f"Connecting to the model server at {engine.base_url}", None)
     deadline = time.monotonic() + wait_for_server
     while True:

@@ -1,6 +1,7 @@
 """The remote engine's prompt: the conversation's messages as an OpenAI-compatible server
-takes them (each photo on this machine as a data URL, encoded once per photo; typed
-chat-template markers defused), and an estimate of their length in tokens."""
+takes them (each photo on this machine as a data URL, encoded once per photo; each clip
+as a few of its frames, photos after their times, which every server with photo input
+reads; typed chat-template markers defused), and an estimate of their length in tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import math
 import threading
 from collections import OrderedDict
 
-from ..media.photos import MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
+from PIL import Image
+
+from ..media.photos import IDENTITY_KEY, MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
+from ..media.video import ClipLimits, frames_as_photos, model_frames
 from .markers import ANY_FAMILY_MARKUP, defuse_content
 
 JPEG_QUALITY = 90
@@ -31,8 +35,9 @@ IMAGE_MARKER_TOKENS = 2
 
 
 class RemotePrompt:
-    def __init__(self, max_pixels: int) -> None:
+    def __init__(self, max_pixels: int, clip_limits: ClipLimits | None = None) -> None:
         self.max_pixels = max_pixels
+        self.clip_limits = clip_limits or ClipLimits(frame_pixels=max_pixels)
         self._data_urls: OrderedDict[tuple, str] = OrderedDict()
         self._image_tokens: dict[tuple, int] = {}
         self._lock = threading.Lock()
@@ -50,6 +55,10 @@ class RemotePrompt:
                     total += _text_tokens(item.get("text") or "")
                 elif item.get("type") == "image_url":
                     total += self._image_token_estimate(item["image_url"]["url"])
+                elif item.get("type") == "video_url":
+                    for frame in self._clip_as_photos(item["video_url"]["url"]):
+                        total += _text_tokens(frame["text"]) if frame["type"] == "text" else \
+                            math.ceil(self.max_pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
         return total
 
     def _image_token_estimate(self, url: str) -> int:
@@ -75,10 +84,24 @@ class RemotePrompt:
         for message in messages:
             content = defuse_content(message["content"], ANY_FAMILY_MARKUP)
             if not isinstance(content, str):
-                content = [{"type": "image_url", "image_url": {**item["image_url"], "url": self._data_url(item["image_url"]["url"])}}
-                           if item.get("type") == "image_url" else item for item in content]
+                items = []
+                for item in content:
+                    if item.get("type") == "image_url":
+                        item = {"type": "image_url", "image_url": {**item["image_url"],
+                                                                   "url": self._data_url(item["image_url"]["url"])}}
+                    items += self._clip_as_photos(item["video_url"]["url"]) if item.get("type") == "video_url" else [item]
+                content = items
             converted.append({**message, "content": content})
         return converted
+
+    def _clip_as_photos(self, url: str) -> list[dict]:
+        """A clip of this machine as text and image_url parts (media.video.frames_as_photos)."""
+        intro, shown = frames_as_photos(model_frames(url, self.clip_limits))
+        items = [{"type": "text", "text": intro}]
+        for when, image in shown:
+            items += [{"type": "text", "text": when},
+                      {"type": "image_url", "image_url": {"url": self._encoded(image.info[IDENTITY_KEY], image)}}]
+        return items
 
     def _data_url(self, url: str) -> str:
         """A photo of the conversation as a data URL, encoded once per photo (by identity):
@@ -86,7 +109,10 @@ class RemotePrompt:
         time made a long photo chat slower with each turn."""
         if not _ours(url):
             return url
-        identity = url_identity(url, self.max_pixels)
+        return self._encoded(url_identity(url, self.max_pixels), None, url)
+
+    def _encoded(self, identity: tuple, image: Image.Image | None, url: str = "") -> str:
+        """The data URL of a photo (`image`, or the one `url` names) by its identity, encoded once."""
         with self._lock:
             known = self._data_urls.get(identity)
             if known is not None:
@@ -94,7 +120,7 @@ class RemotePrompt:
                 return known
         # JPEG: a fitted photo is a few hundred kB, where PNG of the same pixels is megabytes.
         buffer = io.BytesIO()
-        model_image(url, self.max_pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        (image or model_image(url, self.max_pixels)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
         encoded = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
         with self._lock:
             self.encoded += 1

@@ -58,11 +58,13 @@ _MOSTLY_NOT_NUMBERS = (
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})  # the sample formats that can hold NaN
 
 
-def load_audio(source: str | Path | bytes, *, max_seconds: float) -> np.ndarray:
+def load_audio(source: str | Path | bytes, *, max_seconds: float, keep_first: bool = False) -> np.ndarray:
     """Decode `source` (a file path or the file's bytes) to 16 kHz mono float32.
 
     Raises InputError with a message for the user when the file is empty, not audio,
     damaged beyond use, shorter than `MIN_SECONDS` or longer than `max_seconds`.
+    `keep_first`: a longer file is not refused but cut at `max_seconds` (a video clip's
+    sound, of which the part its frames cover is heard).
     """
     if isinstance(source, bytes):
         if not source:
@@ -92,12 +94,13 @@ def load_audio(source: str | Path | bytes, *, max_seconds: float) -> np.ndarray:
             stream = container.streams.audio[0]
             declared = _declared_seconds(container, stream)
             if (
-                declared is not None
+                not keep_first
+                and declared is not None
                 and declared > max_seconds + _SLACK_SECONDS
                 and _file_can_hold(size, stream, max_seconds + _SLACK_SECONDS)
             ):
                 raise InputError(_too_long(max_seconds, declared))
-            samples = _decode(container, stream, max_seconds)
+            samples = _decode(container, stream, max_seconds, keep_first)
     except av.error.FFmpegError as exc:
         raise InputError(_NOT_AUDIO) from exc
     finally:
@@ -202,7 +205,8 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
     return None
 
 
-def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> np.ndarray:
+def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float,
+            keep_first: bool = False) -> np.ndarray:
     resampler = StreamResampler(SAMPLE_RATE)  # channels averaged first (resample.py says why)
     limit = int((max_seconds + _SLACK_SECONDS) * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
@@ -226,6 +230,8 @@ def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_
             chunks.append(out)
             total += out.size
         if total > limit:
+            if keep_first:
+                break
             raise InputError(_too_long(max_seconds))
     if damaged > packets / 2:
         # Bytes that FFmpeg took for a codec's frames (random data with MP3 sync words
@@ -239,6 +245,8 @@ def _decode(container: av.container.InputContainer, stream: av.AudioStream, max_
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if keep_first:
+        samples = samples[: int(max_seconds * SAMPLE_RATE)]
     # Finite samples near float32's largest can still overflow in the resampler's filter.
     return np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 

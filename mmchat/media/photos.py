@@ -117,10 +117,25 @@ def local_photo_path(url: str) -> Path | None:
     return Path(url)
 
 
-def remember_copy(path: str | Path, photo: Photo) -> None:
-    """Note that the file at `path` holds `photo`'s bytes (the store's copy of it), so its
-    identity is known without reading it."""
+def remember_copy(path: str | Path, photo) -> None:
+    """Note that the file at `path` holds `photo`'s bytes (the store's copy of it, or of a
+    clip: anything with a `digest`), so its identity is known without reading it."""
     _remember(_file_key(path), photo.digest)
+
+
+def stored_digest(path: str | Path) -> str:
+    """`content_digest` of the file at `path`, read in pieces (a clip may be large) and
+    remembered by the file's path, time and size, as the photos' digests are."""
+    file = _file_key(path)
+    with _digests_lock:
+        digest = _digests.get(file)
+        if digest is not None:
+            _digests.move_to_end(file)
+            return digest
+    with open(file[0], "rb") as source:
+        digest = hashlib.file_digest(source, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
+    _remember(file, digest)
+    return digest
 
 
 def photo_identity(path: str | Path, max_pixels: int) -> PhotoIdentity:

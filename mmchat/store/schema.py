@@ -230,6 +230,30 @@ def _v6_answer_versions(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN versions TEXT")
 
 
+def _v7_video_clips(db: sqlite3.Connection) -> None:
+    """Video clips in a question: parts of kind 'video' (the clip kept by hash as photos
+    are; duration: its length in seconds). SQLite can't change a CHECK constraint in place,
+    so `parts` is rebuilt with the wider one, its rows and index as they were."""
+    db.execute("""CREATE TABLE parts_v7 (
+                      turn_id INTEGER NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+                      position INTEGER NOT NULL,
+                      kind TEXT NOT NULL CHECK (kind IN ('text', 'image', 'audio', 'video')),
+                      text TEXT,
+                      media_hash TEXT REFERENCES media (hash),
+                      missing_path TEXT,
+                      language TEXT,
+                      duration REAL,
+                      preset TEXT,
+                      PRIMARY KEY (turn_id, position))""")
+    db.execute("""INSERT INTO parts_v7 (turn_id, position, kind, text, media_hash, missing_path, language, duration,
+                                        preset)
+                  SELECT turn_id, position, kind, text, media_hash, missing_path, language, duration, preset
+                  FROM parts""")
+    db.execute("DROP TABLE parts")
+    db.execute("ALTER TABLE parts_v7 RENAME TO parts")
+    db.execute("CREATE INDEX parts_by_media ON parts (media_hash) WHERE media_hash IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_conversations,
     _v2_titles_and_search,
@@ -237,5 +261,6 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_preset_questions,
     _v5_preferences,
     _v6_answer_versions,
+    _v7_video_clips,
 ]
 LATEST = len(MIGRATIONS)

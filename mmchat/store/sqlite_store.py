@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..conversation import AudioPart, Conversation, ImagePart, Part, TextPart, Turn, VideoPart
 from ..errors import UserFacingError
 from . import schema
 from .legacy import import_json_folder
@@ -346,6 +346,8 @@ class SQLiteStore:
             return _Prepared("text", part.text, preset=part.preset)
         if isinstance(part, ImagePart):
             kind, text, language, duration = "image", None, None, None
+        elif isinstance(part, VideoPart):
+            kind, text, language, duration = "video", part.transcript or None, None, part.duration
         else:
             kind, text, language, duration = "audio", part.transcript, part.language, part.duration
         path, digest = part.path, self.media.digest_of(part.path)
@@ -429,4 +431,6 @@ def _part(kind: str, text: str | None, path: str | None, language: str | None, d
         return TextPart(text or "", preset)
     if kind == "image":
         return ImagePart(path or "")
+    if kind == "video":
+        return VideoPart(path or "", 0.0 if duration is None else duration, text or "")
     return AudioPart(path or "", text or "", language, 0.0 if duration is None else duration)

@@ -7,16 +7,18 @@ import queue
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..cancel import CancelToken
 from ..config import Config
-from ..conversation import AudioPart, ImagePart, Part, TextPart, Turn
+from ..conversation import AudioPart, ImagePart, Part, TextPart, Turn, VideoPart
 from ..errors import InputError
 from ..events import Notice, Progress, Transcribed, Transcript
 from ..media.photos import Photo, held_photo, read_photo
+from ..media.video import Clip, ClipLimits, held_clip, read_clip
 from ..presets import Task
 from .rate_limit import TOO_FAST, too_fast_message, whole_seconds
 from .services import POLL_SECONDS, Services
@@ -43,6 +45,11 @@ class UserInput:
     # Who asks, for --max-turns-per-minute (rate_limit.py): the API names its key's user,
     # key or client; None: the session's owner (the logged-in user, or the page's one person).
     sender: str | None = None
+    # Paths of uploaded video clips, or memory:// URLs of clips read already (media.video.read_clip).
+    videos: tuple[str, ...] = ()
+    # Whether the speech in the clips' sound is transcribed and given to the model (when
+    # speech recognition is on and a clip has sound).
+    clip_speech: bool = True
 
 
 class StageClock:
@@ -112,9 +119,9 @@ def check_pace(sender: str, services: Services) -> None:
 
 def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken):
     """Check the input and turn it into parts, or None when the turn was stopped while
-    transcribing. Returns (parts, photos): the parts' paths are still the uploads', and
-    `photos` holds each photo as its one decode made it, by the path its part holds.
-    Yields events."""
+    reading a clip or transcribing. Returns (parts, media): the parts' paths are still the
+    uploads', and `media` holds each photo and clip as its one decode made it, by the path
+    its part holds. Yields events."""
     config = services.config
     text = check_text(user_input.text or "", config)
     if len(user_input.images) > config.max_images_per_turn:
@@ -126,8 +133,25 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
     photos: list[Photo] = [held_photo(path) or read_photo(path, max_pixels=config.max_image_pixels,
                                                           max_bytes=max_bytes, model_pixels=config.max_pixels)
                            for path in user_input.images]
-    notices = [photo.notice for photo in photos if photo.notice]  # e.g. an animation's first frame
+    if len(user_input.videos) > config.max_videos_per_turn:
+        sent, most = len(user_input.videos), config.max_videos_per_turn
+        raise InputError(f"You sent {sent} video clips; at most {most} fit in one message.", "too_many_clips",
+                         sent=sent, most=most)
+    clips: list[Clip] = []
+    for path in user_input.videos:
+        clip = held_clip(path) or (yield from read_clip_showing_progress(path, config, cancel))
+        if clip is None:  # stopped while the clip was read
+            return None
+        clips.append(clip)
+    notices = [item.notice for item in [*photos, *clips] if item.notice]  # e.g. an animation's first frame
     parts: list[Part] = [ImagePart(photo.url) for photo in photos]
+    for clip in clips:
+        speech = ""
+        if user_input.clip_speech and clip.frames.has_sound and services.stt is not None:
+            speech = yield from clip_speech(clip, services, cancel)
+            if speech is None:
+                return None
+        parts.append(VideoPart(clip.url, round(clip.frames.duration, 2), speech))
     heard = user_input.audio_transcript
     if user_input.audio and isinstance(heard, Transcript):
         parts.append(AudioPart(user_input.audio, check_text(heard.text, config), heard.language, heard.duration))
@@ -147,12 +171,74 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
     elif text:
         parts.append(TextPart(text))
     if not any(isinstance(p, (TextPart, AudioPart)) for p in parts):
+        if clips and not photos:
+            raise InputError("Please type or say a question about the clip.", "no_question_clip")
         if parts:
             raise InputError("Please type or say a question about the photo.", "no_question_photo")
         raise InputError("Please type or say a question.", "no_question")
     for notice in notices:
         yield Notice(notice)
-    return parts, {photo.url: photo for photo in photos}
+    return parts, {item.url: item for item in [*photos, *clips]}
+
+
+# Transcripts of clips' sound, by (clip, seconds heard): every turn of an API conversation
+# sends its clips again, and the history must read as it did when the clip was asked about.
+_CLIP_SPEECH_KEPT = 64
+_clip_speech: "OrderedDict[tuple[str, float], str]" = OrderedDict()
+_clip_speech_lock = threading.Lock()
+
+
+def known_clip_speech(clip: Clip) -> str:
+    """The transcript `clip_speech` made of this clip's sound, or "" if none was made."""
+    with _clip_speech_lock:
+        return _clip_speech.get((clip.digest, clip.frames.seconds), "")
+
+
+def clip_speech(clip: Clip, services: Services, cancel: CancelToken):
+    """The speech in a clip's sound over the stretch its frames cover, as timed lines
+    ("[1.5-3.0 s] Hello there"), yielding Progress while Whisper works; "" when nothing
+    was heard (music, noise, silence), None if `cancel` was cancelled first."""
+    from ..media.audio import load_audio
+    from ..stt import speech_language
+
+    key = (clip.digest, clip.frames.seconds)
+    with _clip_speech_lock:
+        if key in _clip_speech:
+            _clip_speech.move_to_end(key)
+            return _clip_speech[key]
+    source = clip.data if clip.data is not None else clip.url
+    try:
+        samples = load_audio(source, max_seconds=min(clip.frames.seconds, services.config.max_audio_seconds),
+                             keep_first=True)
+    except InputError:  # too short to hold a word, or a damaged sound track: the frames still stand
+        return ""
+    while not services.stt.loaded(POLL_SECONDS):
+        if cancel.cancelled:
+            return None
+    stt = services.stt.wait()
+    transcript = yield from _with_progress(
+        lambda progress: stt.transcribe(samples, language=speech_language(services.config), progress=progress,
+                                        cancel=cancel),
+        f"Listening to the sound of {clip.name}", cancel)
+    if transcript is None:
+        return None
+    pieces = transcript.segments or ((0.0, transcript.duration, transcript.text),)
+    speech = "\n".join(f"[{start:.1f}-{end:.1f} s] {check_text(text, services.config)}"
+                       for start, end, text in pieces if text.strip())
+    with _clip_speech_lock:
+        _clip_speech[key] = speech
+        while len(_clip_speech) > _CLIP_SPEECH_KEPT:
+            _clip_speech.popitem(last=False)
+    return speech
+
+
+def read_clip_showing_progress(path: str, config: Config, cancel: CancelToken):
+    """`media.video.read_clip` of an upload, off the caller's thread (a long clip takes
+    seconds), yielding Progress as its frames are taken; None if stopped first."""
+    limits, max_bytes = ClipLimits.of(config), int(config.max_video_mb * 1e6)
+    return (yield from _with_progress(
+        lambda progress: read_clip(path, limits=limits, max_bytes=max_bytes, progress=progress),
+        f"Reading your clip {Path(path).name}", cancel))
 
 
 def needs_photos(task: Task) -> str:

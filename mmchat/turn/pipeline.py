@@ -23,11 +23,12 @@ import logging
 from typing import Callable, Iterator
 
 from ..cancel import CancelToken
-from ..conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn
+from ..conversation import AnswerVersion, AudioPart, Conversation, ImagePart, Part, TextPart, Turn, VideoPart
 from ..engine import Completion, GenerationParams
 from ..errors import InputError, UserFacingError
 from ..events import InputRejected, QuestionAdded, TextDelta, TurnDone, TurnEvent, Notice
 from ..media.photos import Photo, remember_copy
+from ..media.video import Clip
 from ..store.sqlite_store import SaveFailed
 from .generation import (
     NO_SLOT, OUT_OF_MEMORY, Measured, Refused, failure_message, fit_prompt, generate, out_of_memory, voice_for,
@@ -300,24 +301,24 @@ def _stream_into(reply: Turn, items, session: ChatSession, token: CancelToken, c
 
 
 def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[Part],
-                  photos: dict[str, Photo]) -> list[Part]:
+                  media: dict[str, Photo | Clip]) -> list[Part]:
     """Copy the uploads of an accepted question into the store (uploads are temporary files).
 
-    A photo is kept from the bytes its one read gave (`photos`), not read again, and its
-    copy is noted as holding those bytes, so the decoded photo is found by the copy's
-    path. Copies already made when one fails are not deleted here: a stored file may be
+    A photo (or a clip that came as bytes) is kept from the bytes its one read gave
+    (`media`), not read again, and its copy is noted as holding those bytes, so the decoded
+    photo or clip is found by the copy's path. Copies already made when one fails are not deleted here: a stored file may be
     another conversation's too (the same content is kept once), and the store removes
     those no saved turn uses by itself, after a grace time.
     """
     kept: list[Part] = []
     try:
         for part in parts:
-            if isinstance(part, ImagePart) and part.path in photos:
-                photo = photos[part.path]
-                part = ImagePart(session.keep_upload(part.path, conversation, data=photo.data))
-                if part.path != photo.url:
-                    remember_copy(part.path, photo)
-            elif isinstance(part, (ImagePart, AudioPart)):
+            if isinstance(part, (ImagePart, VideoPart)) and part.path in media:
+                item = media[part.path]
+                part = dataclasses.replace(part, path=session.keep_upload(part.path, conversation, data=item.data))
+                if part.path != item.url:
+                    remember_copy(part.path, item)
+            elif isinstance(part, (ImagePart, VideoPart, AudioPart)):
                 part = dataclasses.replace(part, path=session.keep_upload(part.path, conversation))
             kept.append(part)
     except OSError as exc:

@@ -22,6 +22,7 @@ from ..events import (
     AudioChunk, InputRejected, Notice, Progress, QuestionAdded, Queued, TextDelta, Transcribed, TurnDone, TurnEvent,
 )
 from ..i18n import say
+from ..media.video import VIDEO_SUFFIXES, has_pictures, is_clip_name
 from ..store.schema import title_from
 from ..turn import Services, Speech, UserInput, edit_last, regenerate, show_version, submit, transcribe_recording
 from ..turn.session import ChatSession
@@ -53,14 +54,27 @@ def files_of(message: dict) -> list[str]:
     return [f if isinstance(f, str) else f["path"] for f in message.get("files", [])]
 
 
+def is_clip(path: str) -> bool:
+    """A video clip (an animated GIF too); a .webm or .mp4 of sound only is a recording."""
+    return is_clip_name(path) and has_pictures(path)
+
+
 def is_audio(path: str) -> bool:
-    return Path(path).suffix.lower() in AUDIO_SUFFIXES
+    return Path(path).suffix.lower() in AUDIO_SUFFIXES and not is_clip(path)
+
+
+def sorted_files(files: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """A message's files as (photos, clips, recordings), each in the order given."""
+    clips = tuple(f for f in files if is_clip(f))
+    recordings = [f for f in files if f not in clips and is_audio(f)]
+    photos = tuple(f for f in files if f not in clips and f not in recordings)
+    return photos, clips, recordings
 
 
 def refused_files(files: list[str], hears: bool) -> list[str]:
-    """The names of the files the box can't take yet (a PDF, a video): the page takes any file,
-    so that it is refused here in mmchat's words rather than in Gradio's ("Invalid file type")."""
-    taken = PHOTO_SUFFIXES | (AUDIO_SUFFIXES if hears else set())
+    """The names of the files the box can't take yet (a PDF): the page takes any file, so that
+    it is refused here in mmchat's words rather than in Gradio's ("Invalid file type")."""
+    taken = PHOTO_SUFFIXES | VIDEO_SUFFIXES | (AUDIO_SUFFIXES if hears else set())
     return [Path(f).name for f in files if Path(f).suffix.lower() not in taken]
 
 
@@ -158,8 +172,7 @@ class ChatHandlers:
         text = message.get("text", "") or ""
         params, speech = generation_params(max_new_tokens, temperature), speech_setting(speak, voice, rate)
         files = files_of(message)
-        images = tuple(f for f in files if not is_audio(f))
-        recordings = [f for f in files if is_audio(f)]
+        images, clips, recordings = sorted_files(files)
         audio = recordings[0] if recordings else None
         refused = refused_files(files, hears=self.services.stt is not None)
         if not text.strip() and not files and not editing:
@@ -177,12 +190,13 @@ class ChatHandlers:
                 gr.Info(say("no_files_in_edit", session.language))
             events = edit_last(session, text, self.services, params, speech)
         elif audio and audio == reviewed_audio:  # the user has read and maybe corrected the transcript
-            events = submit(session, UserInput("", images, audio, audio_transcript=text), self.services, params, speech)
+            events = submit(session, UserInput("", images, audio, audio_transcript=text, videos=clips), self.services, params,
+                            speech)
         elif audio and self.services.config.edit_transcript and not text.strip():
             yield from self._transcript_for_review(session, message, audio, progress)
             return
         else:
-            events = submit(session, UserInput(text, images, audio), self.services, params, speech)
+            events = submit(session, UserInput(text, images, audio, videos=clips), self.services, params, speech)
         yield from self.play(session, events, message, progress, editing=editing)
 
     def _transcript_for_review(self, session: ChatSession, message: dict, audio: str, progress):

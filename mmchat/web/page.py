@@ -314,7 +314,8 @@ def launch_options(config) -> dict:
         # With --auth not even those: the server serves them to their owners (server._gate).
         allowed_paths=([] if config.auth else [str(config.data_dir / "media"), str(config.data_dir / "exports")])
         + [str(ASSETS)],
-        max_file_size=int(config.max_upload_mb * 1_000_000),
+        # The largest file of any kind; each kind is then held to its own limit, in mmchat's words.
+        max_file_size=int(max(config.max_upload_mb, config.max_video_mb) * 1_000_000),
         head=static_head(),
         css_paths=[STATIC / "page.css"],
         i18n=I18N,

@@ -17,11 +17,12 @@ import itertools
 import mimetypes
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from ..conversation import AudioPart, Conversation, TextPart, Turn
+from ..conversation import AudioPart, Conversation, TextPart, Turn, VideoPart
 from ..i18n import ENGLISH, say
 from ..presets import Task, Verbosity
 from .labels import t
@@ -156,11 +157,21 @@ def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None
             text = (text + "\n\n" if text else "") + marker
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
+    content += [_clip(clip) for clip in turn.clips]
     content += [_recording(p.path) for p in turn.parts if isinstance(p, AudioPart)]
     shown = shown_text(turn, language)
     if shown:  # a describe-mode question shows its task's name, not its prompt
         content.append(as_typed(shown))
     return {"role": "user", "content": content}
+
+
+def _clip(clip: VideoPart) -> dict:
+    """A clip in the chat, played as video (a GIF shown as the picture it is); its length is
+    in the player's own controls."""
+    if Path(clip.path).suffix.lower() == ".gif":
+        return {"path": clip.path, "alt_text": f"your video clip, {clip.duration:.0f} seconds"}
+    kind = mimetypes.guess_type(clip.path)[0] or "video/mp4"
+    return {"file": {"path": clip.path, "mime_type": kind.replace("audio/", "video/")}}
 
 
 def _recording(path: str) -> dict:

@@ -472,13 +472,23 @@ def test_the_page_shows_each_refusal_and_keeps_the_message_for_another_try(case,
     assert box["value"] == message  # the question and the photo stay in the box
 
 
-@pytest.mark.parametrize("case", [c for c in ANSWERED if c.notice], ids=lambda case: case.name)
+@pytest.mark.parametrize("case", [c for c in ANSWERED if c.notice and c.name != "animated.gif"],
+                         ids=lambda case: case.name)
 def test_the_page_says_which_frame_of_an_animation_it_answered_from(case, write, page):
     session, _message, view = send(page, case.question, write(case.name, case.make()))
     chat = view.chat
     assert [kind for kind, _ in page.toasts] == ["info"] and case.notice in page.toasts[0][1]
     assert session.conversation.turns[-1].text.strip() == case.answer
     assert chat[-1]["role"] == "assistant"
+
+
+def test_the_page_takes_an_animated_gif_as_a_clip(write, page):
+    # Its frames are what people mean by a GIF: it goes to the model as a video clip (media.video),
+    # not as its first frame (the API's image_url still takes a GIF as a photo, said so).
+    session, _message, view = send(page, COLOUR, write("animated.gif", animation("GIF")))
+    question = session.conversation.turns[-2]
+    assert [type(part).__name__ for part in question.parts] == ["VideoPart", "TextPart"]
+    assert page.toasts == [] and session.conversation.turns[-1].status == "complete"
 
 
 # --- (c) the HTTP API, a photo as a data: URL ---
