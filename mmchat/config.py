@@ -118,6 +118,11 @@ class Config:
         2.0,
     )
     max_video_frames: int = _opt("Most frames the model reads from one clip.", 64)
+    camera_clip_seconds: float = _opt(
+        "Voice mode: how many of the camera's last seconds a question about motion or change "
+        "(\"what just happened?\", \"is it moving?\") is asked about, as a clip. 0: only the last frame.",
+        4.0,
+    )
     max_video_pixels: int = _opt(
         "Pixel budget of one clip, all its frames together: each frame is shrunk to its share "
         "(and to --max-pixels at most) as it is decoded.",

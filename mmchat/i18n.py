@@ -113,6 +113,7 @@ _EN: dict[str, str] = {
     "preset_exercise": "Solve an exercise",
     "preset_compare": "Compare two photos",
     "preset_identify": "Identify object and colour",
+    "preset_happening": "What is happening",
     "preset_light": "Light level",
     "brief": "Brief",
     "normal": "Normal",
@@ -128,6 +129,8 @@ _EN: dict[str, str] = {
     "check_words": "Check the words, then press Enter to send.",
     "no_photo": "There is nothing to describe yet: add a photo to the message box, or turn on voice mode "
                 "to use the camera.",
+    "no_clip": "What is happening needs a video clip: add one to the message box, or turn on voice mode and "
+               "let the camera run for a few seconds.",
     "need_two": "Compare needs two photos: add both to the message box (the earlier one first), or send "
                 "one and then the other.",
     # --- the sidebar's messages ---
@@ -249,6 +252,7 @@ _ZH: dict[str, str] = {
     "preset_exercise": "解题",
     "preset_compare": "比较两张照片",
     "preset_identify": "识别物体和颜色",
+    "preset_happening": "正在发生什么",
     "preset_light": "亮度",
     "brief": "简短",
     "normal": "一般",
@@ -263,6 +267,7 @@ _ZH: dict[str, str] = {
     "check_words": "请检查文字，然后按 Enter 发送。",
     "no_photo": "还没有可描述的内容：请在消息框中添加照片，或打开语音模式使用摄像头。",
     "need_two": "比较需要两张照片：请把两张都添加到消息框（先放较早的一张），或先后发送。",
+    "no_clip": "“正在发生什么”需要一段视频：请在消息框中添加一段，或打开语音模式使用摄像头几秒钟。",
     "most_recent": "最近的 {count} 个；更早的请搜索。",
     "none_holds": "没有对话包含“{query}”。",
     "gone": "那个对话已经不在了，可能已在另一个标签页中删除。",
@@ -311,6 +316,7 @@ _ZH.update({
     "no_question_photo": "请输入或说出关于这张照片的问题。",
     "no_question": "请输入或说出一个问题。",
     "no_question_clip": "请输入或说出关于这段视频的问题。",
+    "needs_clip": "这个任务需要一段视频：请添加一段，或在语音模式下打开摄像头。",
     "too_many_clips": "你发送了 {sent} 段视频；一条消息最多 {most} 段。",
     "clip_unreadable": "{name} 不是视频片段，或已损坏得无法播放。请发送 MP4、WebM、MOV 或 MKV 视频，或动图 GIF。",
     "clip_sound_only": "{name} 没有画面，只有声音。请把它作为录音发送。",

@@ -155,6 +155,23 @@ def _identify(verbosity: Verbosity) -> str:
     )
 
 
+def _happening(verbosity: Verbosity) -> str:
+    length = {
+        Verbosity.BRIEF: f"Answer in one sentence of at most {BRIEF_CHARS} characters.",
+        Verbosity.NORMAL: "Answer in two to four short sentences, in the order things happen.",
+        Verbosity.DETAILED: (
+            "Then go through the clip in order, in short sentences: who or what moves, which way, how fast, "
+            "what appears or leaves, and what is different at the end."
+        ),
+    }[verbosity]
+    return (
+        "Say what happens in this clip of the last few seconds, for someone who cannot see it: what moves "
+        "or changes, and which way. First say anything that matters for safety: something coming closer, a "
+        f"person approaching, a vehicle, a door opening. {length} If nothing moves or changes, say so. "
+        f"{_HONESTY} {_NO_FILLER}"
+    )
+
+
 # --- tidying the answer ---
 
 # Openings that spend a listener's time before the first fact.
@@ -217,6 +234,7 @@ class Preset:
     label: str  # the page's button or menu entry
     prompt: Callable[[Verbosity], str] | None  # None: answered without the model (light)
     images: int = 1  # photos it needs: compare needs two (the earlier one first)
+    clips: int = 0  # video clips it needs instead: "what is happening" is about the last seconds
     tidy: Callable[[str, Verbosity], str] | None = None  # applied to the finished answer
     words: str = ""  # regex of the spoken or typed commands that pick it (whole utterance)
     # What the answer is measured from the photo's pixels as, when there is no prompt
@@ -277,6 +295,13 @@ IDENTIFY = Preset(
 )
 
 
+HAPPENING = Preset(
+    "happening", "What is happening", _happening, images=0, clips=1, tidy=_tidy_describe,
+    words=rf"(?:{_WHATS} happening|what just happened|what happened|what's going on|what is going on"
+          r"|发生了什么|刚才发生了什么|正在发生什么)",
+)
+
+
 LIGHT = Preset(
     "light", "Light level", None, measure="light",
     words=r"(?:(?:how|is it) (?:bright|dark)(?: is it)?(?: in here)?|light(?: level)?|is the light on"
@@ -284,7 +309,7 @@ LIGHT = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (DESCRIBE, READ_TEXT, READ_DOCUMENT, CHART, EXERCISE, COMPARE,
-                                                  IDENTIFY, LIGHT)}
+                                                  IDENTIFY, HAPPENING, LIGHT)}
 
 # --- a preset as asked for ---
 

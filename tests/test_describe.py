@@ -4,6 +4,7 @@ with the trained shapes-vlm (the camera's view comes from a real VoiceLoop)."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from mmchat.web.chat import ChatHandlers
 from mmchat.web.describe import NEED_TWO, NO_PHOTO, Describer, chosen_task
 from mmchat.engine import GenerationParams
 from mmchat.events import InputRejected
-from mmchat.presets import COMPARE, DESCRIBE, IDENTIFY, LIGHT, Task, Verbosity
+from mmchat.i18n import say
+from mmchat.presets import COMPARE, DESCRIBE, HAPPENING, IDENTIFY, LIGHT, Task, Verbosity
 from mmchat.turn.session import ChatSession
 from mmchat.turn import UserInput, submit
 from mmchat.voice.loop import VoiceLoop
@@ -107,9 +109,34 @@ def test_in_voice_mode_it_describes_what_the_camera_sees_now(config, shapes_engi
         # The light level of the same view, from its pixels.
         light = _done(describer.events(session, Task(LIGHT), [], GREEDY, None))
         assert "brightness" in light.text
+        # What is happening: the camera's last seconds, as a clip.
+        for colour in ("red", "green", "blue", "yellow", "purple"):
+            loop.see(np.asarray(draw_test_image("circle", colour).convert("RGB")))
+            time.sleep(0.3)
+        _done(describer.clip_events(session, chosen_task("happening", "brief"), [], GREEDY, None))
+        assert len(session.conversation.turns[-2].clips) == 1
         assert not list(describer._camera_folder.iterdir())  # the camera's views were stored, then removed
     finally:
         loops.close(session)
+
+
+def test_what_is_happening_takes_the_box_clip_then_the_conversations_last_clip(config, shapes_engine, store,
+                                                                               tmp_path):
+    from clips import make_clip
+
+    describer = Describer(ChatHandlers(make_services(config, shapes_engine, store)), VoiceLoops(lambda s: None))
+    session = ChatSession(store)
+    happening = chosen_task("happening", "normal")
+    assert happening.preset is HAPPENING
+    (event,) = describer.clip_events(session, happening, [], GREEDY, None)  # no clip anywhere: says what to add
+    assert event == InputRejected(say("no_clip", session.language)) and session.conversation.turns == []
+    clip = make_clip(tmp_path / "moving.mp4", seconds=2.0, fps=10)
+    _done(describer.clip_events(session, happening, [str(clip)], GREEDY, None))
+    question = session.conversation.turns[0]
+    assert question.shown_text == "What is happening" and len(question.clips) == 1 and question.images == []
+    assert question.text == HAPPENING.question(Verbosity.NORMAL)
+    _done(describer.clip_events(session, happening, [], GREEDY, None))  # again: the conversation's clip
+    assert session.conversation.turns[2].clips[0].path == question.clips[0].path
 
 
 def test_unknown_menu_values_fall_back_to_the_defaults():

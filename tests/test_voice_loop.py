@@ -118,6 +118,54 @@ def test_what_changed_sends_the_previous_frame_too(voice, say):
     assert Path(question.images[0].path).read_bytes() == Path(earlier).read_bytes()  # the previous view, first
 
 
+def _moving(x: float) -> np.ndarray:
+    """A camera view with a red square whose left edge is at `x` (a fraction of the free width)."""
+    from clips import draw_frame
+
+    return draw_frame((240, 180), x, (255, 0, 0))
+
+
+def test_what_just_happened_is_asked_about_the_cameras_last_seconds_as_a_clip(voice, say):
+    from clips import square_left
+    from mmchat.media.video import ClipLimits, read_clip
+
+    for step in range(9):  # the page sends a frame every 0.5 s; here every 0.25 s, the square moving right
+        voice.see(_moving(step / 8))
+        time.sleep(0.25)
+    turns = _turns(_feed(voice, np.concatenate([say("What just happened?"), _quiet(1.2)])))
+    assert len(turns) == 1
+    events = list(voice.answer(turns[0], GREEDY, speech=None))
+    assert isinstance(events[-1], TurnDone) and events[-1].status == "complete", events
+    question = voice.session.conversation.turns[0]
+    assert question.images == [] and len(question.clips) == 1  # the last seconds, not the last frame
+    assert question.shown_text == "What is happening (brief)"  # said as the task's words: the describe preset
+    frames = read_clip(question.clips[0].path, limits=ClipLimits(), max_bytes=10**8).frames
+    assert 1.5 <= frames.duration <= 4.5 and len(frames.images) >= 4
+    lefts = [square_left(image) for image in frames.images]
+    assert lefts == sorted(lefts) and lefts[-1] - lefts[0] > 0.4  # in the order seen: left to right
+
+    # A question about movement in other words is asked about the clip too, with its own words.
+    for step in range(9):
+        voice.see(_moving(1 - step / 8))
+        time.sleep(0.25)
+    turns = _turns(_feed(voice, np.concatenate([say("Which way is it moving?"), _quiet(1.2)])))
+    list(voice.answer(turns[0], GREEDY, speech=None))
+    moving = voice.session.conversation.turns[2]
+    assert len(moving.clips) == 1 and "moving" in moving.text.lower()
+
+
+def test_the_camera_keeps_only_its_last_seconds_and_a_camera_just_on_is_asked_about_its_frame(voice, say,
+                                                                                                  tmp_path):
+    for step in range(200):  # far faster than any page sends: what is kept stays bounded
+        voice.see(_moving((step % 9) / 8))
+    assert len(voice._recent) <= 4 * voice.services.config.camera_clip_seconds + 1
+    assert voice.camera_clip(tmp_path) is None  # all within a moment: no motion to show
+    turns = _turns(_feed(voice, np.concatenate([say("Is it moving?"), _quiet(1.2)])))
+    list(voice.answer(turns[0], GREEDY, speech=None))
+    question = voice.session.conversation.turns[0]
+    assert len(question.images) == 1 and question.clips == []
+
+
 def test_spoken_commands_stop_start_a_new_chat_and_describe(voice, say):
     voice.see(_frame("green"))
     first = _turns(_feed(voice, np.concatenate([say(QUESTION), _quiet(1.2)])))

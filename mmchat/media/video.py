@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import math
+from fractions import Fraction
 import threading
 import time
 import weakref
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import av
+import numpy as np
 from PIL import Image
 
 from ..errors import InputError
@@ -270,6 +272,31 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
     elif damaged and declared and last_time + 1 < declared:
         notice = f"{name} is damaged after {_seconds_words(last_time)}: only what plays before is looked at."
     return frames, notice
+
+
+def write_clip(frames: list[tuple[float, np.ndarray]], path: Path) -> Path:
+    """Encode camera frames, each (seconds since the first, RGB uint8 array), as an H.264
+    MP4 at `path` that keeps their times (the camera sends them when it can, not at a
+    steady rate). Every frame is scaled to the first one's size."""
+    start = frames[0][0]
+    height, width = frames[0][1].shape[:2]
+    width, height = width - width % 2, height - height % 2  # 4:2:0 needs even sides
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"preset": "veryfast", "crf": "20"}
+        last = -1
+        for at, pixels in frames:
+            image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]).astype(np.uint8))
+            frame = av.VideoFrame.from_image(image.resize((width, height)) if image.size != (width, height) else image)
+            frame.pts = last = max(round((at - start) * 1000), last + 1)  # times only ever go forward
+            frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
 
 
 # Most frames of a clip given as photos, to a model that does not read video (SmolVLM, a

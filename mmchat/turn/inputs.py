@@ -167,6 +167,9 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
     if task is not None:
         if len(user_input.images) < task.preset.images:
             raise InputError(needs_photos(task))
+        if len(user_input.videos) < task.preset.clips:
+            raise InputError(f"{task.preset.label} needs a video clip: add one, or turn on the camera in voice mode.",
+                             "needs_clip", task=task.preset.label)
         parts.append(TextPart(task.question(), task.tag))
     elif text:
         parts.append(TextPart(text))

@@ -21,6 +21,7 @@ class Command(Enum):
     NEW_CHAT = "new chat"  # start a new conversation
     DESCRIBE = "describe"  # describe what the camera shows
     COMPARE = "compare"  # a question about what changed: the previous frame goes with it
+    MOTION = "motion"  # a question about movement: the camera's last seconds go with it, as a clip
 
 
 _PATTERNS = {
@@ -34,6 +35,11 @@ _PATTERNS = {
 _COMMANDS = {command: whole_utterance(pattern) for command, pattern in _PATTERNS.items()}
 # COMPARE also counts inside a longer question ("what changed on the table?").
 _COMPARE_ANYWHERE = re.compile(r"\b(?:compare|what(?:'s| has| is)? changed?|what(?:'s| is) different)\b|有什么变化|哪里不一样")
+# A question about movement, anywhere in it ("which way is the car moving?", "did the door
+# open just now?"): asked about the camera's last seconds rather than its last frame.
+_MOTION_ANYWHERE = re.compile(
+    r"\b(?:moving|move[ds]?|movement|just happened|happening|going on|coming (?:closer|towards?)|"
+    r"(?:walk|driv|runn|turn|open|clos)ing|just now)\b|在动|动了|移动|刚才|正在发生")
 
 
 def spoken_command(text: str) -> Command | None:
@@ -44,4 +50,6 @@ def spoken_command(text: str) -> Command | None:
             return command
     if _COMPARE_ANYWHERE.search(words):
         return Command.COMPARE
+    if _MOTION_ANYWHERE.search(words):
+        return Command.MOTION
     return None

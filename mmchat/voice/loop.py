@@ -32,6 +32,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from mmchat.media.audio import SAMPLE_RATE
+from mmchat.media.video import write_clip
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
 from mmchat.presets import DESCRIBE, Task, Verbosity, preset_for_words
@@ -57,6 +58,11 @@ STATE_WORDS: dict[State, str] = {
 
 # A camera frame older than this is not "what the camera sees now" (the camera was turned off).
 FRAME_FRESH_SECONDS = 5.0
+# The camera's last seconds are kept for questions about motion (--camera-clip-seconds), at
+# most this many frames a second whatever the page sends: the memory it takes is bounded.
+CAMERA_CLIP_FPS = 4
+# A clip of fewer frames, or spanning less than this, shows no motion: the last frame is asked about.
+CAMERA_CLIP_MIN_SECONDS = 0.9
 # The page plays what it is sent a little after it arrives (its audio buffer); the
 # assistant counts as speaking until then.
 PLAYBACK_SLACK_SECONDS = 0.3
@@ -83,6 +89,8 @@ class HeardTurn:
     ended: TurnEnded
     speech_ended_at: float  # time.monotonic() when the last word ended (as the server heard it)
     frame: np.ndarray | None  # the camera's frame at the end of the question (RGB)
+    # The camera's last seconds at the end of the question: (time.monotonic(), RGB frame), oldest first.
+    recent: tuple[tuple[float, np.ndarray], ...] = ()
     # Its transcript is finished at once, on a thread, while its answer's thread starts.
     transcribed: threading.Event = field(default_factory=threading.Event)
     transcript: Transcript | None = None
@@ -97,6 +105,11 @@ class Heard:
     turn: int | None = None  # the number of a question that just ended (for `answer`)
     barged_in: bool = False  # the person spoke over the answer: it was stopped
     speech_ended_at: float | None = None  # the question's end of speech (time.monotonic()), with `turn`
+
+
+def _shows_motion(recent) -> bool:
+    """Whether the camera's last frames, (time, frame) oldest first, are enough of a clip to show motion."""
+    return len(recent) >= 2 and recent[-1][0] - recent[0][0] >= CAMERA_CLIP_MIN_SECONDS
 
 
 class VoiceLoop:
@@ -145,6 +158,9 @@ class VoiceLoop:
         self._checked: tuple[SpeechStarted | None, int] = (None, 0)  # the echo checks done on it
         self._frame: np.ndarray | None = None
         self._frame_at = 0.0
+        self._clip_seconds = config.camera_clip_seconds
+        self._recent: deque[tuple[float, np.ndarray]] = deque(
+            maxlen=max(int(self._clip_seconds * CAMERA_CLIP_FPS) + 1, 1))
         self._last_frame_path: str | None = None  # the previous question's frame, as stored
         # (stream position at a chunk's end, when it arrived): the stream clock to wall time.
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=600)
@@ -185,8 +201,13 @@ class VoiceLoop:
     def see(self, frame: np.ndarray | None) -> None:
         """The camera's latest frame (RGB uint8); only the newest is kept."""
         if frame is not None:
+            now = time.monotonic()
             with self._state:
-                self._frame, self._frame_at = frame, time.monotonic()
+                self._frame, self._frame_at = frame, now
+                # At most CAMERA_CLIP_FPS a second are kept: a frame too soon after the last replaces it.
+                if self._recent and now - self._recent[-1][0] < 1 / CAMERA_CLIP_FPS:
+                    self._recent.pop()
+                self._recent.append((now, frame))
 
     def camera_photo(self, folder: Path) -> Path | None:
         """What the camera sees now, as a JPEG in `folder` (for the page's Describe); None
@@ -202,6 +223,18 @@ class VoiceLoop:
         path = folder / f"camera-{uuid.uuid4().hex}.jpg"
         Image.fromarray(np.ascontiguousarray(frame[..., :3]).astype(np.uint8)).save(path, quality=90)
         return path
+
+    def camera_clip(self, folder: Path) -> Path | None:
+        """The camera's last seconds as a clip in `folder` (for the page's Describe, "What is
+        happening"); None when they are too few to show motion or the camera is off."""
+        now = time.monotonic()
+        with self._state:
+            fresh = now - self._frame_at <= FRAME_FRESH_SECONDS
+            recent = [(at, frame) for at, frame in self._recent if now - at <= self._clip_seconds] if fresh else []
+        if not _shows_motion(recent):
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_clip(recent, folder / f"camera-{uuid.uuid4().hex}.mp4")
 
     def stop_listening(self) -> None:
         """Voice mode off: forget the question under way (an answer already running goes on)."""
@@ -295,8 +328,11 @@ class VoiceLoop:
             return None
         with self._state:
             frame = self._frame if now - self._frame_at <= FRAME_FRESH_SECONDS else None
+            recent = tuple((at, seen) for at, seen in self._recent if now - at <= self._clip_seconds) if frame is not None \
+                else ()
             number = next(self._numbers)
-            heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), frame)
+            heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), frame,
+                                                      recent)
         threading.Thread(target=self._finish_transcript, args=(heard,), name="mmchat-voice-transcript",
                          daemon=True).start()
         return heard
@@ -371,11 +407,24 @@ class VoiceLoop:
             if heard.frame is None and command is not Command.DESCRIBE:
                 preset = None
             task = Task(preset, self.verbosity) if preset is not None else None
+            # "What is happening?" and questions about movement are about the camera's last seconds.
+            clips: list[str] = []
+            if (task is not None and task.preset.clips) or (task is None and command is Command.MOTION):
+                clip = self._write_camera_clip(heard.recent, number)
+                if clip is not None:
+                    clips.append(str(clip))
+                    files.append(clip)
+                elif task is not None:
+                    yield InputRejected("Keep the camera on for a few seconds, then ask again: there is not yet "
+                                        "enough of it to see what is happening.")
+                    return
             images = []
             wants_previous = command is Command.COMPARE or (task is not None and task.preset.needs_two_photos)
             if wants_previous and self._last_frame_path and Path(self._last_frame_path).is_file():
                 images.append(self._last_frame_path)
-            if heard.frame is not None:
+            if clips:
+                pass  # the clip ends with the frame the question would have had
+            elif heard.frame is not None:
                 images.append(str(self._write_frame(heard.frame, number)))
                 files.append(Path(images[-1]))
             elif task is not None:
@@ -385,10 +434,11 @@ class VoiceLoop:
             files.append(recording)
             if task is not None:  # the preset's prompt is the question; the recording is not needed
                 user_input = UserInput("", tuple(images), task=task, asked_at=heard.speech_ended_at,
-                                       stages_done=(("transcript", transcribed_at),))
+                                       stages_done=(("transcript", transcribed_at),), videos=tuple(clips))
             else:
                 user_input = UserInput("", tuple(images), str(recording), audio_transcript=transcript,
-                                       asked_at=heard.speech_ended_at, stages_done=(("transcript", transcribed_at),))
+                                       asked_at=heard.speech_ended_at, stages_done=(("transcript", transcribed_at),),
+                                       videos=tuple(clips))
             with contextlib.closing(submit(self.session, user_input, self.services, params, speech)) as events:
                 for event in events:
                     if barges is not None and self._barges != barges:  # barged in on before the turn's
@@ -418,6 +468,13 @@ class VoiceLoop:
                 return None
             images = self.session.conversation.turns[index].images
             return images[-1].path if images else None
+
+    def _write_camera_clip(self, recent, number: int) -> Path | None:
+        """The camera's last seconds as a clip (media.video.write_clip), or None when they are
+        too few or too short to show any motion (the camera has just been turned on)."""
+        if not _shows_motion(recent):
+            return None
+        return write_clip(list(recent), self._temporary / f"camera-{number}.mp4")
 
     def _write_frame(self, frame: np.ndarray, number: int) -> Path:
         from PIL import Image

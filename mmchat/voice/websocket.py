@@ -12,7 +12,7 @@ ended: no round trip through the page to start it, no second transport for its a
 
     page -> server  text    {"type": "hello", "sample_rate": 48000}           first, once
                     binary  0x01 + int16 little-endian mono samples           every ~20 ms
-                    binary  0x02 + a JPEG of the camera                        about once a second
+                    binary  0x02 + a JPEG of the camera                        about twice a second
     server -> page  text    {"type": "state", "state": "listening"}          when it changes
                             (listening, hearing, thinking, speaking)
                     text    {"type": "heard", "turn": 3}                       question 3 ended:

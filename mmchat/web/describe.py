@@ -23,7 +23,7 @@ from ..i18n import ENGLISH, LANGUAGES, say
 from ..presets import PRESETS, Task, Verbosity
 from ..turn import UserInput, submit
 from ..turn.session import ChatSession
-from .chat import ChatHandlers, files_of, generation_params, is_audio, speech_setting
+from .chat import ChatHandlers, files_of, generation_params, sorted_files, speech_setting
 from .view import STILL_LOADING, TurnView
 
 # Not a key a screen reader uses (NVDA and JAWS take Insert / Caps Lock combinations,
@@ -92,11 +92,32 @@ class Describer:
             gr.Warning(STILL_LOADING)
             return
         message = message or {"text": "", "files": []}
-        photos = [f for f in files_of(message) if not is_audio(f)]
+        photos, clips, _ = sorted_files(files_of(message))
         task = chosen_task(task_name, verbosity)
         params, speech = generation_params(max_new_tokens, temperature), speech_setting(speak, voice, rate)
-        events = self.events(session, task, photos, params, speech)
-        yield from self.chat.play(session, events, message if photos else None, keep_box=not photos)
+        if task.preset.clips:
+            events, used = self.clip_events(session, task, list(clips), params, speech), bool(clips)
+        else:
+            events, used = self.events(session, task, list(photos), params, speech), bool(photos)
+        yield from self.chat.play(session, events, message if used else None, keep_box=not used)
+
+    def clip_events(self, session: ChatSession, task: Task, box_clips: list[str], params, speech):
+        """A task about a clip ("What is happening"): the box's clip, the camera's last seconds
+        (voice mode), or the conversation's last clip; one InputRejected when there is none."""
+        clip = box_clips[-1] if box_clips else None
+        loop = self.voice_loops.get(session) if self.voice_loops is not None else None
+        if clip is None and loop is not None:
+            camera = loop.camera_clip(self._camera_folder)
+            clip = str(camera) if camera is not None else None
+        if clip is None:
+            with session.lock:
+                earlier = [part.path for turn in session.conversation.turns for part in turn.clips]
+            clip = earlier[-1] if earlier else None
+        if clip is None:
+            return iter([InputRejected(say("no_clip", session.language))])
+        if loop is not None:
+            loop.verbosity = task.verbosity
+        return self._run(session, UserInput("", task=task, videos=(clip,)), params, speech)
 
     def photos_for(self, session: ChatSession, task: Task, box_photos: list[str]) -> tuple[str, ...] | None:
         """The photos the task is about (see the module's docstring); None when there are none."""
@@ -128,6 +149,6 @@ class Describer:
         try:
             yield from submit(session, user_input, self.services, params, speech)
         finally:  # the turn stored its own copy of a camera view
-            for path in user_input.images:
+            for path in (*user_input.images, *user_input.videos):
                 if Path(path).parent == self._camera_folder:
                     Path(path).unlink(missing_ok=True)
