@@ -129,6 +129,7 @@ _EN: dict[str, str] = {
     "check_words": "Check the words, then press Enter to send.",
     "no_photo": "There is nothing to describe yet: add a photo to the message box, or turn on voice mode "
                 "to use the camera.",
+    "heard_in_clip": "Heard in the clip:",
     "no_clip": "What is happening needs a video clip: add one to the message box, or turn on voice mode and "
                "let the camera run for a few seconds.",
     "need_two": "Compare needs two photos: add both to the message box (the earlier one first), or send "
@@ -267,6 +268,7 @@ _ZH: dict[str, str] = {
     "check_words": "请检查文字，然后按 Enter 发送。",
     "no_photo": "还没有可描述的内容：请在消息框中添加照片，或打开语音模式使用摄像头。",
     "need_two": "比较需要两张照片：请把两张都添加到消息框（先放较早的一张），或先后发送。",
+    "heard_in_clip": "视频中听到的话：",
     "no_clip": "“正在发生什么”需要一段视频：请在消息框中添加一段，或打开语音模式使用摄像头几秒钟。",
     "most_recent": "最近的 {count} 个；更早的请搜索。",
     "none_holds": "没有对话包含“{query}”。",

@@ -371,3 +371,27 @@ def test_regenerate_keeps_the_earlier_answer_and_the_switcher_brings_it_back(con
             assert not page.errors, f"console errors: {page.errors}"
     finally:
         demo.close()
+
+
+@needs_chromium
+def test_a_clip_in_the_box_is_asked_about_and_plays_in_the_chat(page_app, tmp_path):
+    from playwright.sync_api import expect
+
+    from clips import make_clip
+
+    clip = make_clip(tmp_path / "moving.webm", seconds=2.0, fps=10, codec="libvpx-vp9")
+    with chromium() as page:
+        _open(page, page_app)
+        page.locator('#message input[type="file"]').set_input_files(str(clip))
+        expect(page.locator("#message .mmchat-not-photo")).to_have_count(0)
+        _ask(page, "Which way does it move?")
+        _answered(page, 1)
+        question = page.locator('[data-testid="user"]').first
+        video = question.locator("video")
+        expect(video).to_have_count(1, timeout=15_000)
+        # The browser can play it: its length is known (2 s), from the file the store keeps.
+        duration = video.evaluate("v => new Promise(done => v.readyState >= 1 ? done(v.duration) :"
+                                  " v.addEventListener('loadedmetadata', () => done(v.duration)))")
+        assert abs(duration - 2.0) < 0.3, duration
+        expect(page.locator(".toast-body")).to_have_count(0)
+        assert not page.errors, f"console errors: {page.errors}"

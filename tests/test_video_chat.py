@@ -32,6 +32,7 @@ from mmchat.turn import Services, UserInput, submit
 from mmchat.turn.session import ChatSession
 from mmchat.web.chat import ChatHandlers, sorted_files
 from mmchat.web.page import build_ui
+from mmchat.web.view import render
 from test_api_support import LiveServer
 
 MODEL = str(shapes_vlm_path())
@@ -306,6 +307,10 @@ def test_the_speech_in_a_clip_is_heard_with_its_times_and_given_to_the_model(sha
         assert prompt[1] == {"type": "text", "text": "Speech heard in the clip (seconds from its start):\n"
                                                      + clip.transcript}
         assert store.load(session.conversation.id).turns[0].clips[0].transcript == clip.transcript
+        # The chat shows what was heard, under the clip (for people who can't hear it too).
+        shown = render(session.conversation)[0]["content"]
+        assert any(isinstance(item, str) and item.startswith("Heard in the clip:") and "door is open" in item.lower()
+                   for item in shown)
 
         # Asked not to listen, or with nothing to listen to, the clip comes alone.
         list(submit(session, UserInput("And without?", videos=(str(speaking_clip),), clip_speech=False), services,

@@ -157,7 +157,10 @@ def _render_turn(turn: Turn, answering: bool = False, waiting: str | None = None
             text = (text + "\n\n" if text else "") + marker
         return {"role": "assistant", "content": text}
     content: list = [{"path": image.path, "alt_text": "your photo"} for image in turn.images]
-    content += [_clip(clip) for clip in turn.clips]
+    for clip in turn.clips:
+        content.append(_clip(clip))
+        if clip.transcript:  # what was heard in it, as the model was given it: seen, and read out
+            content.append(as_typed(f"{say('heard_in_clip', language)}\n{clip.transcript}"))
     content += [_recording(p.path) for p in turn.parts if isinstance(p, AudioPart)]
     shown = shown_text(turn, language)
     if shown:  # a describe-mode question shows its task's name, not its prompt
