@@ -276,8 +276,11 @@ class Scripted(BaseHTTPRequestHandler):
         self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
+        request = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append(json.loads(request))
         status, body = self.server.reply
+        if getattr(self.server, "refuse_video", False) and b'"video_url"' in request:  # a model without video input
+            status, body = 400, "At most 0 video(s) may be provided in one prompt."
         if status == 200:  # a short streamed answer in OpenAI's shape
             events = [{"choices": [{"index": 0, "delta": {"content": body}, "finish_reason": None}]},
                       {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
@@ -292,6 +295,7 @@ class Scripted(BaseHTTPRequestHandler):
 def scripted():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     server.reply = (200, "fine")
+    server.requests = []
     thread = threading.Thread(target=server.serve_forever, name="test-scripted", daemon=True)
     thread.start()
     yield server
@@ -319,6 +323,54 @@ def test_server_errors_become_clear_messages_and_the_front_recovers(scripted, tm
     done = last(ask(handlers, session, "Hi"))
     assert answer_of(done) == "fine" and session.conversation.turns[-1].status == "complete"
     assert handlers.services.admission.running == 0 and not alive((STREAM_THREAD,))
+
+
+def _clip(tmp_path, name: str, colour: str):
+    """A clip of a drawn scene held still for two seconds."""
+    import av
+
+    image = draw_test_image("circle", colour)
+    path = tmp_path / name
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=2)
+        stream.width, stream.height, stream.pix_fmt, stream.options = *image.size, "yuv420p", {"crf": "12"}
+        for _ in range(4):
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return str(path)
+
+
+def test_a_clip_goes_to_the_server_as_a_video_url_part(back, tmp_path):
+    handlers = ChatHandlers(build_services(front_config(tmp_path, back.url + "/v1")))
+    session, *_ = handlers.on_load("")
+    done = last(ask(handlers, session, "What colour is the shape?", [_clip(tmp_path, "blue.mp4", "blue")]))
+    assert answer_of(done) == "blue"  # the back decoded the front's video_url (its sampled frames, as MP4)
+
+
+def test_a_server_without_video_input_gets_clips_as_frames_and_is_told_once(scripted, tmp_path):
+    from mmchat.events import Notice
+
+    url = f"http://127.0.0.1:{scripted.server_address[1]}/v1"
+    scripted.refuse_video = True
+    engine = RemoteEngine(url, "scripted", max_pixels=200_000)
+    clip = Path(_clip(tmp_path, "red.mp4", "red")).as_uri()
+    question = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": clip}},
+                                             {"type": "text", "text": "What happens?"}]}]
+    items = list(engine.stream(question, GenerationParams(8, 0.0), CancelToken.standalone()))
+    notices = [item for item in items if isinstance(item, Notice)]
+    assert len(notices) == 1 and "does not take video clips" in notices[0].message
+    assert "".join(item for item in items if isinstance(item, str)) == "fine"
+    first, second = scripted.requests
+    assert first["messages"][0]["content"][0]["type"] == "video_url"
+    assert first["messages"][0]["content"][0]["video_url"]["url"].startswith("data:video/mp4;base64,")
+    kinds = [item["type"] for item in second["messages"][0]["content"]]
+    assert "video_url" not in kinds and kinds.count("image_url") == 4
+    # The next clip goes as frames at once, and nothing more is said.
+    items = list(engine.stream(question, GenerationParams(8, 0.0), CancelToken.standalone()))
+    assert not [item for item in items if isinstance(item, Notice)] and len(scripted.requests) == 3
+    assert "video_url" not in json.dumps(scripted.requests[-1])
 
 
 def test_nothing_listening(tmp_path):

@@ -30,7 +30,9 @@ class Engine(Protocol):
 
     def stream(self, messages: list[dict], params: GenerationParams,
                cancel: CancelToken) -> Iterator[Union[str, Completion]]:
-        """Yield the answer to `messages` piece by piece (str), then one `Completion`.
+        """Yield the answer to `messages` piece by piece (str), then one `Completion`; on the
+        way, a `Notice` for the user when the engine had to change how it asks (a remote
+        server that refuses video clips is sent their frames instead).
 
         The Completion is the last item, also after a Stop (finish_reason "cancelled").
         Stops within one token once `cancel` is cancelled or the caller closes the

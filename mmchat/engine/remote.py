@@ -12,6 +12,7 @@ torch: speech recognition and speech output stay local, the model does not.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import socket
 import threading
@@ -22,9 +23,12 @@ import httpx
 from ..cancel import CancelToken
 from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
+from ..events import Notice
 from ..media.video import ClipLimits
 from . import Completion, GenerationParams
 from .remote_prompt import RemotePrompt
+
+log = logging.getLogger(__name__)
 
 STREAM_THREAD = "mmchat-remote-stream"  # one per answer, named so tests and operators can see it
 # The longest a Stop goes unnoticed while the server is silent.
@@ -52,6 +56,8 @@ class RemoteTimeout(RemoteError):
 
 class RemoteRejected(RemoteError):
     """A 4xx: the key, the model name or the request itself was refused."""
+
+    status: int = 400
 
 
 class RemoteFailed(RemoteError):
@@ -111,7 +117,25 @@ class RemoteEngine:
 
     # --- the answer ---
     def stream(self, messages: list[dict], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[Union[str, Completion]]:
+               cancel: CancelToken) -> Iterator[Union[str, Completion, Notice]]:
+        """The answer (see Engine.stream). A server that refuses a clip as video (a 4xx to a
+        request with video_url parts: one without video input) is sent each clip as a few
+        frames from then on, and this answer is asked again so; the page is told once."""
+        sent_video = self.prompt.video_parts and _has_video(messages)
+        try:
+            yield from self._stream(messages, params, cancel)
+        except RemoteRejected as refused:
+            if not sent_video or refused.status not in (400, 415, 422) or not self.prompt.video_parts:
+                raise
+            self.prompt.video_parts = False
+            log.warning("the model server at %s refused a video clip (%s); clips are sent as frames from now on",
+                        self.base_url, refused.message)
+            yield Notice(f"The model server at {self.base_url} does not take video clips, so mmchat sends it each "
+                         "clip as a few of its frames, as photos, each after its time.")
+            yield from self._stream(messages, params, cancel)
+
+    def _stream(self, messages: list[dict], params: GenerationParams,
+                cancel: CancelToken) -> Iterator[Union[str, Completion]]:
         started = time.perf_counter()
         body = {
             "model": self.name, "messages": self.outgoing(messages), "stream": True,
@@ -213,9 +237,11 @@ class RemoteEngine:
             return RemoteRejected(f"The model server at {url} refused the question as too large{said}. Fix: send "
                                   "fewer or smaller photos, lower --max-pixels, or raise the server's size limit.")
         if 400 <= status < 500:
-            return RemoteRejected(f"The model server at {url} refused the question{said}. If it says the prompt "
-                                  "is too long, lower --history-tokens or raise the server's context length "
-                                  "(vLLM: --max-model-len).")
+            refused = RemoteRejected(f"The model server at {url} refused the question{said}. If it says the prompt "
+                                     "is too long, lower --history-tokens or raise the server's context length "
+                                     "(vLLM: --max-model-len).")
+            refused.status = status
+            return refused
         return RemoteFailed(f"The model server at {url} failed while answering{said}. Check the server's log; "
                             "mmchat keeps working and the question can be asked again.")
 
@@ -294,6 +320,11 @@ class _Exchange:
                 self.items.put(_Raised(engine._explain(exc)))
         finally:
             self.items.put(_END)
+
+
+def _has_video(messages: list[dict]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(item.get("type") == "video_url" for item in m["content"])
+               for m in messages)
 
 
 def _shut(sock: socket.socket) -> None:

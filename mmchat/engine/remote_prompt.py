@@ -1,20 +1,26 @@
 """The remote engine's prompt: the conversation's messages as an OpenAI-compatible server
 takes them (each photo on this machine as a data URL, encoded once per photo; each clip
-as a few of its frames, photos after their times, which every server with photo input
-reads; typed chat-template markers defused), and an estimate of their length in tokens."""
+as a `video_url` part, as vLLM takes it: the frames mmchat sampled, re-encoded as a small
+MP4 that keeps their times, encoded once per clip; for a server that refuses video, as a
+few of its frames, photos after their times, which every server with photo input reads;
+typed chat-template markers defused), and an estimate of their length in tokens."""
 
 from __future__ import annotations
 
 import base64
 import io
 import math
+import tempfile
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..media.photos import IDENTITY_KEY, MEMORY_URL, SIZE_KEY, local_photo_path, model_image, url_identity
-from ..media.video import ClipLimits, frames_as_photos, model_frames
+from ..media.video import MEMORY_URL as CLIP_MEMORY_URL
+from ..media.video import ClipLimits, frames_as_photos, model_frames, write_clip
 from .markers import ANY_FAMILY_MARKUP, defuse_content
 
 JPEG_QUALITY = 90
@@ -38,6 +44,8 @@ class RemotePrompt:
     def __init__(self, max_pixels: int, clip_limits: ClipLimits | None = None) -> None:
         self.max_pixels = max_pixels
         self.clip_limits = clip_limits or ClipLimits(frame_pixels=max_pixels)
+        # Clips go as video until the server refuses one (RemoteEngine.stream), then as frames.
+        self.video_parts = True
         self._data_urls: OrderedDict[tuple, str] = OrderedDict()
         self._image_tokens: dict[tuple, int] = {}
         self._lock = threading.Lock()
@@ -55,10 +63,10 @@ class RemotePrompt:
                     total += _text_tokens(item.get("text") or "")
                 elif item.get("type") == "image_url":
                     total += self._image_token_estimate(item["image_url"]["url"])
-                elif item.get("type") == "video_url":
-                    for frame in self._clip_as_photos(item["video_url"]["url"]):
-                        total += _text_tokens(frame["text"]) if frame["type"] == "text" else \
-                            math.ceil(self.max_pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS
+                elif item.get("type") == "video_url":  # every frame as a photo: errs high for video too
+                    frames = model_frames(item["video_url"]["url"], self.clip_limits)
+                    pixels = sum(min(image.width * image.height, self.max_pixels) for image in frames.images)
+                    total += math.ceil(pixels / PIXELS_PER_IMAGE_TOKEN) + IMAGE_MARKER_TOKENS * len(frames.images)
         return total
 
     def _image_token_estimate(self, url: str) -> int:
@@ -89,10 +97,33 @@ class RemotePrompt:
                     if item.get("type") == "image_url":
                         item = {"type": "image_url", "image_url": {**item["image_url"],
                                                                    "url": self._data_url(item["image_url"]["url"])}}
-                    items += self._clip_as_photos(item["video_url"]["url"]) if item.get("type") == "video_url" else [item]
+                    if item.get("type") != "video_url":
+                        items.append(item)
+                    elif self.video_parts:
+                        items.append({"type": "video_url", "video_url": {"url": self._clip_url(item["video_url"]["url"])}})
+                    else:
+                        items += self._clip_as_photos(item["video_url"]["url"])
                 content = items
             converted.append({**message, "content": content})
         return converted
+
+    def _clip_url(self, url: str) -> str:
+        """A clip of this machine as a data:video/mp4 URL: its sampled frames at their times
+        (a few hundred kB, where the clip as sent may be a hundred MB), encoded once per clip."""
+        if not _ours(url):
+            return url
+        frames = model_frames(url, self.clip_limits)
+        identity = ("video", *frames.identity)
+        with self._lock:
+            known = self._data_urls.get(identity)
+            if known is not None:
+                self._data_urls.move_to_end(identity)
+                return known
+        with tempfile.TemporaryDirectory(prefix="mmchat-clip-") as folder:
+            path = write_clip([(at, np.asarray(image)) for at, image in zip(frames.times, frames.images)],
+                              Path(folder) / "clip.mp4")
+            encoded = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        return self._keep(identity, encoded)
 
     def _clip_as_photos(self, url: str) -> list[dict]:
         """A clip of this machine as text and image_url parts (media.video.frames_as_photos)."""
@@ -121,7 +152,10 @@ class RemotePrompt:
         # JPEG: a fitted photo is a few hundred kB, where PNG of the same pixels is megabytes.
         buffer = io.BytesIO()
         (image or model_image(url, self.max_pixels)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        encoded = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return self._keep(identity, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+
+    def _keep(self, identity: tuple, encoded: str) -> str:
+        """Keep a data URL just encoded; the one kept for `identity` (this one, or another thread's)."""
         with self._lock:
             self.encoded += 1
             encoded = self._data_urls.setdefault(identity, encoded)
@@ -134,7 +168,7 @@ class RemotePrompt:
 def _ours(url: str) -> bool:
     """Whether `url` names a photo of this machine (a file, or one held in memory), which
     leaves as a data URL; data: and web URLs are passed on as they are."""
-    return url.startswith(MEMORY_URL) or local_photo_path(url) is not None
+    return url.startswith((MEMORY_URL, CLIP_MEMORY_URL)) or local_photo_path(url) is not None
 
 
 def _text_tokens(text: str) -> int:

@@ -294,6 +294,8 @@ def _stream_into(reply: Turn, items, session: ChatSession, token: CancelToken, c
                 with session.lock:
                     reply.parts = [TextPart("".join(written.pieces))]
                 yield TextDelta(item)
+            elif isinstance(item, Notice):  # the engine's word to the user (a remote server refused a clip)
+                yield item
             else:
                 clock.mark("first_audio")
                 yield item  # AudioChunk
