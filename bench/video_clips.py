@@ -13,7 +13,10 @@ that pans, so the decoder has real work on every frame):
    decode keeps only the frames it samples);
 3. time to first token of a question about a clip against one about a photo, on the
    same model (the committed shapes-vlm on this machine; --model for another), each
-   read from scratch (caches cleared), min/median of --runs.
+   read from scratch (caches cleared), min/median of --runs;
+4. a follow-up after a clip question: its time to first token with the KV cache of the
+   turn before (the app's default) and without it (--prefix-cache-mb 0: the clip's
+   tokens read again), and how many prompt tokens the cache saved.
 """
 
 from __future__ import annotations
@@ -148,6 +151,39 @@ def ttft_table(model: str, folder: Path, runs: int) -> None:
         print(f"| {name} | {tokens} | {min(firsts):.0f} | {statistics.median(firsts):.0f} |")
 
 
+def follow_up_table(model: str, folder: Path, runs: int) -> None:
+    from mmchat.cancel import CancelToken
+    from mmchat.config import Config
+    from mmchat.engine import Completion, GenerationParams
+    from mmchat.engine.local import create_local_engine
+
+    clip = encode(folder / "follow-up.mp4", 10, (640, 360))
+    first = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": clip.as_uri()}},
+                                          {"type": "text", "text": "What is in it?"}]}]
+    print("| follow-up after a 10 s clip | prompt tokens | read from the cache | TTFT ms min | median |")
+    print("|---|---|---|---|---|")
+    for label, megabytes in (("with the KV cache", 1024.0), ("without (--prefix-cache-mb 0)", 0.0)):
+        engine = create_local_engine(Config(model=model, device="auto", quantization="auto",
+                                            prefix_cache_mb=megabytes))
+        firsts, tokens, reused = [], 0, 0
+        for run in range(runs):
+            engine.forget()
+            params = GenerationParams(max_new_tokens=4, temperature=0)
+            answer = "".join(item for item in engine.stream(first, params, CancelToken.standalone())
+                             if isinstance(item, str))
+            follow = [*first, {"role": "assistant", "content": answer},
+                      {"role": "user", "content": [{"type": "text", "text": f"And then? ({run})"}]}]
+            before = engine.prefix.reused_tokens if engine.prefix is not None else 0
+            start = time.perf_counter()
+            for item in engine.stream(follow, GenerationParams(max_new_tokens=1, temperature=0),
+                                      CancelToken.standalone()):
+                if isinstance(item, Completion):
+                    tokens = item.prompt_tokens
+            firsts.append((time.perf_counter() - start) * 1000)
+            reused = (engine.prefix.reused_tokens - before) if engine.prefix is not None else 0
+        print(f"| {label} | {tokens} | {reused} | {min(firsts):.0f} | {statistics.median(firsts):.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -163,6 +199,8 @@ def main() -> None:
         memory_table(clips["60 s 1080p"], args.runs)
         print()
         ttft_table(args.model, folder, args.runs)
+        print()
+        follow_up_table(args.model, folder, args.runs)
     print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
           file=sys.stderr)
 

@@ -76,6 +76,34 @@ def _sound(out, stream, samples: np.ndarray) -> None:
         out.mux(packet)
 
 
+def still_clip(path: Path, image, seconds: float = 2.0) -> Path:
+    """A clip of `image` (a PIL image) held still for `seconds`, 2 frames a second, near
+    lossless (H.264, or VP9 in a .webm)."""
+    webm = path.suffix == ".webm"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libvpx-vp9" if webm else "libx264", rate=2)
+        stream.width, stream.height = image.size
+        stream.pix_fmt, stream.options = "yuv420p", {"lossless": "1"} if webm else {"crf": "12"}
+        for _ in range(round(seconds * 2)):
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_recording(path: Path, seconds: float = 1.0) -> Path:
+    """A sound-only WebM (Opus), as the page's own microphone recordings are."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libopus", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, int(48000 * seconds)), np.float32), format="flt",
+                                           layout="mono")
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return path
+
+
 def square_left(image) -> float:
     """Where the drawn square's left edge is in a decoded frame, as a fraction of the width."""
     pixels = np.asarray(image.convert("RGB")).astype(int)

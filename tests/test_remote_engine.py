@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from app import build_services
+from clips import still_clip
 from conftest import make_services
 from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.cancel import CancelToken
@@ -325,21 +326,8 @@ def test_server_errors_become_clear_messages_and_the_front_recovers(scripted, tm
     assert handlers.services.admission.running == 0 and not alive((STREAM_THREAD,))
 
 
-def _clip(tmp_path, name: str, colour: str):
-    """A clip of a drawn scene held still for two seconds."""
-    import av
-
-    image = draw_test_image("circle", colour)
-    path = tmp_path / name
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=2)
-        stream.width, stream.height, stream.pix_fmt, stream.options = *image.size, "yuv420p", {"crf": "12"}
-        for _ in range(4):
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return str(path)
+def _clip(tmp_path, name: str, colour: str) -> str:
+    return str(still_clip(tmp_path / name, draw_test_image("circle", colour)))
 
 
 def test_a_clip_goes_to_the_server_as_a_video_url_part(back, tmp_path):

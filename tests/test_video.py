@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clips import make_clip, square_colour, square_left
+from clips import make_clip, make_recording, square_colour, square_left
 from mmchat.errors import InputError
 from mmchat.media.video import CLIPS, MAX_SIDE, ClipLimits, has_pictures, read_clip
 
@@ -121,14 +121,7 @@ def test_a_sound_recording_is_refused_as_a_clip_and_told_to_go_as_a_recording(tm
     sound = tmp_path / "sound.wav"
     soundfile.write(sound, np.zeros(16000, np.float32), 16000)
     _expect_refusal(sound.read_bytes(), "only sound", "recording")
-    recording = tmp_path / "voice.webm"  # the page's own recordings are sound-only WebM
-    with av.open(str(recording), "w") as out:
-        stream = out.add_stream("libopus", rate=48000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 48000), np.float32), format="flt", layout="mono")
-        frame.sample_rate = 48000
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            out.mux(packet)
-    assert not has_pictures(recording)
+    assert not has_pictures(make_recording(tmp_path / "voice.webm"))  # the page's own recordings: sound-only WebM
 
 
 def test_a_truncated_clip_is_refused_or_read_as_far_as_it_plays(tmp_path):

@@ -16,7 +16,8 @@ import httpx
 import openai
 import pytest
 
-from clips import clip_data_url, make_clip
+import clips
+from clips import clip_data_url, make_clip, make_recording
 from conftest import make_services
 from fixture_models import draw_test_image, shapes_vlm_path
 from mmchat.config import Config
@@ -40,18 +41,8 @@ QUIET = (12, 0.0, False, "auto", 1.0)  # max tokens, temperature, speak, voice, 
 
 
 def still_clip(path: Path, shape: str, colour: str, seconds: float = 2.0) -> Path:
-    """A clip of a drawn scene held still for `seconds` (H.264, or VP9 in WebM; 2 frames a second)."""
-    image = draw_test_image(shape, colour)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libvpx-vp9" if path.suffix == ".webm" else "libx264", rate=2)
-        stream.width, stream.height = image.size
-        stream.pix_fmt, stream.options = "yuv420p", {"crf": "12"} if path.suffix != ".webm" else {"lossless": "1"}
-        for _ in range(round(seconds * 2)):
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    """A clip of a drawn scene held still for `seconds`."""
+    return clips.still_clip(path, draw_test_image(shape, colour), seconds)
 
 
 def video_part(path: Path) -> dict:
@@ -204,15 +195,7 @@ def test_a_remote_server_gets_a_clip_as_time_stamped_photos(tmp_path):
 
 def test_a_webm_is_a_clip_when_it_has_pictures_and_a_recording_when_it_has_only_sound(tmp_path):
     clip = make_clip(tmp_path / "clip.webm", seconds=1.0, fps=10, codec="libvpx-vp9")
-    recording = tmp_path / "voice.webm"
-    with av.open(str(recording), "w") as out:
-        stream = out.add_stream("libopus", rate=48000)
-        import numpy as np
-
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 48000), np.float32), format="flt", layout="mono")
-        frame.sample_rate = 48000
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            out.mux(packet)
+    recording = make_recording(tmp_path / "voice.webm")
     photo = tmp_path / "photo.png"
     draw_test_image("circle", "red").save(photo)
     assert sorted_files([str(photo), str(clip), str(recording)]) == ((str(photo),), (str(clip),), [str(recording)])
