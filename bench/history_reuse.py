@@ -90,14 +90,14 @@ def write_photo(path: Path, seed: int) -> None:
 @contextlib.contextmanager
 def caching(engine: LocalEngine, photos: bool):
     """With `photos` False, every photo and prompt is prepared afresh (as before issue 11)."""
-    saved = photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts
+    saved = photo_cache.PHOTOS.items, engine._images.cache.max_bytes, engine.prepared_prompts
     if not photos:
-        photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = 0, 0, 0
+        photo_cache.PHOTOS.items, engine._images.cache.max_bytes, engine.prepared_prompts = 0, 0, 0
     photo_cache.PHOTOS.clear()
     try:
         yield
     finally:
-        photo_cache.PHOTOS.items, engine._images._max_bytes, engine.prepared_prompts = saved
+        photo_cache.PHOTOS.items, engine._images.cache.max_bytes, engine.prepared_prompts = saved
 
 
 def conversation(engine: LocalEngine, folder: Path, turns: int, tag: str) -> list[tuple[int, float]]:

@@ -116,7 +116,7 @@ def test_the_photo_cache_holds_what_photo_cache_mb_allows(tmp_path):
             for photo in photos:
                 list(engine.stream([_user(f"What is it? ({round})", photo)], params, CancelToken.standalone()))
         assert engine._images.processed - before == processed_twice, megabytes
-        assert engine._images._cache._bytes <= megabytes * 2**20
+        assert engine._images.cache._bytes <= megabytes * 2**20
 
 
 def test_clips_and_photos_together_are_what_the_processor_itself_makes(tmp_path):

@@ -247,7 +247,7 @@ class CachingImageProcessor:
                  cache: FeatureCache | None = None) -> None:
         self._real = real
         self._layout = layout
-        self._cache = cache or FeatureCache(max_bytes)
+        self.cache = cache or FeatureCache(max_bytes)  # shared with the clips' (CachingVideoProcessor)
         self._last = threading.local()
         self._count = threading.Lock()
         self.processed = 0  # photos the real image processor ran on (for tests)
@@ -262,7 +262,7 @@ class CachingImageProcessor:
         return BatchFeature(self._layout.stand_in(photos))
 
     def clear(self) -> None:
-        self._cache.clear()
+        self.cache.clear()
 
     def last_photos(self) -> list[Photo]:
         """The photos of this thread's latest processor call, in prompt order."""
@@ -271,12 +271,12 @@ class CachingImageProcessor:
     def _photo(self, image, options: str, kwargs: dict) -> Photo:
         identity = getattr(image, "info", {}).get(IDENTITY_KEY)
         key = None if identity is None else (identity, options)
-        photo = self._cache.get(key)
+        photo = self.cache.get(key)
         if photo is None:
             photo = self._layout.photo(identity, self._real([[image]], **kwargs))
             with self._count:
                 self.processed += 1
-            self._cache.put(key, photo)
+            self.cache.put(key, photo)
         return photo
 
 

@@ -75,8 +75,9 @@ class ClipLimits:
 
     @classmethod
     def of(cls, config) -> "ClipLimits":
-        return cls(config.video_fps, config.max_video_frames, config.max_video_seconds, config.max_video_pixels,
-                   config.max_pixels, config.video_decode_seconds)
+        # Held to what can sample anything at all: a rate or a frame count of 0 would take no frame.
+        return cls(max(config.video_fps, 0.05), max(config.max_video_frames, 1), max(config.max_video_seconds, 0.5),
+                   max(config.max_video_pixels, 32 * 32), config.max_pixels, config.video_decode_seconds)
 
 
 @dataclass(frozen=True, eq=False)
