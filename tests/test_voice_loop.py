@@ -158,7 +158,7 @@ def test_the_camera_keeps_only_its_last_seconds_and_a_camera_just_on_is_asked_ab
                                                                                                   tmp_path):
     for step in range(200):  # far faster than any page sends: what is kept stays bounded
         voice.see(_moving((step % 9) / 8))
-    assert len(voice._recent) <= 4 * voice.services.config.camera_clip_seconds + 1
+    assert voice.camera.kept <= 4 * voice.services.config.camera_clip_seconds + 1
     assert voice.camera_clip(tmp_path) is None  # all within a moment: no motion to show
     turns = _turns(_feed(voice, np.concatenate([say("Is it moving?"), _quiet(1.2)])))
     list(voice.answer(turns[0], GREEDY, speech=None))

@@ -2,7 +2,7 @@
 
     loop = VoiceLoop(session, services)
     heard = loop.hear(48_000, chunk)          # every microphone chunk, in order
-    loop.see(frame)                           # camera frames (about one a second)
+    loop.see(frame)                           # camera frames (about two a second; camera.py)
     if heard.turn:                            # the person finished a question
         loop.answers.start(heard.turn, send)  # answered now, on a thread (answering.py), or:
         for event in loop.answer(heard.turn, params, speech): ...   # turn events, as turn.submit's
@@ -11,8 +11,9 @@
 the question ends only its last stretch is left to transcribe. Speech that starts while
 the assistant answers stops the answer at once (barge-in: the session's cancel scope),
 unless it is the assistant's own voice coming back through the speakers (`EchoGuard`).
-`answer` turns the finished question, with the camera's frame at its end, into a turn
-of the shared turn layer, or carries out a spoken command ("stop", "new chat"...).
+`answer` turns the finished question, with the camera's frame at its end (or its last
+seconds, for a question about movement), into a turn of the shared turn layer, or carries
+out a spoken command ("stop", "new chat"...).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import logging
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +32,13 @@ from typing import Iterator, Literal
 import numpy as np
 
 from mmchat.media.audio import SAMPLE_RATE
-from mmchat.media.video import write_clip
 from mmchat.engine import GenerationParams
 from mmchat.events import AudioChunk, InputRejected, Notice, QuestionAdded, Transcript, TurnEvent
 from mmchat.presets import DESCRIBE, Task, Verbosity, preset_for_words
 from mmchat.turn.services import Speech
 from mmchat.turn.session import ChatSession
 from mmchat.voice.answering import Answers
+from mmchat.voice.camera import Camera, View
 from mmchat.voice.commands import Command, spoken_command
 from mmchat.voice.echo import EchoGuard
 from mmchat.voice.endpoint import EndpointDetector, EndpointSettings, FalseStart, SpeechStarted, TurnEnded
@@ -56,13 +56,6 @@ STATE_WORDS: dict[State, str] = {
     "speaking": "Speaking (talk to interrupt)",
 }
 
-# A camera frame older than this is not "what the camera sees now" (the camera was turned off).
-FRAME_FRESH_SECONDS = 5.0
-# The camera's last seconds are kept for questions about motion (--camera-clip-seconds), at
-# most this many frames a second whatever the page sends: the memory it takes is bounded.
-CAMERA_CLIP_FPS = 4
-# A clip of fewer frames, or spanning less than this, shows no motion: the last frame is asked about.
-CAMERA_CLIP_MIN_SECONDS = 0.9
 # The page plays what it is sent a little after it arrives (its audio buffer); the
 # assistant counts as speaking until then.
 PLAYBACK_SLACK_SECONDS = 0.3
@@ -88,9 +81,7 @@ class HeardTurn:
     number: int
     ended: TurnEnded
     speech_ended_at: float  # time.monotonic() when the last word ended (as the server heard it)
-    frame: np.ndarray | None  # the camera's frame at the end of the question (RGB)
-    # The camera's last seconds at the end of the question: (time.monotonic(), RGB frame), oldest first.
-    recent: tuple[tuple[float, np.ndarray], ...] = ()
+    view: View  # what the camera showed at the end of the question
     # Its transcript is finished at once, on a thread, while its answer's thread starts.
     transcribed: threading.Event = field(default_factory=threading.Event)
     transcript: Transcript | None = None
@@ -105,11 +96,6 @@ class Heard:
     turn: int | None = None  # the number of a question that just ended (for `answer`)
     barged_in: bool = False  # the person spoke over the answer: it was stopped
     speech_ended_at: float | None = None  # the question's end of speech (time.monotonic()), with `turn`
-
-
-def _shows_motion(recent) -> bool:
-    """Whether the camera's last frames, (time, frame) oldest first, are enough of a clip to show motion."""
-    return len(recent) >= 2 and recent[-1][0] - recent[0][0] >= CAMERA_CLIP_MIN_SECONDS
 
 
 class VoiceLoop:
@@ -156,11 +142,7 @@ class VoiceLoop:
         self._echo_turn: int | None = None  # our own voice coming back
         self._doubt: SpeechStarted | None = None  # speech during playback, not yet told from echo
         self._checked: tuple[SpeechStarted | None, int] = (None, 0)  # the echo checks done on it
-        self._frame: np.ndarray | None = None
-        self._frame_at = 0.0
-        self._clip_seconds = config.camera_clip_seconds
-        self._recent: deque[tuple[float, np.ndarray]] = deque(
-            maxlen=max(int(self._clip_seconds * CAMERA_CLIP_FPS) + 1, 1))
+        self.camera = Camera(config.camera_clip_seconds)
         self._last_frame_path: str | None = None  # the previous question's frame, as stored
         # (stream position at a chunk's end, when it arrived): the stream clock to wall time.
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=600)
@@ -199,42 +181,18 @@ class VoiceLoop:
         return ends_mid_thought(guess.text)
 
     def see(self, frame: np.ndarray | None) -> None:
-        """The camera's latest frame (RGB uint8); only the newest is kept."""
-        if frame is not None:
-            now = time.monotonic()
-            with self._state:
-                self._frame, self._frame_at = frame, now
-                # At most CAMERA_CLIP_FPS a second are kept: a frame too soon after the last replaces it.
-                if self._recent and now - self._recent[-1][0] < 1 / CAMERA_CLIP_FPS:
-                    self._recent.pop()
-                self._recent.append((now, frame))
+        """The camera's latest frame (RGB uint8)."""
+        self.camera.see(frame)
 
     def camera_photo(self, folder: Path) -> Path | None:
         """What the camera sees now, as a JPEG in `folder` (for the page's Describe); None
         when no fresh frame has come (the camera is off or voice mode has just started)."""
-        from PIL import Image
-
-        with self._state:
-            fresh = time.monotonic() - self._frame_at <= FRAME_FRESH_SECONDS
-            frame = self._frame if fresh else None
-        if frame is None:
-            return None
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"camera-{uuid.uuid4().hex}.jpg"
-        Image.fromarray(np.ascontiguousarray(frame[..., :3]).astype(np.uint8)).save(path, quality=90)
-        return path
+        return self.camera.photo(folder)
 
     def camera_clip(self, folder: Path) -> Path | None:
         """The camera's last seconds as a clip in `folder` (for the page's Describe, "What is
         happening"); None when they are too few to show motion or the camera is off."""
-        now = time.monotonic()
-        with self._state:
-            fresh = now - self._frame_at <= FRAME_FRESH_SECONDS
-            recent = [(at, frame) for at, frame in self._recent if now - at <= self._clip_seconds] if fresh else []
-        if not _shows_motion(recent):
-            return None
-        folder.mkdir(parents=True, exist_ok=True)
-        return write_clip(recent, folder / f"camera-{uuid.uuid4().hex}.mp4")
+        return self.camera.clip(folder)
 
     def stop_listening(self) -> None:
         """Voice mode off: forget the question under way (an answer already running goes on)."""
@@ -326,13 +284,10 @@ class VoiceLoop:
         if overlapped_playback and self.echo_guard.is_echo(ended.audio):
             self._transcriber.abandon()
             return None
+        view = self.camera.view()
         with self._state:
-            frame = self._frame if now - self._frame_at <= FRAME_FRESH_SECONDS else None
-            recent = tuple((at, seen) for at, seen in self._recent if now - at <= self._clip_seconds) if frame is not None \
-                else ()
             number = next(self._numbers)
-            heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), frame,
-                                                      recent)
+            heard = self._pending[number] = HeardTurn(number, ended, self._wall_time(ended.speech_end, now), view)
         threading.Thread(target=self._finish_transcript, args=(heard,), name="mmchat-voice-transcript",
                          daemon=True).start()
         return heard
@@ -404,32 +359,14 @@ class VoiceLoop:
             # Without a camera frame, only "describe" says the camera is needed; "what is this?"
             # and the like are then ordinary questions (about the photos in the chat, if any).
             preset = DESCRIBE if command is Command.DESCRIBE else preset_for_words(text)
-            if heard.frame is None and command is not Command.DESCRIBE:
+            if heard.view.frame is None and command is not Command.DESCRIBE:
                 preset = None
             task = Task(preset, self.verbosity) if preset is not None else None
-            # "What is happening?" and questions about movement are about the camera's last seconds.
-            clips: list[str] = []
-            if (task is not None and task.preset.clips) or (task is None and command is Command.MOTION):
-                clip = self._write_camera_clip(heard.recent, number)
-                if clip is not None:
-                    clips.append(str(clip))
-                    files.append(clip)
-                elif task is not None:
-                    yield InputRejected("Keep the camera on for a few seconds, then ask again: there is not yet "
-                                        "enough of it to see what is happening.")
-                    return
-            images = []
-            wants_previous = command is Command.COMPARE or (task is not None and task.preset.needs_two_photos)
-            if wants_previous and self._last_frame_path and Path(self._last_frame_path).is_file():
-                images.append(self._last_frame_path)
-            if clips:
-                pass  # the clip ends with the frame the question would have had
-            elif heard.frame is not None:
-                images.append(str(self._write_frame(heard.frame, number)))
-                files.append(Path(images[-1]))
-            elif task is not None:
-                yield InputRejected(f"Turn the camera on for {task.preset.label.lower()} (or upload a photo).")
+            shown = self._camera_media(heard, command, task, files)
+            if isinstance(shown, InputRejected):
+                yield shown
                 return
+            images, clips = shown
             recording = self._write_recording(heard.ended.audio, number)
             files.append(recording)
             if task is not None:  # the preset's prompt is the question; the recording is not needed
@@ -444,7 +381,7 @@ class VoiceLoop:
                     if barges is not None and self._barges != barges:  # barged in on before the turn's
                         self.session.cancel_scope.cancel()                # token existed: stop it now
                     barges = None
-                    if isinstance(event, QuestionAdded) and heard.frame is not None:
+                    if isinstance(event, QuestionAdded) and heard.view.frame is not None:
                         self._last_frame_path = self._stored_frame()
                     elif isinstance(event, AudioChunk):
                         self._playing(event)
@@ -469,19 +406,31 @@ class VoiceLoop:
             images = self.session.conversation.turns[index].images
             return images[-1].path if images else None
 
-    def _write_camera_clip(self, recent, number: int) -> Path | None:
-        """The camera's last seconds as a clip (media.video.write_clip), or None when they are
-        too few or too short to show any motion (the camera has just been turned on)."""
-        if not _shows_motion(recent):
-            return None
-        return write_clip(list(recent), self._temporary / f"camera-{number}.mp4")
-
-    def _write_frame(self, frame: np.ndarray, number: int) -> Path:
-        from PIL import Image
-
-        path = self._temporary / f"frame-{number}.jpg"
-        Image.fromarray(np.ascontiguousarray(frame[..., :3]).astype(np.uint8)).save(path, quality=90)
-        return path
+    def _camera_media(self, heard: HeardTurn, command: Command | None, task: Task | None,
+                      files: list[Path]) -> tuple[list[str], list[str]] | InputRejected:
+        """What of the camera goes with the question, (photos, clips), each file also in
+        `files` (removed after the turn); or why the question can't be asked. "What is
+        happening?" and questions about movement take its last seconds, as a clip; "what
+        changed?" and Compare the previous question's frame and this one; the rest the frame."""
+        number, view = heard.number, heard.view
+        if (task is not None and task.preset.clips) or (task is None and command is Command.MOTION):
+            clip = view.write_clip(self._temporary / f"camera-{number}.mp4")
+            if clip is not None:
+                files.append(clip)
+                return [], [str(clip)]  # the clip ends with the frame the question would have had
+            if task is not None:
+                return InputRejected("Keep the camera on for a few seconds, then ask again: there is not yet "
+                                     "enough of it to see what is happening.")
+        images = []
+        wants_previous = command is Command.COMPARE or (task is not None and task.preset.needs_two_photos)
+        if wants_previous and self._last_frame_path and Path(self._last_frame_path).is_file():
+            images.append(self._last_frame_path)
+        if view.frame is not None:
+            images.append(str(view.write_frame(self._temporary / f"frame-{number}.jpg")))
+            files.append(Path(images[-1]))
+        elif task is not None:
+            return InputRejected(f"Turn the camera on for {task.preset.label.lower()} (or upload a photo).")
+        return images, []
 
     def _write_recording(self, audio: np.ndarray, number: int) -> Path:
         import soundfile
