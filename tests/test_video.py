@@ -80,6 +80,23 @@ def test_a_long_clip_is_sampled_more_sparsely_within_the_frame_and_pixel_budgets
     assert square_left(frames.images[-1]) > 0.75
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command (scripts/dev-setup.sh installs it)")
+def test_a_clip_that_does_not_say_its_length_is_sampled_over_all_of_it(tmp_path):
+    # A browser's own recording (MediaRecorder's WebM) writes no length: the frames are taken
+    # at the full rate, then thinned to every other one each time the budget fills.
+    whole = make_clip(tmp_path / "whole.webm", seconds=50, fps=10, size=(160, 120), codec="libvpx-vp9",
+                      where=lambda t: t / 50)
+    live = tmp_path / "live.webm"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-f", "webm", "-live", "1",
+                    str(live)], check=True)
+    with av.open(str(live)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    frames = read(live, ClipLimits(max_frames=16)).frames
+    assert len(frames.images) <= 16 and frames.times[-1] >= 40  # spread over the whole clip
+    for when, image in zip(frames.times, frames.images):
+        assert square_left(image) == pytest.approx(when / 50, abs=0.04), when
+
+
 def test_a_two_hour_clip_is_looked_at_over_its_first_minutes_and_says_so(tmp_path):
     clip = read(make_clip(tmp_path / "film.mp4", seconds=7200, fps=1, size=(64, 48), where=lambda t: (t % 60) / 60))
     frames = clip.frames

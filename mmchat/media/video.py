@@ -213,8 +213,11 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
                          f"{MAX_FRAME_RATE:.0f}.", "clip_too_many_frames", name=name, rate=f"{declared_rate:,.0f}")
     declared = _declared_seconds(container, stream)
     seconds = min(declared, limits.max_seconds) if declared else limits.max_seconds
-    rate = min(limits.fps, limits.max_frames / seconds) if seconds > 0 else limits.fps
-    wanted = max(1, min(limits.max_frames, math.floor(seconds * rate + _SLACK_SECONDS) + 1))
+    if declared:  # the rate that spreads the frame budget over the whole stretch looked at
+        rate = min(limits.fps, limits.max_frames / seconds)
+        wanted = max(1, min(limits.max_frames, math.floor(seconds * rate + _SLACK_SECONDS) + 1))
+    else:  # a length nobody wrote down (a browser's recording): sampled at the full rate, thinned as it runs on
+        rate, wanted = limits.fps, limits.max_frames
     frame_pixels = max(min(limits.frame_pixels, limits.max_pixels // wanted), 32 * 32)
 
     stream.thread_type = "AUTO"  # frame and slice threads: a long clip decodes on every core
@@ -243,6 +246,8 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
                 raise InputError(f"{name} has more than {MAX_FRAME_RATE:.0f} frames a second; mmchat takes clips "
                                  f"of up to {MAX_FRAME_RATE:.0f}.", "clip_too_many_frames", name=name,
                                  rate=f"{MAX_FRAME_RATE:.0f}+")
+            if declared is None and len(kept) >= wanted and at + _SLACK_SECONDS >= len(kept) / rate:
+                kept, rate = kept[::2], rate / 2  # every other frame: the same span at half the rate
             # Every sampling time this frame has reached takes it, or the frame before it if nearer.
             while len(kept) < wanted and at + _SLACK_SECONDS >= len(kept) / rate:
                 target = len(kept) / rate
@@ -250,9 +255,7 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
                 kept.append(_upright(previous if nearer else frame, frame_pixels))
                 progress(len(kept) / wanted)
             previous, previous_time, last_time = frame, at, max(last_time, at)
-            if len(kept) >= wanted or at > seconds + _SLACK_SECONDS:
-                break
-        if len(kept) >= wanted or (start is not None and last_time > seconds + _SLACK_SECONDS):
+        if (declared and len(kept) >= wanted) or last_time > seconds + _SLACK_SECONDS:
             break
     if not kept and previous is not None:  # a clip shorter than one sampling step: its one frame
         kept.append(_upright(previous, frame_pixels))
@@ -270,6 +273,8 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
     if declared and declared > limits.max_seconds + _SLACK_SECONDS:
         notice = (f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at: it is "
                   f"{_seconds_words(declared)} long.")
+    elif not declared and last_time > limits.max_seconds + _SLACK_SECONDS:
+        notice = f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at."
     elif damaged and declared and last_time + 1 < declared:
         notice = f"{name} is damaged after {_seconds_words(last_time)}: only what plays before is looked at."
     return frames, notice
