@@ -196,8 +196,8 @@ def decode_frames(source: str | Path | bytes, name: str, limits: ClipLimits, dig
                          "MOV or MKV clip, or an animated GIF.", "clip_unreadable", name=name) from exc
 
 
-def _decode(container, name: str, limits: ClipLimits, identity: tuple,
-            progress: Callable[[float], None]) -> tuple[Frames, str | None]:
+def _video_stream(container, name: str):
+    """The clip's picture track, checked from the header: (stream, frames a second it declares)."""
     if not container.streams.video or _is_picture(container):
         if container.streams.audio:
             raise InputError(f"{name} has no pictures: it holds only sound. Send it as a recording instead.",
@@ -205,12 +205,18 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
         raise InputError(f"{name} holds no moving pictures: it is empty, or a still picture (send a photo as a "
                          "photo).", "clip_no_video", name=name)
     stream = container.streams.video[0]
-    width, height = stream.codec_context.width, stream.codec_context.height
-    _check_frame_size(name, width, height)
+    _check_frame_size(name, stream.codec_context.width, stream.codec_context.height)
     declared_rate = float(stream.average_rate or stream.guessed_rate or 0)
     if declared_rate > MAX_FRAME_RATE:
         raise InputError(f"{name} has {declared_rate:,.0f} frames a second; mmchat takes clips of up to "
                          f"{MAX_FRAME_RATE:.0f}.", "clip_too_many_frames", name=name, rate=f"{declared_rate:,.0f}")
+    return stream, declared_rate
+
+
+def _decode(container, name: str, limits: ClipLimits, identity: tuple,
+            progress: Callable[[float], None]) -> tuple[Frames, str | None]:
+    stream, declared_rate = _video_stream(container, name)
+    width, height = stream.codec_context.width, stream.codec_context.height
     declared = _declared_seconds(container, stream)
     seconds = min(declared, limits.max_seconds) if declared else limits.max_seconds
     if declared:  # the rate that spreads the frame budget over the whole stretch looked at
@@ -269,15 +275,19 @@ def _decode(container, name: str, limits: ClipLimits, identity: tuple,
     turned = round((previous.rotation or 0) / 90) % 2 if previous is not None else 0
     frames = Frames(tuple(kept), tuple(k / rate for k in range(len(kept))), rate, duration, covered,
                     (height, width) if turned else (width, height), bool(container.streams.audio), identity)
-    notice = None
+    return frames, _notice(name, limits, declared, last_time, damaged)
+
+
+def _notice(name: str, limits: ClipLimits, declared: float | None, last_time: float, damaged: bool) -> str | None:
+    """What the chat says about how much of the clip was looked at, if not all of it."""
     if declared and declared > limits.max_seconds + _SLACK_SECONDS:
-        notice = (f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at: it is "
-                  f"{_seconds_words(declared)} long.")
-    elif not declared and last_time > limits.max_seconds + _SLACK_SECONDS:
-        notice = f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at."
-    elif damaged and declared and last_time + 1 < declared:
-        notice = f"{name} is damaged after {_seconds_words(last_time)}: only what plays before is looked at."
-    return frames, notice
+        return (f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at: it is "
+                f"{_seconds_words(declared)} long.")
+    if not declared and last_time > limits.max_seconds + _SLACK_SECONDS:
+        return f"Only the first {_seconds_words(limits.max_seconds)} of {name} are looked at."
+    if damaged and declared and last_time + 1 < declared:
+        return f"{name} is damaged after {_seconds_words(last_time)}: only what plays before is looked at."
+    return None
 
 
 def write_clip(frames: list[tuple[float, np.ndarray]], path: Path) -> Path:
