@@ -21,7 +21,7 @@ LANGUAGE_NAMES = {ENGLISH: "English", CHINESE: "中文"}
 
 _EN: dict[str, str] = {
     # --- the page ---
-    "tagline": "# mmchat\nAsk about your photos, by typing or by voice.",
+    "tagline": "# mmchat\nAsk about your photos and clips, by typing or by voice.",
     "log_out": "Log out",
     "signed_in_as": "Signed in as **{name}**",
     "conversation": "Conversation",
@@ -46,7 +46,7 @@ _EN: dict[str, str] = {
     "stage_first_token": "first token",
     "stage_first_audio": "first audio",
     "stage_done": "answer done",
-    "chat_placeholder": "Add a photo and ask about it. Answers appear here.",
+    "chat_placeholder": "Add a photo or a video clip and ask about it. Answers appear here.",
     "spoken_answer": "Spoken answer",
     "message": "Message",
     "message_placeholder": "Ask about your photos…",
@@ -166,7 +166,7 @@ _EN: dict[str, str] = {
 }
 
 _ZH: dict[str, str] = {
-    "tagline": "# mmchat\n用文字或语音询问你的照片。",
+    "tagline": "# mmchat\n用文字或语音询问你的照片和视频。",
     "log_out": "退出登录",
     "signed_in_as": "已登录：**{name}**",
     "conversation": "对话",
@@ -191,7 +191,7 @@ _ZH: dict[str, str] = {
     "stage_first_token": "首个字",
     "stage_first_audio": "首段语音",
     "stage_done": "回答完成",
-    "chat_placeholder": "添加一张照片并提问。回答会显示在这里。",
+    "chat_placeholder": "添加一张照片或一段视频并提问。回答会显示在这里。",
     "spoken_answer": "语音回答",
     "message": "消息",
     "message_placeholder": "询问你的照片…",
