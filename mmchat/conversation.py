@@ -199,8 +199,9 @@ class Conversation:
         """Messages in the OpenAI chat format.
 
         Images and clips (`video_url` parts, as vLLM takes them) are `file://` URLs for
-        engines on this machine, or data URLs when `inline_images` (for a remote server). Speech appears as its transcript; replies
-        that failed are left out, interrupted ones are kept as far as they got.
+        engines on this machine, or data URLs when `inline_images` (for a remote server).
+        Speech appears as its transcript; replies that failed are left out, interrupted ones
+        are kept as far as they got.
         `before`: only the turns before this one (the prompt for the reply being written).
         """
         turns = self.turns

@@ -134,6 +134,15 @@ def test_a_clip_over_the_size_limit_is_a_413_before_it_is_decoded(server):
     assert reply.status_code == 413 and reply.json()["error"]["code"] == "invalid_video"
 
 
+def test_more_clips_than_a_message_takes_are_refused_before_any_is_decoded(server, tmp_path):
+    clip = video_part(make_clip(tmp_path / "many.mp4", seconds=1.0, fps=10, colour=lambda t: (0, 255, 0)))
+    decoded = CLIPS.decoded
+    with pytest.raises(openai.BadRequestError) as refused:
+        ask(server.client(), *[clip] * (server.services.config.max_videos_per_turn + 1),
+            {"type": "text", "text": "What happens?"})
+    assert refused.value.body["code"] == "too_many_videos" and CLIPS.decoded == decoded
+
+
 def test_a_clip_must_come_inline(server):
     with pytest.raises(openai.BadRequestError) as refused:
         ask(server.client(), {"type": "video_url", "video_url": {"url": "file:///etc/passwd"}},

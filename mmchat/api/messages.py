@@ -1,8 +1,8 @@
 """OpenAI chat messages -> what a turn takes: the history, the new question, the system prompt.
 
 Images come inline (`data:` URLs), and so do video clips (`video_url` parts, as vLLM
-takes them: data:video/mp4;base64,...; OpenAI's own clients send them as an extra part). A web address is fetched only from the hosts the
-operator allows (--allow-image-urls, fetch.py): by default it is refused, as a server
+takes them: data:video/mp4;base64,...; OpenAI's own clients send them as an extra part).
+A web address is fetched only from the hosts the operator allows (--allow-image-urls, fetch.py): by default it is refused, as a server
 that fetches whatever a client names can be made to reach private addresses. A
 `file://` URL or a path would let a client read photos off the server's disk, so it is
 always refused. Each refusal is a 400 that says how to send the image instead. Every photo and message is held to the page's
@@ -99,6 +99,9 @@ def _parts(message: Message, index: int, config: Config, photos: list[Photo | Cl
     content = message.content
     if content is None or isinstance(content, str):
         return [TextPart(_clean(content or "", f"messages[{index}].content"))]
+    # Counted before any is decoded (seconds each); a turn of two such messages is counted again whole.
+    _check_clip_count(sum(isinstance(item, dict) and item.get("type") == "video_url" for item in content), index,
+                      config)
     parts: list[Part] = []
     for number, item in enumerate(content):
         where = f"messages[{index}].content[{number}]"
@@ -211,15 +214,18 @@ def _inline(url: str, max_bytes: int, param: str, kind: str = "image") -> tuple[
                        param=param, code=code) from None
 
 
+def _check_clip_count(clips: int, index: int, config: Config) -> None:
+    if clips > config.max_videos_per_turn:
+        raise ApiError(400, f"A message holds {clips} video clips; at most {config.max_videos_per_turn} fit in one "
+                            "message.", param=f"messages[{index}].content", code="too_many_videos")
+
+
 def _check_user_turn(parts: list[Part], index: int, config: Config) -> None:
     images = sum(isinstance(p, ImagePart) for p in parts)
     if images > config.max_images_per_turn:
         raise ApiError(400, f"A message holds {images} images; at most {config.max_images_per_turn} fit in one "
                             "message.", param=f"messages[{index}].content", code="too_many_images")
-    clips = sum(isinstance(p, VideoPart) for p in parts)
-    if clips > config.max_videos_per_turn:
-        raise ApiError(400, f"A message holds {clips} video clips; at most {config.max_videos_per_turn} fit in one "
-                            "message.", param=f"messages[{index}].content", code="too_many_videos")
+    _check_clip_count(sum(isinstance(p, VideoPart) for p in parts), index, config)
     try:
         check_text("\n".join(p.text for p in parts if isinstance(p, TextPart)), config)
     except InputError as exc:

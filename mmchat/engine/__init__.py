@@ -8,7 +8,13 @@ from typing import Iterator, Protocol, Union
 from ..cancel import CancelToken
 from ..events import Completion, FinishReason  # what an answer ends with: vocabulary every layer reads
 
-__all__ = ["Completion", "Engine", "FinishReason", "GenerationParams"]
+__all__ = ["Completion", "Engine", "FinishReason", "GenerationParams", "part_urls"]
+
+
+def part_urls(messages: list[dict], kind: str) -> list[str]:
+    """The URLs of every `kind` part ("image_url", "video_url") of OpenAI chat messages, in order."""
+    return [item[kind]["url"] for message in messages if not isinstance(message["content"], str)
+            for item in message["content"] if item.get("type") == kind]
 
 
 @dataclass(frozen=True)

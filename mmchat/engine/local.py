@@ -27,7 +27,7 @@ from ..cancel import CancelToken
 from ..config import Config
 from ..media.photos import PHOTOS, model_image, url_identity
 from ..media.video import CLIPS, ClipLimits, Frames, clip_identity, frames_as_photos, model_frames
-from . import Completion, GenerationParams
+from . import Completion, GenerationParams, part_urls
 from .compiled_decode import CompiledDecoder
 from .loading import LoadedModel, Progress, load_model, plan_load
 from .markers import defuse_content, markup_pattern
@@ -158,12 +158,7 @@ class LocalEngine:
     def prepare(self, messages: list[dict]) -> Prompt:
         """`messages` as the model reads them (on the CPU), prepared once: the prompt just
         counted for the token budget is the one then answered."""
-        images = [item["image_url"]["url"] for message in messages
-                  if not isinstance(message["content"], str)
-                  for item in message["content"] if item.get("type") == "image_url"]
-        videos = [item["video_url"]["url"] for message in messages
-                  if not isinstance(message["content"], str)
-                  for item in message["content"] if item.get("type") == "video_url"]
+        images, videos = part_urls(messages, "image_url"), part_urls(messages, "video_url")
         # The photos' and clips' identities are in the key: a photo stored again under the same name is another photo.
         fingerprint = json.dumps([messages, [url_identity(url, self.max_pixels) for url in images],
                                   [clip_identity(url, self.clip_limits) for url in videos]],

@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import ModelUnavailableError, UserFacingError
 from ..events import Notice
 from ..media.video import ClipLimits
-from . import Completion, GenerationParams
+from . import Completion, GenerationParams, part_urls
 from .remote_prompt import RemotePrompt
 
 log = logging.getLogger(__name__)
@@ -121,17 +121,18 @@ class RemoteEngine:
         """The answer (see Engine.stream). A server that refuses a clip as video (a 4xx to a
         request with video_url parts: one without video input) is sent each clip as a few
         frames from then on, and this answer is asked again so; the page is told once."""
-        sent_video = self.prompt.video_parts and _has_video(messages)
+        sent_video = self.prompt.video_parts and bool(part_urls(messages, "video_url"))
         try:
             yield from self._stream(messages, params, cancel)
         except RemoteRejected as refused:
-            if not sent_video or refused.status not in (400, 415, 422) or not self.prompt.video_parts:
+            if not sent_video or refused.status not in (400, 415, 422):
                 raise
-            self.prompt.video_parts = False
-            log.warning("the model server at %s refused a video clip (%s); clips are sent as frames from now on",
-                        self.base_url, refused.message)
-            yield Notice(f"The model server at {self.base_url} does not take video clips, so mmchat sends it each "
-                         "clip as a few of its frames, as photos, each after its time.")
+            if self.prompt.video_parts:  # the first answer to find out says so; one beside it only asks again
+                self.prompt.video_parts = False
+                log.warning("the model server at %s refused a video clip (%s); clips are sent as frames from now on",
+                            self.base_url, refused.message)
+                yield Notice(f"The model server at {self.base_url} does not take video clips, so mmchat sends it "
+                             "each clip as a few of its frames, as photos, each after its time.")
             yield from self._stream(messages, params, cancel)
 
     def _stream(self, messages: list[dict], params: GenerationParams,
@@ -320,11 +321,6 @@ class _Exchange:
                 self.items.put(_Raised(engine._explain(exc)))
         finally:
             self.items.put(_END)
-
-
-def _has_video(messages: list[dict]) -> bool:
-    return any(isinstance(m.get("content"), list) and any(item.get("type") == "video_url" for item in m["content"])
-               for m in messages)
 
 
 def _shut(sock: socket.socket) -> None:

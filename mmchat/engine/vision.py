@@ -5,8 +5,8 @@ call, and every turn sends the whole history again. `CachingImageProcessor` stan
 for the processor's image processor: it runs the real one on each photo alone, once
 (keyed by the identity `mmchat.media.photos` tags it with), and gives the processor
 only what it needs to write the placeholder tokens. `CachingVideoProcessor` does the
-same for a family that reads video (Qwen3-VL), a clip at a time (keyed by the identity
-`mmchat.media.video` tags its frames with). The family's `VisionLayout` then
+same for a family that reads video (Qwen3-VL), a clip at a time (keyed by the clip's
+identity, which comes with its metadata: `ClipMetadata`). The family's `VisionLayout` then
 assembles the pixel tensors the model reads, for all the photos of a prompt or only for
 those after a cached prefix (`prefix_cache.py`), and says where each photo's
 placeholders sit and, for M-RoPE models, the positions of every token.

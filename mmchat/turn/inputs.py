@@ -128,15 +128,15 @@ def checked_parts(user_input: UserInput, services: Services, cancel: CancelToken
         sent, most = len(user_input.images), config.max_images_per_turn
         raise InputError(f"You sent {sent} photos; at most {most} fit in one message.", "too_many_photos",
                          sent=sent, most=most)
+    if len(user_input.videos) > config.max_videos_per_turn:  # counted before any photo or clip is read
+        sent, most = len(user_input.videos), config.max_videos_per_turn
+        raise InputError(f"You sent {sent} video clips; at most {most} fit in one message.", "too_many_clips",
+                         sent=sent, most=most)
     max_bytes = int(config.max_upload_mb * 1e6)
     # Each photo read and decoded once, here: the checks, the model's copy and its identity.
     photos: list[Photo] = [held_photo(path) or read_photo(path, max_pixels=config.max_image_pixels,
                                                           max_bytes=max_bytes, model_pixels=config.max_pixels)
                            for path in user_input.images]
-    if len(user_input.videos) > config.max_videos_per_turn:
-        sent, most = len(user_input.videos), config.max_videos_per_turn
-        raise InputError(f"You sent {sent} video clips; at most {most} fit in one message.", "too_many_clips",
-                         sent=sent, most=most)
     clips: list[Clip] = []
     for path in user_input.videos:
         clip = held_clip(path) or (yield from read_clip_showing_progress(path, config, cancel))
@@ -226,7 +226,8 @@ def clip_speech(clip: Clip, services: Services, cancel: CancelToken):
     if transcript is None:
         return None
     pieces = transcript.segments or ((0.0, transcript.duration, transcript.text),)
-    speech = "\n".join(f"[{start:.1f}-{end:.1f} s] {check_text(text, services.config)}"
+    # Cleaned as typed words are (control characters), not held to a message's length: Whisper wrote them.
+    speech = "\n".join(f"[{start:.1f}-{end:.1f} s] {clean_text(text).strip()}"
                        for start, end, text in pieces if text.strip())
     with _clip_speech_lock:
         _clip_speech[key] = speech

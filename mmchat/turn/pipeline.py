@@ -308,9 +308,9 @@ def _keep_uploads(session: ChatSession, conversation: Conversation, parts: list[
 
     A photo (or a clip that came as bytes) is kept from the bytes its one read gave
     (`media`), not read again, and its copy is noted as holding those bytes, so the decoded
-    photo or clip is found by the copy's path. Copies already made when one fails are not deleted here: a stored file may be
-    another conversation's too (the same content is kept once), and the store removes
-    those no saved turn uses by itself, after a grace time.
+    photo or clip is found by the copy's path. Copies already made when one fails are not
+    deleted here: a stored file may be another conversation's too (the same content is kept
+    once), and the store removes those no saved turn uses by itself, after a grace time.
     """
     kept: list[Part] = []
     try:

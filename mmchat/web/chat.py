@@ -59,14 +59,11 @@ def is_clip(path: str) -> bool:
     return is_clip_name(path) and has_pictures(path)
 
 
-def is_audio(path: str) -> bool:
-    return Path(path).suffix.lower() in AUDIO_SUFFIXES and not is_clip(path)
-
-
 def sorted_files(files: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
-    """A message's files as (photos, clips, recordings), each in the order given."""
+    """A message's files as (photos, clips, recordings), each in the order given; each file
+    named as a clip is probed once (is_clip), whatever else it is."""
     clips = tuple(f for f in files if is_clip(f))
-    recordings = [f for f in files if f not in clips and is_audio(f)]
+    recordings = [f for f in files if f not in clips and Path(f).suffix.lower() in AUDIO_SUFFIXES]
     photos = tuple(f for f in files if f not in clips and f not in recordings)
     return photos, clips, recordings
 
