@@ -571,9 +571,19 @@ class _App:
 
 
 def _served_app(tmp_path, *args):
+    import socket
+
+    def listening() -> bool:
+        assert app.process.poll() is None, f"the app ended:\n{app.log.read_text()}"
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", app.port)) == 0
+
     app = _App(tmp_path, *args)
     try:
+        # The line comes as uvicorn starts, a moment before its socket listens: a model that
+        # fails at once (a missing folder) is said before the API can be asked.
         app.wait_for("Serving the page")
+        assert wait_until(listening, 60), f"the app never listened:\n{app.log.read_text()}"
         return app
     except BaseException:
         app.close()
